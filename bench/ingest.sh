@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Benchmark: generate + ingest N events, against DuckDB converting the same
+# NDJSON to partitioned zstd Parquet, in the same run on the same files.
+#
+#   bench/ingest.sh [STUDENTS] [WORKDIR]     (default 20000 students ≈ 10 M events)
+#
+# Prints events/s, MB/s, peak RSS for each side and the time ratio
+# learnlake / DuckDB (below 1.0: learnlake is faster).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STUDENTS="${1:-20000}"
+WORK="${2:-/tmp/learnlake-bench}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/learnlake-target}"
+cargo build --release -q --bin learnlake
+BIN="$CARGO_TARGET_DIR/release/learnlake"
+command -v /usr/bin/time >/dev/null || { apt-get install -y -qq time >/dev/null; }
+python3 -c "import duckdb" 2>/dev/null || python3 -m pip install -q duckdb
+
+rm -rf "$WORK" && mkdir -p "$WORK"
+echo "== generate ($STUDENTS students, 8 courses, 12 weeks)"
+/usr/bin/time -f "generate: %e s, peak RSS %M KB" "$BIN" generate --out "$WORK/landing" \
+  --students "$STUDENTS" --courses 8 --weeks 12 --seed 1 2>&1 | tail -2
+EVENTS=$(cat "$WORK"/landing/activity/*.jsonl | wc -l)
+MB=$(du -sm "$WORK/landing/activity" | cut -f1)
+echo "activity: $EVENTS events, $MB MB of NDJSON"
+
+# Drop the page cache's advantage for neither side: read the files once first.
+cat "$WORK"/landing/activity/*.jsonl > /dev/null
+
+echo "== learnlake ingest (validation, dedup, HMAC of ip_address, quarantine, ledger)"
+LL_START=$(date +%s.%N)
+LEARNLAKE_HASH_KEY=bench /usr/bin/time -f "%e %M" -o "$WORK/ll.time" \
+  "$BIN" --lake "$WORK/lake" --landing "$WORK/landing" ingest > "$WORK/ll.out"
+LL_END=$(date +%s.%N)
+cat "$WORK/ll.out"
+
+echo "== DuckDB: read_json -> COPY ... PARTITION_BY (event_date), zstd"
+cat > "$WORK/duck.py" <<PY
+import duckdb, time
+con = duckdb.connect()
+t = time.time()
+con.execute("""
+COPY (SELECT *, CAST("timestamp" AS DATE) AS event_date
+      FROM read_json('$WORK/landing/activity/*.jsonl', format = 'newline_delimited'))
+TO '$WORK/duck-activity' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (event_date))
+""")
+print(f"duckdb rows: {con.execute(\"SELECT COUNT(*) FROM read_parquet('$WORK/duck-activity/*/*.parquet')\").fetchone()[0]}")
+PY
+/usr/bin/time -f "%e %M" -o "$WORK/duck.time" python3 "$WORK/duck.py"
+
+read -r LL_S LL_KB < "$WORK/ll.time"
+read -r DK_S DK_KB < "$WORK/duck.time"
+python3 - "$EVENTS" "$MB" "$LL_S" "$LL_KB" "$DK_S" "$DK_KB" <<'PY'
+import sys
+events, mb, ll_s, ll_kb, dk_s, dk_kb = map(float, sys.argv[1:])
+print()
+print(f"{'':10} {'seconds':>8} {'M events/s':>11} {'MB/s':>7} {'peak RSS MB':>12}")
+print(f"{'learnlake':10} {ll_s:8.2f} {events/ll_s/1e6:11.2f} {mb/ll_s:7.0f} {ll_kb/1024:12.0f}")
+print(f"{'duckdb':10} {dk_s:8.2f} {events/dk_s/1e6:11.2f} {mb/dk_s:7.0f} {dk_kb/1024:12.0f}")
+print(f"ratio learnlake/duckdb: {ll_s/dk_s:.2f}")
+PY

@@ -1,0 +1,125 @@
+//! The command line (PRODUCT.md §12).
+
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// learnlake: learning-activity logs → a Parquet lake → weekly analytics.
+#[derive(Debug, Parser)]
+#[command(name = "learnlake", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes; they override the config file and environment.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Config file (default: $LEARNLAKE_CONFIG, else ./learnlake.toml if present).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Lake location: a path or file://, s3://, gs://, az:// URL.
+    #[arg(long, global = true, value_name = "URL")]
+    pub lake: Option<String>,
+    /// Landing area: a path or object-store URL.
+    #[arg(long, global = true, value_name = "URL")]
+    pub landing: Option<String>,
+    /// Institution time zone (IANA), for weeks and days.
+    #[arg(long, global = true, value_name = "TZ")]
+    pub timezone: Option<String>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Sample data -> lake -> analytics, all under DIR.
+    Demo {
+        /// Where the demo's landing area and lake go.
+        #[arg(long, default_value = "./demo")]
+        out: PathBuf,
+    },
+    /// Synthetic landing data at any scale.
+    Generate(GenerateArgs),
+    /// Landing -> lake (idempotent).
+    Ingest,
+    /// student_week and course_week (default: every week with data).
+    Analyze {
+        /// Analyze the week containing this date.
+        #[arg(long, value_parser = parse_date, conflicts_with_all = ["from", "to"])]
+        week: Option<NaiveDate>,
+        /// First week of a range (the week containing this date).
+        #[arg(long, value_parser = parse_date, requires = "to")]
+        from: Option<NaiveDate>,
+        /// Last week of a range.
+        #[arg(long, value_parser = parse_date, requires = "from")]
+        to: Option<NaiveDate>,
+    },
+    /// Run SQL over the lake's tables.
+    Sql {
+        /// The query.
+        query: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+        /// Write to this file instead of stdout.
+        #[arg(long, value_name = "PATH")]
+        output: Option<PathBuf>,
+    },
+    /// List the lake's tables with their row counts.
+    Tables,
+    /// Show a table's columns and types.
+    Schema {
+        /// Table name (see `learnlake tables`).
+        table: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Output landing folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Number of students.
+    #[arg(long, default_value_t = 200)]
+    pub students: usize,
+    /// Number of courses.
+    #[arg(long, default_value_t = 4)]
+    pub courses: usize,
+    /// Number of weeks of activity.
+    #[arg(long, default_value_t = 12)]
+    pub weeks: u32,
+    /// First day (a Monday is best), YYYY-MM-DD.
+    #[arg(long, value_parser = parse_date, default_value = "2026-02-02")]
+    pub start: NaiveDate,
+    /// Random seed: the same seed gives byte-identical files.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Write activity and attempts as .jsonl.gz.
+    #[arg(long)]
+    pub gzip: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Csv,
+    Ndjson,
+    Parquet,
+}
+
+/// `YYYY-MM-DD`, with a message that shows the expected form.
+pub fn parse_date(text: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|e| format!("{text:?} is not a date like 2026-03-02 ({e})"))
+}

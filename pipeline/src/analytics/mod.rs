@@ -1,0 +1,411 @@
+//! Weekly analytics: `student_week` and `course_week`, one partition per
+//! week, computed by the SQL in `queries/` (see docs/ANALYTICS.md).
+//!
+//! For a set of weeks, analysis
+//! 1. runs `queries/student_day.sql` once over the activity of the whole
+//!    history window (partition-pruned) and keeps it as the table
+//!    `student_day`, the daily building block of every week;
+//! 2. runs `queries/student_week.sql` per week, with the week bound as
+//!    parameters, and replaces that week's partition atomically;
+//! 3. runs `queries/course_week.sql` per week over the fresh student_week.
+//!
+//! Every result depends only on the lake's raw tables and the week, so weeks
+//! can be computed in any order, and again, with the same rows.
+
+pub mod udf;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+use datafusion::arrow::array::{Array, RecordBatch, TimestampMicrosecondArray};
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use serde::Serialize;
+use tracing::{info, info_span};
+
+use crate::engine;
+use crate::lake::{parquet_io, partition_folder, LakeTable, Store};
+use crate::{Error, Result};
+
+/// One institution week: local Monday 00:00 to the next, in UTC instants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Week {
+    /// The local date of the Monday.
+    pub period_start: NaiveDate,
+    /// Monday 00:00 local, in UTC.
+    pub start: DateTime<Utc>,
+    /// The next Monday 00:00 local, in UTC (exclusive).
+    pub end: DateTime<Utc>,
+}
+
+impl Week {
+    /// The week containing local date `day` in `tz`.
+    pub fn containing(day: NaiveDate, tz: Tz) -> Self {
+        let monday = day - Duration::days(i64::from(day.weekday().num_days_from_monday()));
+        Self {
+            period_start: monday,
+            start: local_midnight(monday, tz),
+            end: local_midnight(monday + Duration::days(7), tz),
+        }
+    }
+
+    /// The week before.
+    pub fn previous(&self, tz: Tz) -> Self {
+        Self::containing(self.period_start - Duration::days(7), tz)
+    }
+
+    /// The week's last local day.
+    pub fn last_day(&self) -> NaiveDate {
+        self.period_start + Duration::days(6)
+    }
+}
+
+/// 00:00 of a local date as a UTC instant. Where a DST change skips
+/// midnight, the day starts at the first instant that exists.
+pub fn local_midnight(day: NaiveDate, tz: Tz) -> DateTime<Utc> {
+    let mut t = day.and_hms_opt(0, 0, 0).expect("midnight exists");
+    for _ in 0..4 {
+        if let Some(dt) = tz.from_local_datetime(&t).earliest() {
+            return dt.with_timezone(&Utc);
+        }
+        t += Duration::minutes(30);
+    }
+    Utc.from_utc_datetime(&day.and_hms_opt(0, 0, 0).expect("midnight exists"))
+}
+
+/// Which weeks to analyze.
+#[derive(Clone, Debug)]
+pub enum WeekSelection {
+    /// Every week from the first to the last activity or attempt.
+    AllWithData,
+    /// The weeks containing these dates, from..=to.
+    Range(NaiveDate, NaiveDate),
+}
+
+/// How to analyze.
+#[derive(Clone, Debug)]
+pub struct AnalyzeOptions {
+    pub weeks: WeekSelection,
+    pub tz: Tz,
+    /// Risk thresholds on success_probability.
+    pub high_below: f64,
+    pub medium_below: f64,
+    /// Gap that ends an inferred session.
+    pub session_gap_minutes: i64,
+    /// Where `*.sql` live.
+    pub queries: Queries,
+}
+
+/// What analysis wrote.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AnalyzeReport {
+    /// period_start → (student_week rows, course_week rows).
+    pub weeks: BTreeMap<NaiveDate, (usize, usize)>,
+    pub seconds: f64,
+}
+
+/// The folder of query files, read at run time.
+#[derive(Clone, Debug)]
+pub struct Queries {
+    pub dir: PathBuf,
+}
+
+impl Queries {
+    /// `LEARNLAKE_QUERIES`, else `./queries`, else the source tree's `queries/`.
+    pub fn locate(configured: Option<&Path>) -> Result<Self> {
+        let candidates = configured
+            .map(Path::to_path_buf)
+            .into_iter()
+            .chain(std::env::var_os("LEARNLAKE_QUERIES").map(PathBuf::from))
+            .chain([PathBuf::from("queries"), Path::new(env!("CARGO_MANIFEST_DIR")).join("../queries")]);
+        for dir in candidates {
+            if dir.join("student_week.sql").is_file() {
+                return Ok(Self { dir });
+            }
+        }
+        Err(Error::Config(
+            "cannot find the queries folder (student_week.sql, …); run from the project root or set LEARNLAKE_QUERIES".into(),
+        ))
+    }
+
+    /// The text of `<name>.sql`.
+    pub fn load(&self, name: &str) -> Result<String> {
+        let path = self.dir.join(format!("{name}.sql"));
+        std::fs::read_to_string(&path).map_err(|source| Error::ReadFile { path, source })
+    }
+}
+
+/// Runs a query file with named parameters and collects the result.
+pub async fn run_query(
+    ctx: &SessionContext,
+    queries: &Queries,
+    name: &str,
+    params: &[(&str, ScalarValue)],
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let text = queries.load(name)?;
+    let wrap = |source| Error::Query { name: name.to_string(), source };
+    let map = params.iter().map(|(k, v)| (k.to_string(), v.clone().into())).collect();
+    let df = ctx.sql(&text).await.map_err(wrap)?;
+    let df = df.with_param_values(ParamValues::Map(map)).map_err(wrap)?;
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await.map_err(wrap)?;
+    Ok((schema, batches))
+}
+
+fn ts(t: DateTime<Utc>) -> ScalarValue {
+    ScalarValue::TimestampMicrosecond(Some(t.timestamp_micros()), Some("UTC".into()))
+}
+
+fn date(d: NaiveDate) -> ScalarValue {
+    ScalarValue::Date32(Some(days(d)))
+}
+
+fn days(d: NaiveDate) -> i32 {
+    d.signed_duration_since(NaiveDate::default()).num_days() as i32
+}
+
+/// The weeks that hold activity or attempts.
+async fn weeks_with_data(ctx: &SessionContext, tz: Tz) -> Result<Vec<Week>> {
+    let mut bounds: Vec<i64> = Vec::new();
+    for (table, column) in [("activity", "timestamp"), ("attempts", "submitted_at")] {
+        if !ctx.table_exist(table)? {
+            continue;
+        }
+        let batches = ctx
+            .sql(&format!("SELECT MIN(\"{column}\"), MAX(\"{column}\") FROM {table}"))
+            .await?
+            .collect()
+            .await?;
+        for b in &batches {
+            for c in 0..2 {
+                if let Some(a) = b.column(c).as_any().downcast_ref::<TimestampMicrosecondArray>()
+                    && a.is_valid(0)
+                {
+                    bounds.push(a.value(0));
+                }
+            }
+        }
+    }
+    let (Some(&first), Some(&last)) = (bounds.iter().min(), bounds.iter().max()) else {
+        return Ok(Vec::new());
+    };
+    let local_day = |micros: i64| {
+        NaiveDate::default() + Duration::days(udf::local_micros(&tz, micros).div_euclid(86_400_000_000))
+    };
+    Ok(weeks_between(local_day(first), local_day(last), tz))
+}
+
+/// Every week from the one containing `from` to the one containing `to`.
+pub fn weeks_between(from: NaiveDate, to: NaiveDate, tz: Tz) -> Vec<Week> {
+    let mut weeks = Vec::new();
+    let mut week = Week::containing(from, tz);
+    while week.period_start <= to {
+        weeks.push(week);
+        week = Week::containing(week.period_start + Duration::days(7), tz);
+    }
+    weeks
+}
+
+/// Computes and writes student_week and course_week for the selected weeks.
+pub async fn analyze(lake: &Store, ctx: &SessionContext, options: &AnalyzeOptions) -> Result<AnalyzeReport> {
+    let started = std::time::Instant::now();
+    let tz = options.tz;
+    for udf in udf::functions() {
+        ctx.register_udf(udf);
+    }
+    for table in ["enrollments", "courses"] {
+        if !ctx.table_exist(table)? {
+            return Err(Error::Config(format!(
+                "the lake has no {table} yet; ingest the reference files (landing/{table}.csv) before analyze"
+            )));
+        }
+    }
+    let requested: Vec<Week> = match &options.weeks {
+        WeekSelection::AllWithData => weeks_with_data(ctx, tz).await?,
+        WeekSelection::Range(from, to) => weeks_between(*from, *to, tz),
+    };
+    let mut report = AnalyzeReport::default();
+    if requested.is_empty() {
+        info!("no weeks with data; nothing to analyze");
+        return Ok(report);
+    }
+    // course_week compares with the previous week's student_week, so that
+    // week must exist too (computed, never guessed).
+    let existing = partitions(lake, LakeTable::StudentWeek).await?;
+    let mut student_weeks: BTreeSet<Week> = requested.iter().copied().collect();
+    for w in &requested {
+        let prev = w.previous(tz);
+        if !student_weeks.contains(&prev) && !existing.contains(&prev.period_start) {
+            student_weeks.insert(prev);
+        }
+    }
+    let first = *student_weeks.first().expect("not empty");
+    let last = *student_weeks.last().expect("not empty");
+
+    // The history window: back to the earliest start of a course running in
+    // these weeks, one UTC day of slack for the zone.
+    let history_from = history_start(ctx, first, last).await? - Duration::days(1);
+    let history_to = last.end.date_naive() + Duration::days(1);
+    let common = |w: &Week| -> Vec<(&'static str, ScalarValue)> {
+        vec![
+            ("zone", ScalarValue::Utf8(Some(tz.name().to_string()))),
+            ("history_from", date(history_from)),
+            ("history_to", date(history_to)),
+            ("period_start", date(w.period_start)),
+            ("week_start", ts(w.start)),
+            ("week_end", ts(w.end)),
+            ("week_start_date", date(w.start.date_naive())),
+            ("week_end_date", date(w.end.date_naive())),
+            ("high_below", ScalarValue::Float64(Some(options.high_below))),
+            ("medium_below", ScalarValue::Float64(Some(options.medium_below))),
+            ("session_gap_seconds", ScalarValue::Int64(Some(options.session_gap_minutes * 60))),
+        ]
+    };
+
+    {
+        let span = info_span!("student_day", from = %history_from, to = %last.end);
+        let _enter = span.enter();
+        let (schema, batches) = if ctx.table_exist("activity")? {
+            run_query(ctx, &options.queries, "student_day", &common(&last)).await?
+        } else {
+            // No activity at all yet: an empty daily table of the right shape.
+            let text = options.queries.load("student_day")?;
+            let _ = text;
+            return Err(Error::Config("the lake has no activity yet; run `learnlake ingest` first".into()));
+        };
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        info!(rows, "daily aggregate ready");
+        ctx.deregister_table("student_day")?;
+        ctx.register_table("student_day", Arc::new(MemTable::try_new(schema, vec![batches])?))?;
+    }
+
+    for week in &student_weeks {
+        let span = info_span!("student_week", period_start = %week.period_start);
+        let _enter = span.enter();
+        let (schema, batches) = run_query(ctx, &options.queries, "student_week", &common(week)).await?;
+        let rows = write_partition(lake, LakeTable::StudentWeek, week.period_start, &schema, &batches).await?;
+        info!(rows, "student_week written");
+        if requested.contains(week) {
+            report.weeks.entry(week.period_start).or_default().0 = rows;
+        }
+    }
+    engine::register_lake(ctx, lake).await?;
+    for week in &requested {
+        let span = info_span!("course_week", period_start = %week.period_start);
+        let _enter = span.enter();
+        let mut params = common(week);
+        params.push(("previous_start", date(week.previous(tz).period_start)));
+        let (schema, batches) = run_query(ctx, &options.queries, "course_week", &params).await?;
+        let rows = write_partition(lake, LakeTable::CourseWeek, week.period_start, &schema, &batches).await?;
+        info!(rows, "course_week written");
+        report.weeks.entry(week.period_start).or_default().1 = rows;
+    }
+    engine::register_lake(ctx, lake).await?;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// The earliest start_date of the courses running during first..last (or
+/// 1970 when one of them has none).
+async fn history_start(ctx: &SessionContext, first: Week, last: Week) -> Result<NaiveDate> {
+    let sql = "SELECT MIN(COALESCE(start_date, DATE '1970-01-01')) FROM courses \
+               WHERE (start_date IS NULL OR start_date <= $to) AND (end_date IS NULL OR end_date >= $from)";
+    let map = [
+        ("from".to_string(), date(first.period_start).into()),
+        ("to".to_string(), date(last.last_day()).into()),
+    ]
+    .into_iter()
+    .collect();
+    let batches = ctx.sql(sql).await?.with_param_values(ParamValues::Map(map))?.collect().await?;
+    let start = batches
+        .first()
+        .and_then(|b| b.column(0).as_any().downcast_ref::<datafusion::arrow::array::Date32Array>().cloned())
+        .filter(|a| a.is_valid(0))
+        .map(|a| NaiveDate::default() + Duration::days(i64::from(a.value(0))))
+        .unwrap_or(first.period_start);
+    Ok(start.min(first.period_start))
+}
+
+/// The period_start values a derived table has partitions for.
+async fn partitions(lake: &Store, table: LakeTable) -> Result<BTreeSet<NaiveDate>> {
+    let column = table.partition_column().expect("derived tables are partitioned");
+    let mut found = BTreeSet::new();
+    for meta in lake.list(table.name()).await? {
+        let rel = lake.relative(&meta.location);
+        if let Some(value) = rel.split('/').find_map(|p| p.strip_prefix(&format!("{column}=")))
+            && let Ok(d) = NaiveDate::parse_from_str(value, "%Y-%m-%d")
+        {
+            found.insert(d);
+        }
+    }
+    Ok(found)
+}
+
+/// Replaces one week's partition of a derived table: the new file is put
+/// atomically under a fixed name, then anything else in the folder goes.
+async fn write_partition(
+    lake: &Store,
+    table: LakeTable,
+    period_start: NaiveDate,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<usize> {
+    let column = table.partition_column().expect("derived tables are partitioned");
+    let folder = partition_folder(table.name(), column, &period_start.format("%Y-%m-%d").to_string())?;
+    // The partition column lives in the folder name, not in the file.
+    let keep: Vec<usize> = (0..schema.fields().len()).filter(|&i| schema.field(i).name() != column).collect();
+    let file_schema: SchemaRef = Arc::new(Schema::new(
+        keep.iter().map(|&i| schema.field(i).clone()).collect::<Vec<_>>(),
+    ));
+    let projected: Vec<RecordBatch> = batches
+        .iter()
+        .map(|b| b.project(&keep))
+        .collect::<std::result::Result<_, _>>()?;
+    let rows = projected.iter().map(RecordBatch::num_rows).sum();
+    let file = format!("{folder}/part-0.parquet");
+    lake.put(&file, parquet_io::encode(&file_schema, &projected)?).await?;
+    for meta in lake.list(&folder).await? {
+        let rel = lake.relative(&meta.location);
+        if rel != file {
+            lake.delete(&rel).await?;
+        }
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weeks_start_on_local_mondays_and_follow_dst() {
+        let london: Tz = "Europe/London".parse().unwrap();
+        let w = Week::containing(NaiveDate::from_ymd_opt(2026, 4, 1).unwrap(), london);
+        assert_eq!(w.period_start, NaiveDate::from_ymd_opt(2026, 3, 30).unwrap());
+        // BST: local midnight is 23:00 UTC the day before.
+        assert_eq!(w.start.to_rfc3339(), "2026-03-29T23:00:00+00:00");
+        // The week of the change (Sunday 29 March) lasts 167 hours.
+        let change = Week::containing(NaiveDate::from_ymd_opt(2026, 3, 29).unwrap(), london);
+        assert_eq!((change.end - change.start).num_hours(), 167);
+        let ny: Tz = "America/New_York".parse().unwrap();
+        let w = Week::containing(NaiveDate::from_ymd_opt(2026, 3, 8).unwrap(), ny);
+        assert_eq!(w.period_start, NaiveDate::from_ymd_opt(2026, 3, 2).unwrap());
+        assert_eq!((w.end - w.start).num_hours(), 167);
+    }
+
+    #[test]
+    fn a_range_covers_whole_weeks() {
+        let weeks = weeks_between(
+            NaiveDate::from_ymd_opt(2026, 2, 4).unwrap(),
+            NaiveDate::from_ymd_opt(2026, 2, 16).unwrap(),
+            Tz::UTC,
+        );
+        let starts: Vec<String> = weeks.iter().map(|w| w.period_start.to_string()).collect();
+        assert_eq!(starts, ["2026-02-02", "2026-02-09", "2026-02-16"]);
+    }
+}

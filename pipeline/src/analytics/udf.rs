@@ -1,0 +1,149 @@
+//! SQL functions for local time in the institution zone, which DataFusion
+//! does not have with a zone given at run time:
+//!
+//! - `local_date(ts, zone) -> DATE`: the local calendar date of a UTC instant;
+//! - `local_hour(ts, zone) -> BIGINT`: its local hour, 0–23.
+//!
+//! `zone` is an IANA name bound as a query parameter; the offset is looked up
+//! per instant, so DST changes inside a week are exact.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Offset, TimeZone};
+use chrono_tz::Tz;
+use datafusion::arrow::array::{Array, Date32Array, Int64Array, TimestampMicrosecondArray};
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::common::{exec_err, DataFusionError, ScalarValue};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+const MICROS_PER_HOUR: i64 = 3_600_000_000;
+
+/// Which local field a function returns.
+#[derive(Debug, PartialEq, Eq, Hash, Clone, Copy)]
+enum Field {
+    Date,
+    Hour,
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct LocalTime {
+    field: Field,
+    signature: Signature,
+}
+
+/// `local_date` and `local_hour`, to register on a session.
+pub fn functions() -> Vec<ScalarUDF> {
+    [Field::Date, Field::Hour]
+        .into_iter()
+        .map(|field| {
+            ScalarUDF::from(LocalTime {
+                field,
+                signature: Signature::exact(
+                    vec![
+                        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                        DataType::Utf8,
+                    ],
+                    Volatility::Immutable,
+                ),
+            })
+        })
+        .collect()
+}
+
+/// Microseconds since the epoch, shifted by the zone's offset at that instant.
+pub fn local_micros(tz: &Tz, micros: i64) -> i64 {
+    let offset = DateTime::from_timestamp_micros(micros)
+        .map(|utc| tz.offset_from_utc_datetime(&utc.naive_utc()).fix().local_minus_utc())
+        .unwrap_or(0);
+    micros + i64::from(offset) * 1_000_000
+}
+
+impl ScalarUDFImpl for LocalTime {
+    fn name(&self) -> &str {
+        match self.field {
+            Field::Date => "local_date",
+            Field::Hour => "local_hour",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(match self.field {
+            Field::Date => DataType::Date32,
+            Field::Hour => DataType::Int64,
+        })
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::common::Result<ColumnarValue> {
+        let [ts, zone] = args.args.as_slice() else {
+            return exec_err!("{} takes (timestamp, zone)", self.name());
+        };
+        let zone = match zone {
+            ColumnarValue::Scalar(ScalarValue::Utf8(Some(z))) => z.clone(),
+            _ => return exec_err!("{}: the zone must be a constant IANA name", self.name()),
+        };
+        let tz: Tz = zone.parse().map_err(|_| {
+            DataFusionError::Execution(format!("{}: {zone:?} is not an IANA time zone", self.name()))
+        })?;
+        let field = self.field;
+        let convert = move |micros: i64| {
+            let local = local_micros(&tz, micros);
+            match field {
+                Field::Date => local.div_euclid(MICROS_PER_DAY),
+                Field::Hour => local.rem_euclid(MICROS_PER_DAY) / MICROS_PER_HOUR,
+            }
+        };
+        match ts {
+            ColumnarValue::Scalar(s) => {
+                let micros = match s {
+                    ScalarValue::TimestampMicrosecond(v, _) => *v,
+                    other => return exec_err!("{}: expected a timestamp, got {other:?}", self.name()),
+                };
+                let value = micros.map(convert);
+                Ok(ColumnarValue::Scalar(match field {
+                    Field::Date => ScalarValue::Date32(value.map(|d| d as i32)),
+                    Field::Hour => ScalarValue::Int64(value),
+                }))
+            }
+            ColumnarValue::Array(array) => {
+                let ts = array
+                    .as_any()
+                    .downcast_ref::<TimestampMicrosecondArray>()
+                    .ok_or_else(|| DataFusionError::Execution(format!("{}: expected timestamps", self.name())))?;
+                let out: Arc<dyn Array> = match field {
+                    Field::Date => Arc::new(ts.iter().map(|v| v.map(|m| convert(m) as i32)).collect::<Date32Array>()),
+                    Field::Hour => Arc::new(ts.iter().map(|v| v.map(convert)).collect::<Int64Array>()),
+                };
+                Ok(ColumnarValue::Array(out))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn micros(text: &str) -> i64 {
+        DateTime::parse_from_rfc3339(text).unwrap().timestamp_micros()
+    }
+
+    #[test]
+    fn local_dates_follow_dst() {
+        let london: Tz = "Europe/London".parse().unwrap();
+        // 23:30 UTC is 00:30 the next day in London summer time (BST), not in winter.
+        let summer = local_micros(&london, micros("2026-03-30T23:30:00Z"));
+        assert_eq!(summer.div_euclid(MICROS_PER_DAY), micros("2026-03-31T00:00:00Z") / MICROS_PER_DAY);
+        let winter = local_micros(&london, micros("2026-03-27T23:30:00Z"));
+        assert_eq!(winter.div_euclid(MICROS_PER_DAY), micros("2026-03-27T00:00:00Z") / MICROS_PER_DAY);
+        let tokyo: Tz = "Asia/Tokyo".parse().unwrap();
+        let hour = local_micros(&tokyo, micros("2026-03-02T20:00:00Z")).rem_euclid(MICROS_PER_DAY) / MICROS_PER_HOUR;
+        assert_eq!(hour, 5);
+    }
+}

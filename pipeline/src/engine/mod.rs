@@ -1,0 +1,95 @@
+//! The SQL engine: a DataFusion session over the lake, with a bounded memory
+//! pool that spills to disk, and every lake table registered by name.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use tracing::debug;
+
+use crate::lake::{LakeTable, Store};
+use crate::Result;
+
+/// Engine settings.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Memory before operators spill to disk.
+    pub memory_limit_bytes: usize,
+    /// DataFusion target_partitions.
+    pub target_partitions: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            memory_limit_bytes: 4 << 30,
+            target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+/// A session over `lake`, with every table that exists registered.
+pub async fn session(lake: &Store, options: &EngineOptions) -> Result<SessionContext> {
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(FairSpillPool::new(options.memory_limit_bytes)))
+        .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::OsTmpDirectory))
+        .build_arc()?;
+    let config = SessionConfig::new()
+        .with_target_partitions(options.target_partitions)
+        .with_information_schema(true)
+        .set_bool("datafusion.execution.parquet.pushdown_filters", true)
+        .set_bool("datafusion.execution.listing_table_ignore_subdirectory", false);
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    ctx.register_object_store(&lake.base_url(), lake.inner.clone());
+    register_lake(&ctx, lake).await?;
+    Ok(ctx)
+}
+
+/// Registers (or re-registers) every lake table that has files, plus the
+/// quarantine of each kind as `quarantine_<kind>`.
+pub async fn register_lake(ctx: &SessionContext, lake: &Store) -> Result<()> {
+    for table in LakeTable::ALL {
+        let partition = table.partition_column();
+        register_folder(ctx, lake, table.name(), table.name(), partition, table.file_schema()).await?;
+    }
+    for kind in ["activity", "attempts", "students", "courses", "enrollments", "assessments"] {
+        let folder = format!("_quarantine/{kind}");
+        register_folder(ctx, lake, &format!("quarantine_{kind}"), &folder, Some("ingest_date"), Some(crate::lake::tables::quarantine_schema())).await?;
+    }
+    Ok(())
+}
+
+/// Registers one folder of Parquet files as a table, if it holds any.
+pub async fn register_folder(
+    ctx: &SessionContext,
+    lake: &Store,
+    name: &str,
+    folder: &str,
+    partition: Option<&str>,
+    schema: Option<datafusion::arrow::datatypes::SchemaRef>,
+) -> Result<bool> {
+    let has_files = lake.list(folder).await?.iter().any(|m| m.location.as_ref().ends_with(".parquet"));
+    ctx.deregister_table(name)?;
+    if !has_files {
+        debug!(table = name, "no files yet; not registered");
+        return Ok(false);
+    }
+    let url = ListingTableUrl::parse(lake.folder_url(folder))?;
+    let mut options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet");
+    if let Some(column) = partition {
+        options = options.with_table_partition_cols(vec![(column.to_string(), DataType::Date32)]);
+    }
+    let config = ListingTableConfig::new(url).with_listing_options(options);
+    let config = match schema {
+        Some(schema) => config.with_schema(schema),
+        None => config.infer_schema(&ctx.state()).await?,
+    };
+    ctx.register_table(name, Arc::new(ListingTable::try_new(config)?))?;
+    Ok(true)
+}

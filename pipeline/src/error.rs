@@ -1,0 +1,80 @@
+//! The library's one error type. Variants are named after the action that
+//! failed and carry what a user needs to fix it.
+
+use std::path::PathBuf;
+
+/// Result with learnlake's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("config: {0}")]
+    Config(String),
+
+    #[error("invalid URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+
+    #[error("could not read {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("could not write {path}: {source}")]
+    WriteFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("object store {location}: {source}")]
+    ObjectStore {
+        location: String,
+        #[source]
+        source: object_store::Error,
+    },
+
+    #[error("could not write table {table}: {source}")]
+    WriteTable {
+        table: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    #[error("could not read table {table}: {source}")]
+    ReadTable {
+        table: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    #[error("invalid partition value {value:?} for {column}: {reason}")]
+    InvalidPartitionValue {
+        column: String,
+        value: String,
+        reason: String,
+    },
+
+    #[error("query {name}: {source}")]
+    Query {
+        name: String,
+        #[source]
+        source: datafusion::error::DataFusionError,
+    },
+
+    #[error(transparent)]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+
+    #[error(transparent)]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
+
+    #[error(transparent)]
+    Parquet(#[from] datafusion::parquet::errors::ParquetError),
+
+    #[error("generate: {0}")]
+    Generate(String),
+
+    #[error("ingest was interrupted on purpose after {0} batch(es) (LEARNLAKE_TEST_CRASH_AFTER_BATCHES)")]
+    TestCrash(usize),
+}

@@ -1,0 +1,255 @@
+//! Landing files: which kind and format each one is, and reading it as bytes
+//! (decompressed, hashed) whatever store it sits in.
+
+use std::io::{BufReader, Read};
+
+use object_store::{ObjectMeta, ObjectStoreExt};
+use sha2::{Digest, Sha256};
+
+use super::records::Kind;
+use crate::lake::Store;
+use crate::{Error, Result};
+
+/// How a file's bytes are compressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// How a file's rows are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Ndjson,
+    Csv,
+}
+
+/// One landing file.
+#[derive(Clone, Debug)]
+pub struct Source {
+    /// Path relative to the landing root.
+    pub path: String,
+    pub size: u64,
+    /// `last_modified` and e-tag, to skip re-hashing unchanged files.
+    pub version: String,
+    pub kind: Kind,
+    /// `None` when the extension is not one of the contract's.
+    pub format: Option<Format>,
+    pub compression: Compression,
+}
+
+/// Sorts landing objects into sources. Files that belong to no kind (a
+/// README, `GENERATED.json`) are returned separately so they can be reported.
+pub fn classify(landing: &Store, objects: &[ObjectMeta]) -> (Vec<Source>, Vec<String>) {
+    let mut sources = Vec::new();
+    let mut ignored = Vec::new();
+    for meta in objects {
+        let path = landing.relative(&meta.location);
+        let file = path.rsplit('/').next().unwrap_or(&path);
+        if file.starts_with('.') || file.starts_with('_') {
+            continue;
+        }
+        let Some(kind) = kind_of(&path) else {
+            ignored.push(path);
+            continue;
+        };
+        let (stem, compression) = if let Some(s) = file.strip_suffix(".gz") {
+            (s, Compression::Gzip)
+        } else if let Some(s) = file.strip_suffix(".zst") {
+            (s, Compression::Zstd)
+        } else {
+            (file, Compression::None)
+        };
+        let format = match stem.rsplit_once('.').map(|(_, ext)| ext.to_ascii_lowercase()) {
+            Some(ext) if ext == "jsonl" || ext == "ndjson" || ext == "json" => Some(Format::Ndjson),
+            Some(ext) if ext == "csv" => Some(Format::Csv),
+            _ => None,
+        };
+        sources.push(Source {
+            path,
+            size: meta.size,
+            version: format!(
+                "{}/{}",
+                meta.last_modified.timestamp_micros(),
+                meta.e_tag.as_deref().unwrap_or("")
+            ),
+            kind,
+            format,
+            compression,
+        });
+    }
+    sources.sort_by(|a, b| a.path.cmp(&b.path));
+    (sources, ignored)
+}
+
+/// `activity/…` and `attempts/…` (any depth); reference kinds are top-level
+/// files named after the kind (`students.csv`, `students-2026-03.jsonl`) or
+/// files in a folder of that name.
+fn kind_of(path: &str) -> Option<Kind> {
+    let (first, rest) = match path.split_once('/') {
+        Some((first, rest)) => (first, Some(rest)),
+        None => (path, None),
+    };
+    let by_name = |name: &str| {
+        [Kind::Students, Kind::Courses, Kind::Enrollments, Kind::Assessments]
+            .into_iter()
+            .find(|k| {
+                name == k.name()
+                    || name.strip_prefix(k.name()).is_some_and(|r| r.starts_with(['.', '-', '_']))
+            })
+    };
+    match (first, rest) {
+        ("activity", Some(_)) => Some(Kind::Activity),
+        ("attempts", Some(_)) => Some(Kind::Attempts),
+        (folder, Some(_)) => by_name(folder),
+        (file, None) => by_name(file),
+    }
+}
+
+/// Opens a source's raw (still compressed) bytes as a blocking reader. Must
+/// run on a blocking thread when the store is remote.
+pub fn open_raw(landing: &Store, source: &Source) -> Result<Box<dyn Read + Send>> {
+    if let Some(root) = &landing.local_root {
+        let path = root.join(&source.path);
+        let file = std::fs::File::open(&path).map_err(|e| Error::ReadFile { path, source: e })?;
+        return Ok(Box::new(file));
+    }
+    let handle = tokio::runtime::Handle::current();
+    let location = landing.path(&source.path);
+    let meta = handle
+        .block_on(landing.inner.head(&location))
+        .map_err(|e| Error::ObjectStore { location: landing.display(&source.path), source: e })?;
+    let reader = object_store::buffered::BufReader::new(landing.inner.clone(), &meta);
+    Ok(Box::new(tokio_util::io::SyncIoBridge::new_with_handle(reader, handle)))
+}
+
+/// Wraps a raw reader with the source's decompression.
+pub fn decompress<'a>(
+    raw: Box<dyn Read + Send + 'a>,
+    compression: Compression,
+) -> std::io::Result<Box<dyn Read + Send + 'a>> {
+    Ok(match compression {
+        Compression::None => raw,
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, raw))),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(raw)?),
+    })
+}
+
+/// What the first look at a file found.
+pub struct Inspection {
+    /// sha256 of the raw bytes, hex.
+    pub sha256: String,
+    /// Why the file cannot be ingested at all, if it cannot.
+    pub unreadable: Option<String>,
+    /// The start of its text, for the quarantine.
+    pub head: Vec<u8>,
+}
+
+/// Hashes a source and checks that it can be read as text: compressed files
+/// are decompressed to the end (a corrupt gzip is found before any of its
+/// rows are taken); the first 64 KiB must be UTF-8 without NUL bytes.
+pub fn inspect(landing: &Store, source: &Source) -> Result<Inspection> {
+    let raw = open_raw(landing, source)?;
+    let mut hasher = Sha256::new();
+    let mut tee = HashingReader { inner: raw, hasher: &mut hasher };
+    let mut head = Vec::new();
+    let mut unreadable = None;
+    if source.format.is_none() {
+        unreadable = Some(format!(
+            "unsupported file type {:?}: expected .jsonl, .ndjson{} (optionally .gz or .zst)",
+            source.path.rsplit('/').next().unwrap_or_default(),
+            if source.kind.accepts_csv() { " or .csv" } else { "" }
+        ));
+    } else if source.format == Some(Format::Csv) && !source.kind.accepts_csv() {
+        unreadable = Some(format!("{} must be NDJSON (.jsonl), not CSV", source.kind.name()));
+    }
+    let result = (|| -> std::io::Result<()> {
+        let mut reader = decompress(Box::new(&mut tee), source.compression)?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            if head.len() < 65_536 {
+                let take = n.min(65_536 - head.len());
+                head.extend_from_slice(&buf[..take]);
+            }
+        }
+    })();
+    if let Err(e) = result
+        && unreadable.is_none()
+    {
+        unreadable = Some(match source.compression {
+            Compression::Gzip => format!("corrupt gzip file: {e}"),
+            Compression::Zstd => format!("corrupt zstd file: {e}"),
+            Compression::None => format!("cannot read file: {e}"),
+        });
+    }
+    // Hash what is left even when decompression stopped early.
+    std::io::copy(&mut tee, &mut std::io::sink()).map_err(|e| Error::ReadFile {
+        path: source.path.clone().into(),
+        source: e,
+    })?;
+    if unreadable.is_none()
+        && let Some(reason) = not_text(&head)
+    {
+        unreadable = Some(reason);
+    }
+    Ok(Inspection { sha256: hex::encode(hasher.finalize()), unreadable, head })
+}
+
+fn not_text(head: &[u8]) -> Option<String> {
+    if head.contains(&0) {
+        return Some("not a text file (contains NUL bytes); expected UTF-8 NDJSON or CSV".into());
+    }
+    match std::str::from_utf8(head) {
+        Ok(_) => None,
+        // A character cut by the 64 KiB window is fine.
+        Err(e) if e.error_len().is_none() => None,
+        Err(e) => Some(format!(
+            "not UTF-8 text (invalid byte at offset {}); re-export the file as UTF-8",
+            e.valid_up_to()
+        )),
+    }
+}
+
+struct HashingReader<'h, R> {
+    inner: R,
+    hasher: &'h mut Sha256,
+}
+
+impl<R: Read> Read for HashingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_come_from_folders_and_file_names() {
+        assert_eq!(kind_of("activity/2026/03/a.jsonl"), Some(Kind::Activity));
+        assert_eq!(kind_of("attempts/x.ndjson.gz"), Some(Kind::Attempts));
+        assert_eq!(kind_of("students.csv"), Some(Kind::Students));
+        assert_eq!(kind_of("students-2026-03.jsonl"), Some(Kind::Students));
+        assert_eq!(kind_of("enrollments/part1.csv"), Some(Kind::Enrollments));
+        assert_eq!(kind_of("studentsx.csv"), None);
+        assert_eq!(kind_of("README.md"), None);
+        assert_eq!(kind_of("activity.jsonl"), None);
+    }
+
+    #[test]
+    fn binary_and_non_utf8_heads_are_refused() {
+        assert!(not_text(b"{\"a\":1}\n").is_none());
+        assert!(not_text(b"\x00\x01\x02").unwrap().contains("NUL"));
+        assert!(not_text(b"caf\xe9 au lait").unwrap().contains("not UTF-8"));
+        // A multi-byte character cut at the end of the window is fine.
+        assert!(not_text("ab\u{e9}".as_bytes().split_last().unwrap().1).is_none());
+    }
+}

@@ -1,0 +1,66 @@
+//! The Parquet lake: where things live, what they look like, and how files
+//! are published (whole, atomically, under deterministic names).
+
+pub mod parquet_io;
+pub mod store;
+pub mod tables;
+
+pub use store::Store;
+pub use tables::LakeTable;
+
+use crate::{Error, Result};
+
+/// Checks a Hive partition value before it becomes part of a path: no `/`,
+/// `\`, `..`, `=`, control characters, nor an empty value.
+pub fn validate_partition_value(column: &str, value: &str) -> Result<()> {
+    let reason = if value.is_empty() {
+        Some("empty")
+    } else if value.contains('/') || value.contains('\\') {
+        Some("contains a path separator")
+    } else if value.contains("..") {
+        Some("contains `..`")
+    } else if value.contains('=') {
+        Some("contains `=`")
+    } else if value.chars().any(char::is_control) {
+        Some("contains a control character")
+    } else if value.len() > 128 {
+        Some("longer than 128 bytes")
+    } else {
+        None
+    };
+    match reason {
+        None => Ok(()),
+        Some(reason) => Err(Error::InvalidPartitionValue {
+            column: column.to_string(),
+            value: value.to_string(),
+            reason: reason.to_string(),
+        }),
+    }
+}
+
+/// The folder of one partition: `activity/event_date=2026-03-02`.
+pub fn partition_folder(table: &str, column: &str, value: &str) -> Result<String> {
+    validate_partition_value(column, value)?;
+    Ok(format!("{table}/{column}={value}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_values_cannot_escape_their_folder() {
+        for bad in ["", "../x", "a/b", "a\\b", "x=y", "a\nb", "..", "\u{0}"] {
+            assert!(validate_partition_value("d", bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(
+            partition_folder("activity", "event_date", "2026-03-02").unwrap(),
+            "activity/event_date=2026-03-02"
+        );
+        let err = validate_partition_value("event_date", "../../etc").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid partition value \"../../etc\" for event_date: contains a path separator"
+        );
+    }
+}

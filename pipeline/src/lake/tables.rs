@@ -1,0 +1,240 @@
+//! The lake's tables: names, folders, partition columns and Arrow schemas.
+//! docs/LAKE.md is the user-facing description of the same contract.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+
+/// A table of the lake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LakeTable {
+    Activity,
+    Attempts,
+    Students,
+    Courses,
+    Enrollments,
+    Assessments,
+    StudentWeek,
+    CourseWeek,
+}
+
+impl LakeTable {
+    /// Every table, raw ones first.
+    pub const ALL: [LakeTable; 8] = [
+        LakeTable::Activity,
+        LakeTable::Attempts,
+        LakeTable::Students,
+        LakeTable::Courses,
+        LakeTable::Enrollments,
+        LakeTable::Assessments,
+        LakeTable::StudentWeek,
+        LakeTable::CourseWeek,
+    ];
+
+    /// The table's name, which is also its folder below the lake root.
+    pub fn name(self) -> &'static str {
+        match self {
+            LakeTable::Activity => "activity",
+            LakeTable::Attempts => "attempts",
+            LakeTable::Students => "students",
+            LakeTable::Courses => "courses",
+            LakeTable::Enrollments => "enrollments",
+            LakeTable::Assessments => "assessments",
+            LakeTable::StudentWeek => "student_week",
+            LakeTable::CourseWeek => "course_week",
+        }
+    }
+
+    /// The Hive partition column (always a `DATE`), if the table has one.
+    pub fn partition_column(self) -> Option<&'static str> {
+        match self {
+            LakeTable::Activity => Some("event_date"),
+            LakeTable::Attempts => Some("submitted_date"),
+            LakeTable::StudentWeek | LakeTable::CourseWeek => Some("period_start"),
+            _ => None,
+        }
+    }
+
+    /// The schema of the table's files (without the partition column), for
+    /// the tables ingest writes. Derived tables take their schema from their
+    /// query.
+    pub fn file_schema(self) -> Option<SchemaRef> {
+        let schema = match self {
+            LakeTable::Activity => activity_schema(),
+            LakeTable::Attempts => attempts_schema(),
+            LakeTable::Students => students_schema(),
+            LakeTable::Courses => courses_schema(),
+            LakeTable::Enrollments => enrollments_schema(),
+            LakeTable::Assessments => assessments_schema(),
+            LakeTable::StudentWeek | LakeTable::CourseWeek => return None,
+        };
+        Some(Arc::new(schema))
+    }
+
+    /// The file of a snapshot (reference) table.
+    pub fn snapshot_file(self) -> Option<String> {
+        match self {
+            LakeTable::Students
+            | LakeTable::Courses
+            | LakeTable::Enrollments
+            | LakeTable::Assessments => Some(format!("{0}/{0}.parquet", self.name())),
+            _ => None,
+        }
+    }
+
+    /// Looks a table up by name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == name)
+    }
+}
+
+/// `Timestamp(Microsecond, "UTC")`, the lake's one timestamp type.
+pub fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+fn utf8(name: &str, nullable: bool) -> Field {
+    Field::new(name, DataType::Utf8, nullable)
+}
+
+fn f64(name: &str) -> Field {
+    Field::new(name, DataType::Float64, true)
+}
+
+fn ts(name: &str, nullable: bool) -> Field {
+    Field::new(name, timestamp_type(), nullable)
+}
+
+fn activity_schema() -> Schema {
+    Schema::new(vec![
+        utf8("event_id", false),
+        utf8("student_id", false),
+        ts("timestamp", false),
+        utf8("activity_type", false),
+        utf8("activity_category", false),
+        utf8("course_id", true),
+        utf8("lesson_id", true),
+        utf8("quiz_id", true),
+        utf8("assignment_id", true),
+        utf8("resource_id", true),
+        utf8("session_id", true),
+        f64("duration_seconds"),
+        Field::new("interaction_count", DataType::Int64, false),
+        f64("progress"),
+        f64("score"),
+        utf8("device_type", true),
+        utf8("browser", true),
+        utf8("os", true),
+        utf8("ip_address", true),
+        Field::new("success", DataType::Boolean, true),
+        utf8("details", true),
+    ])
+}
+
+/// The struct of one element of `attempts.answers`.
+pub fn answer_fields() -> Fields {
+    Fields::from(vec![
+        utf8("question_id", true),
+        utf8("question_type", true),
+        Field::new("is_correct", DataType::Boolean, true),
+        f64("points_earned"),
+        f64("points_possible"),
+        f64("time_spent_seconds"),
+        utf8("skill", true),
+    ])
+}
+
+/// The struct of one element of `attempts.integrity_flags`.
+pub fn integrity_flag_fields() -> Fields {
+    Fields::from(vec![utf8("type", true), ts("timestamp", true), utf8("details", true)])
+}
+
+fn list_of(name: &str, fields: Fields) -> Field {
+    Field::new(
+        name,
+        DataType::List(Arc::new(Field::new("item", DataType::Struct(fields), true))),
+        true,
+    )
+}
+
+fn attempts_schema() -> Schema {
+    Schema::new(vec![
+        utf8("attempt_id", false),
+        utf8("student_id", false),
+        utf8("course_id", false),
+        utf8("assessment_id", false),
+        utf8("assessment_type", true),
+        ts("started_at", true),
+        ts("submitted_at", false),
+        Field::new("score", DataType::Float64, false),
+        f64("points_earned"),
+        f64("points_possible"),
+        f64("passing_score"),
+        Field::new("passed", DataType::Boolean, true),
+        Field::new("attempt_number", DataType::Int64, true),
+        Field::new("is_practice", DataType::Boolean, false),
+        utf8("skill", true),
+        list_of("answers", answer_fields()),
+        list_of("integrity_flags", integrity_flag_fields()),
+    ])
+}
+
+fn students_schema() -> Schema {
+    Schema::new(vec![
+        utf8("student_id", false),
+        utf8("name", true),
+        utf8("email", true),
+        utf8("guardian_email", true),
+        utf8("timezone", true),
+        utf8("locale", true),
+        Field::new("notify_reminders", DataType::Boolean, false),
+        Field::new("notify_achievements", DataType::Boolean, false),
+        Field::new("notify_deadlines", DataType::Boolean, false),
+        utf8("advisor_email", true),
+    ])
+}
+
+fn courses_schema() -> Schema {
+    Schema::new(vec![
+        utf8("course_id", false),
+        utf8("title", true),
+        Field::new("start_date", DataType::Date32, true),
+        Field::new("end_date", DataType::Date32, true),
+        Field::new("total_lessons", DataType::Int64, true),
+        f64("passing_score"),
+        utf8("instructor_email", true),
+    ])
+}
+
+fn enrollments_schema() -> Schema {
+    Schema::new(vec![
+        utf8("student_id", false),
+        utf8("course_id", false),
+        ts("enrolled_at", true),
+        utf8("status", true),
+        ts("withdrawn_at", true),
+        utf8("final_result", true),
+    ])
+}
+
+fn assessments_schema() -> Schema {
+    Schema::new(vec![
+        utf8("assessment_id", false),
+        utf8("course_id", false),
+        utf8("assessment_type", true),
+        utf8("title", true),
+        ts("due_at", true),
+        f64("weight"),
+    ])
+}
+
+/// The schema of `_quarantine/<kind>` files.
+pub fn quarantine_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        utf8("source_file", false),
+        Field::new("line_number", DataType::Int64, true),
+        utf8("raw", false),
+        utf8("reason", false),
+        ts("ingested_at", false),
+    ]))
+}

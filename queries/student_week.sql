@@ -1,0 +1,452 @@
+-- student_week: one row per enrollment active during the week, with or
+-- without activity. Every column is defined in docs/ANALYTICS.md.
+--
+-- Reads: enrollments, courses, assessments, attempts, activity, and
+-- student_day (the daily aggregate of queries/student_day.sql).
+-- Parameters (bound by the engine, never spliced into this text):
+--   $zone                       institution time zone (IANA name)
+--   $period_start               the week's Monday, local date (DATE)
+--   $week_start, $week_end      the week's bounds as UTC instants (TIMESTAMP)
+--   $week_start_date, $week_end_date   UTC dates of those bounds (partition pruning)
+--   $history_from, $history_to  UTC date partitions of the history window (DATE)
+--   $high_below, $medium_below  risk level thresholds on success_probability
+--   $session_gap_seconds        gap that ends an inferred session
+
+WITH
+-- Enrollments active during the week, with their start day.
+enr AS (
+    SELECT
+        e.student_id,
+        e.course_id,
+        c.start_date,
+        c.total_lessons,
+        local_date(e.enrolled_at, $zone) AS enrolled_local,
+        COALESCE(local_date(e.enrolled_at, $zone), c.start_date) AS enrolled_day,
+        CASE
+            WHEN e.enrolled_at IS NULL THEN c.start_date
+            WHEN c.start_date IS NULL THEN local_date(e.enrolled_at, $zone)
+            ELSE GREATEST(c.start_date, local_date(e.enrolled_at, $zone))
+        END AS start_day
+    FROM enrollments e
+    JOIN courses c ON c.course_id = e.course_id
+    WHERE (e.enrolled_at IS NULL OR e.enrolled_at < $week_end)
+      AND (e.withdrawn_at IS NULL OR e.withdrawn_at >= $week_start)
+      AND (c.start_date IS NULL OR c.start_date <= $period_start + INTERVAL '6 days')
+      AND (c.end_date IS NULL OR c.end_date >= $period_start)
+),
+
+-- Active days of these enrollments in the history window, up to the week's end.
+days AS (
+    SELECT d.*, CAST(CAST(d.day AS INT) AS BIGINT) AS day_number
+    FROM student_day d
+    JOIN enr e ON e.student_id = d.student_id AND e.course_id = d.course_id
+    WHERE d.day < $period_start + INTERVAL '7 days'
+      AND (e.start_date IS NULL OR d.day >= e.start_date)
+),
+
+this_week AS (
+    SELECT
+        student_id,
+        course_id,
+        COUNT(*)                AS active_days,
+        SUM(events)             AS events,
+        SUM(interactions)       AS interactions,
+        SUM(minutes)            AS minutes,
+        SUM(minutes_learning)   AS minutes_learning,
+        SUM(minutes_assessment) AS minutes_assessment,
+        SUM(minutes_social)     AS minutes_social,
+        SUM(minutes_system)     AS minutes_system,
+        SUM(events_morning)     AS events_morning,
+        SUM(events_afternoon)   AS events_afternoon,
+        SUM(events_evening)     AS events_evening,
+        SUM(events_night)       AS events_night
+    FROM days
+    WHERE day >= $period_start
+    GROUP BY student_id, course_id
+),
+
+to_date AS (
+    SELECT
+        student_id,
+        course_id,
+        SUM(interactions) AS interactions_to_date,
+        COUNT(*)          AS active_days_to_date,
+        MAX(day_number)   AS last_active_day,
+        -- interactions of each of the three previous weeks
+        SUM(CASE WHEN day >= $period_start - INTERVAL '7 days'  AND day < $period_start                      THEN interactions ELSE 0 END) AS prev_1,
+        SUM(CASE WHEN day >= $period_start - INTERVAL '14 days' AND day < $period_start - INTERVAL '7 days'  THEN interactions ELSE 0 END) AS prev_2,
+        SUM(CASE WHEN day >= $period_start - INTERVAL '21 days' AND day < $period_start - INTERVAL '14 days' THEN interactions ELSE 0 END) AS prev_3
+    FROM days
+    GROUP BY student_id, course_id
+),
+
+-- Runs of consecutive active days (gaps and islands).
+runs AS (
+    SELECT student_id, course_id, MAX(day_number) AS run_end, COUNT(*) AS run_length
+    FROM (
+        SELECT
+            student_id,
+            course_id,
+            day_number,
+            day_number - ROW_NUMBER() OVER (PARTITION BY student_id, course_id ORDER BY day_number) AS island
+        FROM days
+    ) numbered
+    GROUP BY student_id, course_id, island
+),
+
+streaks AS (
+    SELECT
+        student_id,
+        course_id,
+        MAX(run_length) AS longest_streak_days,
+        MAX(CASE WHEN run_end = CAST(CAST($period_start AS INT) AS BIGINT) + 6 THEN run_length ELSE 0 END) AS current_streak_days
+    FROM runs
+    GROUP BY student_id, course_id
+),
+
+-- Event-level reads: lesson completions to date, and this week's sessions.
+lessons AS (
+    SELECT a.student_id, a.course_id, COUNT(DISTINCT a.lesson_id) AS lessons_completed_to_date
+    FROM activity a
+    JOIN enr e ON e.student_id = a.student_id AND e.course_id = a.course_id
+    WHERE a.event_date BETWEEN $history_from AND $history_to
+      AND a."timestamp" < $week_end
+      AND a.activity_type = 'lesson_complete'
+      AND a.lesson_id IS NOT NULL
+      AND (e.start_date IS NULL OR local_date(a."timestamp", $zone) >= e.start_date)
+    GROUP BY a.student_id, a.course_id
+),
+
+week_events AS (
+    SELECT a.student_id, a.course_id, a.session_id, a."timestamp"
+    FROM activity a
+    JOIN enr e ON e.student_id = a.student_id AND e.course_id = a.course_id
+    WHERE a.event_date BETWEEN $week_start_date AND $week_end_date
+      AND a."timestamp" >= $week_start
+      AND a."timestamp" < $week_end
+      AND (e.start_date IS NULL OR local_date(a."timestamp", $zone) >= e.start_date)
+),
+
+named_sessions AS (
+    SELECT student_id, course_id, COUNT(DISTINCT session_id) AS n
+    FROM week_events
+    WHERE session_id IS NOT NULL
+    GROUP BY student_id, course_id
+),
+
+inferred_sessions AS (
+    SELECT student_id, course_id,
+           SUM(CASE WHEN previous IS NULL
+                      OR CAST("timestamp" AS BIGINT) - CAST(previous AS BIGINT) > $session_gap_seconds * 1000000
+                    THEN 1 ELSE 0 END) AS n
+    FROM (
+        SELECT student_id, course_id, "timestamp",
+               LAG("timestamp") OVER (PARTITION BY student_id, course_id ORDER BY "timestamp") AS previous
+        FROM week_events
+        WHERE session_id IS NULL
+    ) ordered
+    GROUP BY student_id, course_id
+),
+
+-- Non-practice attempts of these enrollments, up to the week's end.
+att AS (
+    SELECT t.attempt_id, t.student_id, t.course_id, t.assessment_id, t.score, t.submitted_at, t.skill
+    FROM attempts t
+    JOIN enr e ON e.student_id = t.student_id AND e.course_id = t.course_id
+    WHERE t.submitted_date BETWEEN $history_from AND $history_to
+      AND t.submitted_at < $week_end
+      AND NOT t.is_practice
+      AND (e.start_date IS NULL OR local_date(t.submitted_at, $zone) >= e.start_date)
+),
+
+best AS (
+    SELECT student_id, course_id, assessment_id, MAX(score) AS best_score
+    FROM att
+    GROUP BY student_id, course_id, assessment_id
+),
+
+scores AS (
+    SELECT student_id, course_id, AVG(best_score) AS score_to_date
+    FROM best
+    GROUP BY student_id, course_id
+),
+
+week_attempts AS (
+    SELECT student_id, course_id, COUNT(*) AS attempts
+    FROM att
+    WHERE submitted_at >= $week_start
+    GROUP BY student_id, course_id
+),
+
+due AS (
+    SELECT e.student_id, e.course_id,
+           COUNT(*) AS assessments_due_to_date,
+           COUNT(b.assessment_id) AS submitted_to_date
+    FROM enr e
+    JOIN assessments s ON s.course_id = e.course_id
+    LEFT JOIN best b
+           ON b.student_id = e.student_id AND b.course_id = e.course_id AND b.assessment_id = s.assessment_id
+    WHERE s.due_at < $week_end
+    GROUP BY e.student_id, e.course_id
+),
+
+late AS (
+    SELECT a.student_id, a.course_id, COUNT(*) AS late_to_date
+    FROM att a
+    JOIN assessments s ON s.assessment_id = a.assessment_id
+    WHERE s.due_at IS NOT NULL AND a.submitted_at > s.due_at
+    GROUP BY a.student_id, a.course_id
+),
+
+mastery AS (
+    SELECT student_id, course_id, SUM(score * w) / SUM(w) AS mastery
+    FROM (
+        SELECT student_id, course_id, score,
+               POWER(0.5, (CAST($week_end AS BIGINT) - CAST(submitted_at AS BIGINT)) / (14.0 * 86400000000.0)) AS w
+        FROM att
+    ) weighted
+    GROUP BY student_id, course_id
+),
+
+recent AS (
+    SELECT student_id, course_id, AVG(score) AS recent_mean, STDDEV_POP(score) AS recent_spread
+    FROM (
+        SELECT student_id, course_id, score,
+               ROW_NUMBER() OVER (PARTITION BY student_id, course_id
+                                  ORDER BY submitted_at DESC, attempt_id DESC) AS newest
+        FROM att
+    ) ordered
+    WHERE newest <= 5
+    GROUP BY student_id, course_id
+),
+
+skills AS (
+    SELECT student_id, course_id,
+           array_agg(named_struct('skill', skill, 'score', score, 'assessments', assessments) ORDER BY skill) AS skill_levels
+    FROM (
+        SELECT student_id, course_id, skill, AVG(best) AS score, COUNT(*) AS assessments
+        FROM (
+            SELECT student_id, course_id, skill, assessment_id, MAX(score) AS best
+            FROM att
+            WHERE skill IS NOT NULL
+            GROUP BY student_id, course_id, skill, assessment_id
+        ) per_assessment
+        GROUP BY student_id, course_id, skill
+    ) per_skill
+    GROUP BY student_id, course_id
+),
+
+-- One row per enrollment with every per-student measure.
+base AS (
+    SELECT
+        e.student_id,
+        e.course_id,
+        e.total_lessons,
+        CAST(CAST(e.start_day AS INT) AS BIGINT) AS start_day_number,
+        CAST(CAST($period_start AS INT) AS BIGINT) + 6 AS last_day_number,
+        COALESCE(w.active_days, 0)          AS active_days,
+        COALESCE(w.events, 0)               AS events,
+        COALESCE(w.interactions, 0)         AS interactions,
+        COALESCE(w.minutes, 0.0)            AS minutes,
+        COALESCE(t.interactions_to_date, 0) AS interactions_to_date,
+        COALESCE(wa.attempts, 0)            AS attempts,
+        s.score_to_date,
+        COALESCE(d.assessments_due_to_date, 0) AS assessments_due_to_date,
+        COALESCE(d.submitted_to_date, 0)       AS submitted_to_date,
+        COALESCE(l.late_to_date, 0)            AS late_to_date,
+        CASE
+            WHEN t.last_active_day IS NOT NULL
+                THEN CAST(CAST($period_start AS INT) AS BIGINT) + 6 - t.last_active_day
+            ELSE CAST(CAST($period_start AS INT) AS BIGINT) + 6 - CAST(CAST(e.enrolled_day AS INT) AS BIGINT)
+        END AS days_since_last_activity,
+        COALESCE(k.current_streak_days, 0) AS current_streak_days,
+        COALESCE(k.longest_streak_days, 0) AS longest_streak_days,
+        -- previous weeks in which the enrollment was active, and their interactions
+        (CASE WHEN (e.enrolled_local IS NULL OR e.enrolled_local < $period_start)
+                   AND (e.start_date IS NULL OR e.start_date <= $period_start - INTERVAL '1 day') THEN 1 ELSE 0 END)
+      + (CASE WHEN (e.enrolled_local IS NULL OR e.enrolled_local < $period_start - INTERVAL '7 days')
+                   AND (e.start_date IS NULL OR e.start_date <= $period_start - INTERVAL '8 days') THEN 1 ELSE 0 END)
+      + (CASE WHEN (e.enrolled_local IS NULL OR e.enrolled_local < $period_start - INTERVAL '14 days')
+                   AND (e.start_date IS NULL OR e.start_date <= $period_start - INTERVAL '15 days') THEN 1 ELSE 0 END)
+            AS previous_weeks,
+        (CASE WHEN (e.enrolled_local IS NULL OR e.enrolled_local < $period_start)
+                   AND (e.start_date IS NULL OR e.start_date <= $period_start - INTERVAL '1 day') THEN COALESCE(t.prev_1, 0) ELSE 0 END)
+      + (CASE WHEN (e.enrolled_local IS NULL OR e.enrolled_local < $period_start - INTERVAL '7 days')
+                   AND (e.start_date IS NULL OR e.start_date <= $period_start - INTERVAL '8 days') THEN COALESCE(t.prev_2, 0) ELSE 0 END)
+      + (CASE WHEN (e.enrolled_local IS NULL OR e.enrolled_local < $period_start - INTERVAL '14 days')
+                   AND (e.start_date IS NULL OR e.start_date <= $period_start - INTERVAL '15 days') THEN COALESCE(t.prev_3, 0) ELSE 0 END)
+            AS previous_interactions,
+        COALESCE(w.minutes_learning, 0.0)   AS minutes_learning,
+        COALESCE(w.minutes_assessment, 0.0) AS minutes_assessment,
+        COALESCE(w.minutes_social, 0.0)     AS minutes_social,
+        COALESCE(w.minutes_system, 0.0)     AS minutes_system,
+        COALESCE(w.events_morning, 0)       AS events_morning,
+        COALESCE(w.events_afternoon, 0)     AS events_afternoon,
+        COALESCE(w.events_evening, 0)       AS events_evening,
+        COALESCE(w.events_night, 0)         AS events_night,
+        COALESCE(ns.n, 0) + COALESCE(inf.n, 0) AS sessions,
+        COALESCE(t.active_days_to_date, 0)  AS active_days_to_date,
+        COALESCE(ls.lessons_completed_to_date, 0) AS lessons_completed_to_date,
+        m.mastery,
+        r.recent_mean,
+        r.recent_spread,
+        sk.skill_levels,
+        (t.last_active_day IS NULL AND s.score_to_date IS NULL) AS never_started
+    FROM enr e
+    LEFT JOIN this_week w          ON w.student_id = e.student_id  AND w.course_id = e.course_id
+    LEFT JOIN to_date t            ON t.student_id = e.student_id  AND t.course_id = e.course_id
+    LEFT JOIN streaks k            ON k.student_id = e.student_id  AND k.course_id = e.course_id
+    LEFT JOIN week_attempts wa     ON wa.student_id = e.student_id AND wa.course_id = e.course_id
+    LEFT JOIN scores s             ON s.student_id = e.student_id  AND s.course_id = e.course_id
+    LEFT JOIN due d                ON d.student_id = e.student_id  AND d.course_id = e.course_id
+    LEFT JOIN late l               ON l.student_id = e.student_id  AND l.course_id = e.course_id
+    LEFT JOIN named_sessions ns    ON ns.student_id = e.student_id AND ns.course_id = e.course_id
+    LEFT JOIN inferred_sessions inf ON inf.student_id = e.student_id AND inf.course_id = e.course_id
+    LEFT JOIN lessons ls           ON ls.student_id = e.student_id AND ls.course_id = e.course_id
+    LEFT JOIN mastery m            ON m.student_id = e.student_id  AND m.course_id = e.course_id
+    LEFT JOIN recent r             ON r.student_id = e.student_id  AND r.course_id = e.course_id
+    LEFT JOIN skills sk            ON sk.student_id = e.student_id AND sk.course_id = e.course_id
+),
+
+-- Ranks within the course's rows of the week (a small, per-course window).
+ranked AS (
+    SELECT
+        b.*,
+        100.0 * PERCENT_RANK() OVER (PARTITION BY course_id ORDER BY interactions_to_date) AS engagement_percentile,
+        CASE WHEN score_to_date IS NULL THEN NULL
+             ELSE 100.0 * PERCENT_RANK() OVER (PARTITION BY course_id, score_to_date IS NULL ORDER BY score_to_date)
+        END AS score_percentile,
+        score_to_date - AVG(score_to_date) OVER (PARTITION BY course_id) AS vs_class_average,
+        COUNT(*) OVER (PARTITION BY course_id) AS course_rows
+    FROM base b
+),
+
+derived AS (
+    SELECT
+        r.*,
+        CASE
+            WHEN previous_weeks = 0 THEN 'stable'
+            WHEN previous_interactions = 0 THEN CASE WHEN interactions > 0 THEN 'increasing' ELSE 'stable' END
+            WHEN interactions > 1.2 * previous_interactions / previous_weeks THEN 'increasing'
+            WHEN interactions < 0.8 * previous_interactions / previous_weeks THEN 'decreasing'
+            ELSE 'stable'
+        END AS engagement_trend,
+        CASE WHEN total_lessons IS NULL OR total_lessons = 0 THEN NULL
+             ELSE LEAST(1.0, CAST(lessons_completed_to_date AS DOUBLE) / total_lessons)
+        END AS completion_rate,
+        CASE WHEN start_day_number IS NULL OR start_day_number > last_day_number THEN NULL
+             ELSE lessons_completed_to_date / ((last_day_number - start_day_number + 1) / 7.0)
+        END AS learning_pace,
+        CASE WHEN start_day_number IS NULL OR start_day_number > last_day_number THEN NULL
+             ELSE CAST(active_days_to_date AS DOUBLE) / (last_day_number - start_day_number + 1)
+        END AS consistency,
+        -- the default model, default-v1 (docs/ANALYTICS.md)
+        0.8
+          + CASE WHEN score_to_date IS NULL THEN 0.0 ELSE 4.0 * (score_to_date / 100.0 - 0.65) END
+          + CASE WHEN assessments_due_to_date = 0 THEN 0.0
+                 ELSE 2.0 * (CAST(submitted_to_date AS DOUBLE) / assessments_due_to_date - 0.8) END
+          - 0.12 * LEAST(COALESCE(days_since_last_activity, 0), 28)
+          + 1.5 * (engagement_percentile / 100.0 - 0.5)
+          - 0.25 * LEAST(late_to_date, 6)
+          - CASE WHEN never_started THEN 1.0 ELSE 0.0 END
+          AS risk_score
+    FROM ranked r
+),
+
+final AS (
+    SELECT
+        d.*,
+        1.0 / (1.0 + EXP(-risk_score)) AS success_probability,
+        CASE WHEN learning_pace IS NULL OR learning_pace = 0 OR total_lessons IS NULL THEN NULL
+             WHEN lessons_completed_to_date >= total_lessons THEN last_day_number
+             ELSE last_day_number + CAST(CEIL(7.0 * (total_lessons - lessons_completed_to_date) / learning_pace) AS BIGINT)
+        END AS completion_day_number,
+        concat_ws('|',
+            CASE WHEN never_started THEN 'never_started: no activity or attempt since enrolling' END,
+            CASE WHEN NOT never_started AND days_since_last_activity >= 7
+                 THEN 'inactive_7d: no activity for ' || CAST(days_since_last_activity AS VARCHAR) || ' days' END,
+            CASE WHEN submitted_to_date < assessments_due_to_date
+                 THEN 'missed_assessment: submitted ' || CAST(submitted_to_date AS VARCHAR) || ' of '
+                      || CAST(assessments_due_to_date AS VARCHAR) || ' assessments due' END,
+            CASE WHEN score_to_date < 60
+                 THEN 'low_scores: average best score ' || CAST(ROUND(score_to_date, 1) AS VARCHAR) END,
+            CASE WHEN late_to_date >= 2
+                 THEN 'late_submissions: ' || CAST(late_to_date AS VARCHAR) || ' late attempts' END,
+            CASE WHEN engagement_trend = 'decreasing'
+                 THEN 'declining_engagement: ' || CAST(interactions AS VARCHAR) || ' interactions this week vs '
+                      || CAST(ROUND(previous_interactions / previous_weeks, 1) AS VARCHAR) || ' a week before' END,
+            CASE WHEN engagement_percentile < 25 AND course_rows >= 4
+                 THEN 'low_engagement: bottom quarter of the course by interactions' END
+        ) AS indicator_text
+    FROM derived d
+)
+
+SELECT
+    student_id,
+    course_id,
+    $period_start AS period_start,
+    CAST($period_start + INTERVAL '7 days' AS DATE) AS period_end,
+    active_days,
+    events,
+    interactions,
+    minutes,
+    interactions_to_date,
+    attempts,
+    score_to_date,
+    assessments_due_to_date,
+    submitted_to_date,
+    late_to_date,
+    days_since_last_activity,
+    current_streak_days,
+    longest_streak_days,
+    engagement_percentile,
+    score_percentile,
+    vs_class_average,
+    engagement_trend,
+    CASE WHEN score_to_date IS NULL THEN NULL
+         WHEN score_to_date >= 90 THEN 'A'
+         WHEN score_to_date >= 80 THEN 'B'
+         WHEN score_to_date >= 70 THEN 'C'
+         WHEN score_to_date >= 60 THEN 'D'
+         ELSE 'F'
+    END AS grade_band,
+    success_probability,
+    CASE WHEN success_probability < $high_below THEN 'high'
+         WHEN success_probability < $medium_below THEN 'medium'
+         ELSE 'low'
+    END AS risk_level,
+    CASE WHEN indicator_text = '' THEN arrow_cast(make_array(), 'List(Utf8)')
+         ELSE string_to_array(indicator_text, '|')
+    END AS risk_indicators,
+    'default-v1' AS model_version,
+    CAST(CAST(completion_day_number AS INT) AS DATE) AS estimated_completion_date,
+    minutes_learning,
+    minutes_assessment,
+    minutes_social,
+    minutes_system,
+    events_morning,
+    events_afternoon,
+    events_evening,
+    events_night,
+    CASE WHEN events = 0 THEN NULL
+         WHEN events_morning >= events_afternoon AND events_morning >= events_evening AND events_morning >= events_night THEN 'morning'
+         WHEN events_afternoon >= events_evening AND events_afternoon >= events_night THEN 'afternoon'
+         WHEN events_evening >= events_night THEN 'evening'
+         ELSE 'night'
+    END AS peak_period,
+    sessions,
+    active_days_to_date,
+    lessons_completed_to_date,
+    completion_rate,
+    learning_pace,
+    consistency,
+    mastery,
+    CASE WHEN recent_mean IS NULL THEN NULL
+         WHEN recent_mean >= 85 AND recent_spread <= 10 THEN 'advanced'
+         WHEN recent_mean >= 70 AND recent_spread <= 20 THEN 'proficient'
+         WHEN recent_mean >= 50 THEN 'developing'
+         ELSE 'beginner'
+    END AS readiness_level,
+    skill_levels
+FROM final
+ORDER BY course_id, student_id

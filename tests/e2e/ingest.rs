@@ -1,0 +1,275 @@
+//! Ingest end to end: hostile input, idempotency, crash safety, second readers.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::{fingerprint, learnlake, learnlake_ok, scratch, second_reader};
+
+const KEY: (&str, &str) = ("LEARNLAKE_HASH_KEY", "test-key");
+
+/// Generated landing data plus a set of hostile files. Returns the number of
+/// generated activity lines and the number of valid hostile activity rows.
+fn hostile_landing(dir: &Path) -> (u64, u64) {
+    let landing = dir.join("landing");
+    learnlake_ok(
+        dir,
+        &["generate", "--out", landing.to_str().unwrap(), "--students", "30", "--courses", "3", "--weeks", "6", "--seed", "11"],
+        &[],
+    );
+    let mut generated = 0u64;
+    let mut first_id = None;
+    for entry in std::fs::read_dir(landing.join("activity")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            generated += 1;
+            if first_id.is_none() {
+                let v: Value = serde_json::from_str(line).unwrap();
+                first_id = Some(v["event_id"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    let first_id = first_id.expect("the generator wrote events");
+
+    let hostile = [
+        // valid: non-ASCII ids, path-like ids, an unknown activity type
+        r#"{"event_id":"h-ok-1","student_id":"élève-ü","timestamp":"2026-02-03T10:00:00+09:00","activity_type":"login","course_id":"c-ünï"}"#,
+        r#"{"event_id":"../../etc/passwd","student_id":"s/../x","timestamp":"2026-02-03T10:00:00Z","activity_type":"content_view"}"#,
+        r#"{"event_id":"h-new-type","student_id":"s1","timestamp":"2026-02-04T10:00:00Z","activity_type":"teleport","ip_address":"192.0.2.7"}"#,
+        // duplicate within the file
+        r#"{"event_id":"h-ok-1","student_id":"dup","timestamp":"2026-02-03T11:00:00Z","activity_type":"login"}"#,
+        // bad rows
+        r#"{"event_id":"h-bad-1", "student_id": "s1", "timestamp": "2026-02-03T10:00:00Z""#,
+        r#"{"event_id":"h-bad-2","timestamp":"2026-02-03T10:00:00Z","activity_type":"login"}"#,
+        r#"{"event_id":"h-bad-3","student_id":"s1","timestamp":"2026-02-03T10:00:00Z","activity_type":"login","duration_seconds":"ten"}"#,
+        r#"{"event_id":"h-bad-4","student_id":"s1","timestamp":"2026-02-03T10:00:00Z","activity_type":"quiz_submit","score":101}"#,
+        r#"{"event_id":"h-bad-5","student_id":"s1","timestamp":"2026-02-30T10:00:00Z","activity_type":"login"}"#,
+        r#"{"event_id":"h-bad-6","student_id":"s1","timestamp":"2026-02-03T25:00:00Z","activity_type":"login"}"#,
+        r#"{"event_id":"h-bad-7","student_id":"s1","timestamp":"yesterday","activity_type":"login"}"#,
+        "not json at all",
+        "",
+    ];
+    std::fs::write(landing.join("activity/zz-hostile.jsonl"), hostile.join("\n")).unwrap();
+    // duplicates across files: of a hostile row and of a generated event
+    std::fs::write(
+        landing.join("activity/zz-hostile-2.jsonl"),
+        format!(
+            "{}\n{}\n",
+            r#"{"event_id":"h-ok-1","student_id":"again","timestamp":"2026-02-05T11:00:00Z","activity_type":"login"}"#,
+            format_args!(r#"{{"event_id":"{first_id}","student_id":"again","timestamp":"2026-02-05T11:00:00Z","activity_type":"login"}}"#),
+        ),
+    )
+    .unwrap();
+    // flat CSV activity: two good rows, one bad
+    std::fs::write(
+        landing.join("activity/flat.csv"),
+        "event_id,student_id,timestamp,activity_type,duration_seconds,success\n\
+         csv-1,s1,2026-02-03T10:00:00Z,video_play,30,true\n\
+         csv-2,s1,2026-02-03T10:05:00Z,video_complete,,no\n\
+         csv-3,s1,2026-02-03T10:06:00Z,video_play,-5,true\n",
+    )
+    .unwrap();
+    // a corrupt gzip: a real gzip header, then garbage
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(b"{\"event_id\":\"gz-1\",\"student_id\":\"s1\",\"timestamp\":\"2026-02-03T10:00:00Z\",\"activity_type\":\"login\"}\n").unwrap();
+    let mut bytes = gz.finish().unwrap();
+    bytes.truncate(bytes.len() / 2);
+    bytes.extend_from_slice(b"\xde\xad\xbe\xef garbage");
+    std::fs::write(landing.join("activity/broken.jsonl.gz"), bytes).unwrap();
+    // a binary file among the attempts
+    std::fs::write(landing.join("attempts/blob.jsonl"), b"\x00\x01\x02\x03binary\x00").unwrap();
+    // hostile attempts
+    std::fs::write(
+        landing.join("attempts/zz-hostile.jsonl"),
+        [
+            r#"{"attempt_id":"ha-1","student_id":"s1","course_id":"c1","quiz_id":"q1","completed_at":"2026-02-03T10:00:00Z","score":80}"#,
+            r#"{"attempt_id":"ha-1","student_id":"s1","course_id":"c1","quiz_id":"q1","completed_at":"2026-02-03T10:00:00Z","score":80}"#,
+            r#"{"attempt_id":"ha-2","student_id":"s1","course_id":"c1","assessment_id":"q1","submitted_at":"2026-02-03T10:00:00Z"}"#,
+            r#"{"attempt_id":"ha-3","student_id":"s1","course_id":"c1","assessment_id":"q1","submitted_at":"2026-02-03T10:00:00Z","score":150}"#,
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    // a reference file with one bad row
+    std::fs::write(
+        landing.join("students-extra.csv"),
+        "student_id,name,timezone\nextra-1,Zoë,Asia/Tokyo\nextra-2,Bad,Mars/Olympus\n",
+    )
+    .unwrap();
+    (generated, 5)
+}
+
+fn reasons(reader: &Value, kind: &str) -> Vec<String> {
+    reader["quarantine"][kind]
+        .as_array()
+        .map(|rows| rows.iter().map(|r| r["reason"].as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn hostile_input_keeps_every_valid_row_once_and_quarantines_the_rest() {
+    let (_tmp, dir) = scratch();
+    let (generated, valid_hostile) = hostile_landing(&dir);
+    let lake = dir.join("lake");
+    let args = ["--lake", lake.to_str().unwrap(), "--landing", dir.join("landing").to_str().unwrap(), "ingest"];
+    let out = learnlake_ok(&dir, &args, &[KEY]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("quarantined"), "a warning names the quarantine:\n{stderr}");
+
+    let seen = second_reader(&lake);
+    let activity = &seen["duckdb"]["activity"];
+    // every generated event once (one duplicate of them was offered again), plus the valid hostile rows
+    assert_eq!(activity["rows"], generated + valid_hostile, "{activity}");
+    assert_eq!(activity["distinct_ids"], activity["rows"]);
+    assert_eq!(activity["partition_mismatch"], 0);
+    assert_eq!(seen["pyarrow"]["activity"]["rows"], activity["rows"]);
+
+    let activity_reasons = reasons(&seen, "activity");
+    for expected in [
+        "malformed JSON",
+        "missing required field \"student_id\"",
+        "field \"duration_seconds\": invalid type: string \"ten\", expected f64",
+        "score 101 is outside 0–100",
+        "timestamp \"2026-02-30T10:00:00Z\" is not an RFC 3339 timestamp",
+        "timestamp \"2026-02-03T25:00:00Z\" is not an RFC 3339 timestamp",
+        "timestamp \"yesterday\" is not an RFC 3339 timestamp",
+        "duration_seconds -5 is negative",
+        "corrupt gzip file",
+    ] {
+        assert!(
+            activity_reasons.iter().any(|r| r.contains(expected)),
+            "no quarantined row says {expected:?}; reasons: {activity_reasons:#?}"
+        );
+    }
+    // 8 bad JSON lines, 1 bad CSV row, 1 corrupt file
+    assert_eq!(activity_reasons.len(), 10, "{activity_reasons:#?}");
+    let rows = seen["quarantine"]["activity"].as_array().unwrap();
+    let bad3 = rows.iter().find(|r| r["raw"].as_str().unwrap().contains("h-bad-3")).unwrap();
+    assert_eq!(bad3["source_file"], "activity/zz-hostile.jsonl");
+    assert_eq!(bad3["line_number"], 7);
+
+    let attempt_reasons = reasons(&seen, "attempts");
+    assert!(attempt_reasons.iter().any(|r| r.contains("missing required field \"score\"")), "{attempt_reasons:?}");
+    assert!(attempt_reasons.iter().any(|r| r.contains("score 150 is outside 0–100")), "{attempt_reasons:?}");
+    assert!(attempt_reasons.iter().any(|r| r.contains("not a text file")), "{attempt_reasons:?}");
+    let student_reasons = reasons(&seen, "students");
+    assert!(student_reasons.iter().any(|r| r.contains("Mars/Olympus")), "{student_reasons:?}");
+
+    // types as the lake contract says, for both readers
+    let types = &activity["types"];
+    assert_eq!(types["timestamp"], "TIMESTAMP WITH TIME ZONE");
+    assert_eq!(types["event_date"], "DATE");
+    assert_eq!(types["interaction_count"], "BIGINT");
+    assert_eq!(types["duration_seconds"], "DOUBLE");
+    let pa_types = &seen["pyarrow"]["activity"]["types"];
+    assert_eq!(pa_types["timestamp"], "timestamp[us, tz=UTC]");
+    assert_eq!(pa_types["event_date"], "date32[day]");
+    let attempts = &seen["duckdb"]["attempts"]["types"];
+    assert_eq!(attempts["submitted_date"], "DATE");
+    assert!(attempts["answers"].as_str().unwrap().starts_with("STRUCT("), "{attempts}");
+    assert_eq!(seen["duckdb"]["courses"]["types"]["start_date"], "DATE");
+
+    // the raw IP address is nowhere in the lake
+    let out = learnlake_ok(
+        &dir,
+        &["--lake", lake.to_str().unwrap(), "sql", "SELECT ip_address FROM activity WHERE event_id = 'h-new-type'", "--format", "csv"],
+        &[],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("192.0.2.7"), "{text}");
+    assert_eq!(text.lines().nth(1).unwrap().len(), 64, "{text}");
+    // the newest student row landed in the snapshot
+    let out = learnlake_ok(
+        &dir,
+        &["--lake", lake.to_str().unwrap(), "sql", "SELECT name FROM students WHERE student_id = 'extra-1'", "--format", "ndjson"],
+        &[],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), r#"{"name":"Zoë"}"#);
+}
+
+#[test]
+fn ingesting_twice_changes_nothing() {
+    let (_tmp, dir) = scratch();
+    hostile_landing(&dir);
+    let lake = dir.join("lake");
+    let args = ["--lake", lake.to_str().unwrap(), "--landing", dir.join("landing").to_str().unwrap(), "ingest"];
+    learnlake_ok(&dir, &args, &[KEY]);
+    let first = fingerprint(&lake, &[]);
+    let out = learnlake_ok(&dir, &args, &[KEY]);
+    assert_eq!(fingerprint(&lake, &[]), first, "the second run changed the lake");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let total = stdout.lines().find(|l| l.starts_with("total")).unwrap();
+    let fields: Vec<&str> = total.split_whitespace().collect();
+    assert_eq!(fields[1], "0", "no file is read again: {total}");
+    assert_eq!(fields[3], "0", "no row is accepted again: {total}");
+}
+
+/// Kill the ingest after n lake writes (and once with a real SIGKILL at a
+/// random moment), run it again, and compare with one clean run.
+#[test]
+fn an_ingest_killed_anywhere_completes_to_the_same_lake() {
+    let (_tmp, dir) = scratch();
+    hostile_landing(&dir);
+    let landing = dir.join("landing");
+    // Small batches, so one run commits many.
+    std::fs::write(dir.join("learnlake.toml"), "[ingest]\nbatch_mb = 1\n").unwrap();
+    let run = |lake: &Path, env: &[(&str, &str)]| {
+        learnlake(&dir, &["--lake", lake.to_str().unwrap(), "--landing", landing.to_str().unwrap(), "ingest"], env)
+    };
+    let clean = dir.join("clean");
+    assert!(run(&clean, &[KEY]).status.success());
+    let expected_files = fingerprint(&clean, &["_meta", "_quarantine"]);
+    let expected = second_reader(&clean);
+
+    for n in [1, 2, 3, 5, 8, 13, 21] {
+        let lake = dir.join(format!("crash-{n}"));
+        let crashed = run(&lake, &[KEY, ("LEARNLAKE_TEST_CRASH_AFTER_WRITES", &n.to_string())]);
+        assert!(!crashed.status.success(), "the run with a crash after {n} writes did not crash");
+        let resumed = run(&lake, &[KEY]);
+        assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+        assert_eq!(fingerprint(&lake, &["_meta", "_quarantine"]), expected_files, "crash after {n} writes");
+        let seen = second_reader(&lake);
+        assert_eq!(seen["duckdb"], expected["duckdb"], "crash after {n} writes");
+        assert_eq!(seen["quarantine"], expected["quarantine"], "crash after {n} writes");
+        // no staging files left behind
+        let stray: Vec<String> = fingerprint(&lake, &[])
+            .into_keys()
+            .filter(|p| !(p.ends_with(".parquet") || p.ends_with(".json")))
+            .collect();
+        assert!(stray.is_empty(), "stray files: {stray:?}");
+    }
+
+    // A real kill -9 in the middle of the work.
+    let lake = dir.join("killed");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_learnlake"))
+        .current_dir(&dir)
+        .args(["--lake", lake.to_str().unwrap(), "--landing", landing.to_str().unwrap(), "ingest"])
+        .env(KEY.0, KEY.1)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(run(&lake, &[KEY]).status.success());
+    assert_eq!(fingerprint(&lake, &["_meta", "_quarantine"]), expected_files, "after kill -9");
+    let seen = second_reader(&lake);
+    assert_eq!(seen["duckdb"], expected["duckdb"]);
+    assert_eq!(seen["quarantine"], expected["quarantine"]);
+}
+
+#[test]
+fn bad_config_and_missing_landing_fail_with_a_reason() {
+    let (_tmp, dir) = scratch();
+    let out = learnlake(&dir, &["--timezone", "Mars/Base", "ingest"], &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("timezone: \"Mars/Base\" is not an IANA time zone"), "{err}");
+
+    let out = learnlake(&dir, &["--landing", dir.join("nowhere").to_str().unwrap(), "ingest"], &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not exist"), "{err}");
+}

@@ -1,0 +1,85 @@
+//! End-to-end tests: the real `learnlake` binary over real files, the lake
+//! read back by DuckDB and pyarrow (tests/second_reader.py).
+
+mod analytics;
+mod golden;
+mod ingest;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sha2::{Digest, Sha256};
+
+/// Runs `learnlake` with `args`, extra environment, in `cwd`.
+pub fn learnlake(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_learnlake"));
+    cmd.current_dir(cwd).args(args).env_remove("LEARNLAKE_CONFIG").env("LEARNLAKE_LOG", "info");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("the learnlake binary runs")
+}
+
+/// Like [`learnlake`], but the command must succeed.
+pub fn learnlake_ok(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let out = learnlake(cwd, args, env);
+    assert!(
+        out.status.success(),
+        "learnlake {args:?} failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// What DuckDB and pyarrow see in a lake.
+pub fn second_reader(lake: &Path) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/second_reader.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(lake)
+        .output()
+        .expect("python3 runs (scripts/test installs duckdb and pyarrow)");
+    assert!(
+        out.status.success(),
+        "second reader failed; install its dependencies with `pip install duckdb pyarrow`:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("second reader prints JSON")
+}
+
+/// Every file under `dir` (relative path → sha256 of its bytes), optionally
+/// skipping top-level folders.
+pub fn fingerprint(dir: &Path, skip: &[&str]) -> BTreeMap<String, String> {
+    fn walk(root: &Path, dir: &Path, skip: &[&str], out: &mut BTreeMap<String, String>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap()).collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let path = e.path();
+            let rel = path.strip_prefix(root).unwrap().to_string_lossy().to_string();
+            if skip.iter().any(|s| rel == *s || rel.starts_with(&format!("{s}/"))) {
+                continue;
+            }
+            if path.is_dir() {
+                walk(root, &path, skip, out);
+            } else {
+                let digest = Sha256::digest(std::fs::read(&path).unwrap());
+                out.insert(rel, hex::encode(digest));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    if dir.exists() {
+        walk(dir, dir, skip, &mut out);
+    }
+    out
+}
+
+/// A scratch folder that lives as long as the test.
+pub fn scratch() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    (dir, path)
+}

@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Reads a learnlake lake with DuckDB and pyarrow (readers other than
+learnlake's own) and prints what they see as JSON: row counts, column types,
+partition values, and the quarantine. The e2e tests assert on this output."""
+import json
+import sys
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+lake = sys.argv[1]
+out = {"duckdb": {}, "pyarrow": {}}
+con = duckdb.connect()
+con.execute("SET TimeZone = 'UTC'")
+
+tables = {
+    "activity": ("activity/*/*.parquet", "event_date"),
+    "attempts": ("attempts/*/*.parquet", "submitted_date"),
+    "students": ("students/*.parquet", None),
+    "courses": ("courses/*.parquet", None),
+    "enrollments": ("enrollments/*.parquet", None),
+    "assessments": ("assessments/*.parquet", None),
+}
+for name, (glob, part) in tables.items():
+    path = f"{lake}/{glob}"
+    if part:
+        rel = f"read_parquet('{path}', hive_partitioning = true, hive_types = {{'{part}': DATE}})"
+    else:
+        rel = f"read_parquet('{path}')"
+    try:
+        types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()}
+        count = con.execute(f"SELECT COUNT(*) FROM {rel}").fetchone()[0]
+    except duckdb.IOException:
+        continue
+    entry = {"rows": count, "types": types}
+    key = {"activity": "event_id", "attempts": "attempt_id"}.get(name)
+    if key:
+        entry["distinct_ids"] = con.execute(f"SELECT COUNT(DISTINCT {key}) FROM {rel}").fetchone()[0]
+        ids = [r[0] for r in con.execute(f"SELECT {key} FROM {rel} ORDER BY 1").fetchall()]
+        entry["ids_sha"] = __import__("hashlib").sha256("\n".join(ids).encode()).hexdigest()
+        entry["partition_mismatch"] = con.execute(
+            f"SELECT COUNT(*) FROM {rel} WHERE CAST({'timestamp' if name == 'activity' else 'submitted_at'} AS DATE) <> {part}"
+        ).fetchone()[0]
+    out["duckdb"][name] = entry
+
+    dataset = ds.dataset(
+        f"{lake}/{name}",
+        format="parquet",
+        partitioning=ds.partitioning(pa.schema([(part, pa.date32())]), flavor="hive") if part else None,
+        exclude_invalid_files=True,
+    )
+    table = dataset.to_table()
+    out["pyarrow"][name] = {
+        "rows": table.num_rows,
+        "types": {f.name: str(f.type) for f in table.schema},
+    }
+
+quarantine = {}
+import os
+qroot = os.path.join(lake, "_quarantine")
+if os.path.isdir(qroot):
+    for kind in sorted(os.listdir(qroot)):
+        rel = f"read_parquet('{qroot}/{kind}/*/*.parquet', hive_partitioning = true)"
+        rows = con.execute(f"SELECT source_file, line_number, reason, raw FROM {rel} ORDER BY 1, 2").fetchall()
+        quarantine[kind] = [
+            {"source_file": r[0], "line_number": r[1], "reason": r[2], "raw": r[3][:200]} for r in rows
+        ]
+out["quarantine"] = quarantine
+print(json.dumps(out, indent=1, default=str))
