@@ -209,7 +209,7 @@ mastery AS (
 ),
 
 recent AS (
-    SELECT student_id, course_id, AVG(score) AS recent_mean, STDDEV_POP(score) AS recent_spread
+    SELECT student_id, course_id, AVG(score) AS recent_mean, VAR_POP(score) AS recent_variance
     FROM (
         SELECT student_id, course_id, score,
                ROW_NUMBER() OVER (PARTITION BY student_id, course_id
@@ -289,7 +289,7 @@ base AS (
         COALESCE(ls.lessons_completed_to_date, 0) AS lessons_completed_to_date,
         m.mastery,
         r.recent_mean,
-        r.recent_spread,
+        r.recent_variance,
         sk.skill_levels,
         (t.last_active_day IS NULL AND s.score_to_date IS NULL) AS never_started
     FROM enr e
@@ -327,8 +327,9 @@ derived AS (
         CASE
             WHEN previous_weeks = 0 THEN 'stable'
             WHEN previous_interactions = 0 THEN CASE WHEN interactions > 0 THEN 'increasing' ELSE 'stable' END
-            WHEN interactions > 1.2 * previous_interactions / previous_weeks THEN 'increasing'
-            WHEN interactions < 0.8 * previous_interactions / previous_weeks THEN 'decreasing'
+            -- above 1.2 × / below 0.8 × the mean, in exact integer arithmetic
+            WHEN 5 * interactions * previous_weeks > 6 * previous_interactions THEN 'increasing'
+            WHEN 5 * interactions * previous_weeks < 4 * previous_interactions THEN 'decreasing'
             ELSE 'stable'
         END AS engagement_trend,
         CASE WHEN total_lessons IS NULL OR total_lessons = 0 THEN NULL
@@ -338,7 +339,7 @@ derived AS (
              ELSE lessons_completed_to_date / ((last_day_number - start_day_number + 1) / 7.0)
         END AS learning_pace,
         CASE WHEN start_day_number IS NULL OR start_day_number > last_day_number THEN NULL
-             ELSE CAST(active_days_to_date AS DOUBLE) / (last_day_number - start_day_number + 1)
+             ELSE LEAST(1.0, CAST(active_days_to_date AS DOUBLE) / (last_day_number - start_day_number + 1))
         END AS consistency,
         -- the default model, default-v1 (docs/ANALYTICS.md)
         0.8
@@ -359,7 +360,10 @@ final AS (
         1.0 / (1.0 + EXP(-risk_score)) AS success_probability,
         CASE WHEN learning_pace IS NULL OR learning_pace = 0 OR total_lessons IS NULL THEN NULL
              WHEN lessons_completed_to_date >= total_lessons THEN last_day_number
-             ELSE last_day_number + CAST(CEIL(7.0 * (total_lessons - lessons_completed_to_date) / learning_pace) AS BIGINT)
+             -- 7 × remaining / pace = remaining × days so far / lessons so far, rounded up exactly
+             ELSE last_day_number
+                  + ((total_lessons - lessons_completed_to_date) * (last_day_number - start_day_number + 1)
+                     + lessons_completed_to_date - 1) / lessons_completed_to_date
         END AS completion_day_number,
         concat_ws('|',
             CASE WHEN never_started THEN 'never_started: no activity or attempt since enrolling' END,
@@ -416,7 +420,7 @@ SELECT
          ELSE 'low'
     END AS risk_level,
     CASE WHEN indicator_text = '' THEN arrow_cast(make_array(), 'List(Utf8)')
-         ELSE string_to_array(indicator_text, '|')
+         ELSE arrow_cast(string_to_array(indicator_text, '|'), 'List(Utf8)')
     END AS risk_indicators,
     'default-v1' AS model_version,
     CAST(CAST(completion_day_number AS INT) AS DATE) AS estimated_completion_date,
@@ -442,8 +446,9 @@ SELECT
     consistency,
     mastery,
     CASE WHEN recent_mean IS NULL THEN NULL
-         WHEN recent_mean >= 85 AND recent_spread <= 10 THEN 'advanced'
-         WHEN recent_mean >= 70 AND recent_spread <= 20 THEN 'proficient'
+         -- spread s ≤ 10 and s ≤ 20, compared as variances to stay exact
+         WHEN recent_mean >= 85 AND recent_variance <= 100 THEN 'advanced'
+         WHEN recent_mean >= 70 AND recent_variance <= 400 THEN 'proficient'
          WHEN recent_mean >= 50 THEN 'developing'
          ELSE 'beginner'
     END AS readiness_level,

@@ -25,7 +25,7 @@ Interpretation notes (the literal readings chosen where ANALYTICS.md is open):
     last day) — only the two conditions in the parenthesis; its interactions
     are those of the row's Activity in that week (0 if none); the 1.2/0.8
     thresholds are compared exactly (rational arithmetic);
-  * consistency is the plain ratio (not capped, although the doc says 0-1);
+  * consistency is capped at 1 (docs/ANALYTICS.md);
   * readiness_level: "last 5 attempts" ordered by submitted_at, ties broken by
     attempt_id (both descending); s <= t compared exactly as variance <= t^2;
   * estimated_completion_date: ceil computed exactly as
@@ -389,7 +389,7 @@ def compute_row(en, w, courses, assessments, acts_all, atts_all, zone):
     else:
         span = (w.last_day - start_day).days + 1
         row["learning_pace"] = lessons / (span / 7)
-        row["consistency"] = row["active_days_to_date"] / span
+        row["consistency"] = min(1.0, row["active_days_to_date"] / span)
 
     if T:
         num = den = 0.0

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -35,7 +36,11 @@ impl Default for EngineOptions {
 
 /// A session over `lake`, with every table that exists registered.
 pub async fn session(lake: &Store, options: &EngineOptions) -> Result<SessionContext> {
+    // Listings are not cached: analysis replaces partitions and reads them
+    // back in the same session, and a cached listing would hold stale sizes.
+    let caches = CacheManagerConfig::default().with_list_files_cache_limit(0);
     let runtime = RuntimeEnvBuilder::new()
+        .with_cache_manager(caches)
         .with_memory_pool(Arc::new(FairSpillPool::new(options.memory_limit_bytes)))
         .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::OsTmpDirectory))
         .build_arc()?;
