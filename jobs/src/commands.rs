@@ -142,8 +142,8 @@ fn run_generate(args: &GenerateArgs) -> Result<generate::GenerateSummary> {
 
 async fn run_ingest(config: &Config) -> Result<IngestReport> {
     let lake = Store::open(&config.lake.url, true).context("opening the lake")?;
-    let landing = Store::open(&config.landing.url, false).context("opening the landing area")?;
-    if let Some(root) = &landing.local_root
+    let landing_url = learnlake_pipeline::lake::store::parse_location(&config.landing.url)?;
+    if let Ok(root) = landing_url.to_file_path()
         && !root.is_dir()
     {
         bail!(
@@ -152,6 +152,7 @@ async fn run_ingest(config: &Config) -> Result<IngestReport> {
             root.display()
         );
     }
+    let landing = Store::open(&config.landing.url, false).context("opening the landing area")?;
     if config.hash_key.is_none() {
         warn!("LEARNLAKE_HASH_KEY is not set: ip_address values are dropped, not stored");
     }

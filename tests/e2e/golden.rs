@@ -31,6 +31,7 @@ impl std::fmt::Display for QueryError {
 
 impl std::error::Error for QueryError {}
 
+#[async_trait::async_trait]
 impl sqllogictest::AsyncDB for Lake {
     type Error = QueryError;
     type ColumnType = DefaultColumnType;

@@ -112,7 +112,8 @@ fn hostile_input_keeps_every_valid_row_once_and_quarantines_the_rest() {
     let (_tmp, dir) = scratch();
     let (generated, valid_hostile) = hostile_landing(&dir);
     let lake = dir.join("lake");
-    let args = ["--lake", lake.to_str().unwrap(), "--landing", dir.join("landing").to_str().unwrap(), "ingest"];
+    let landing = dir.join("landing");
+    let args = ["--lake", lake.to_str().unwrap(), "--landing", landing.to_str().unwrap(), "ingest"];
     let out = learnlake_ok(&dir, &args, &[KEY]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("quarantined"), "a warning names the quarantine:\n{stderr}");
@@ -193,7 +194,8 @@ fn ingesting_twice_changes_nothing() {
     let (_tmp, dir) = scratch();
     hostile_landing(&dir);
     let lake = dir.join("lake");
-    let args = ["--lake", lake.to_str().unwrap(), "--landing", dir.join("landing").to_str().unwrap(), "ingest"];
+    let landing = dir.join("landing");
+    let args = ["--lake", lake.to_str().unwrap(), "--landing", landing.to_str().unwrap(), "ingest"];
     learnlake_ok(&dir, &args, &[KEY]);
     let first = fingerprint(&lake, &[]);
     let out = learnlake_ok(&dir, &args, &[KEY]);

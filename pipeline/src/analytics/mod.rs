@@ -150,10 +150,18 @@ pub async fn run_query(
     let text = queries.load(name)?;
     let wrap = |source| Error::Query { name: name.to_string(), source };
     let map = params.iter().map(|(k, v)| (k.to_string(), v.clone().into())).collect();
+    let started = std::time::Instant::now();
     let df = ctx.sql(&text).await.map_err(wrap)?;
     let df = df.with_param_values(ParamValues::Map(map)).map_err(wrap)?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let planned = started.elapsed();
     let batches = df.collect().await.map_err(wrap)?;
+    tracing::debug!(
+        query = name,
+        plan_ms = planned.as_millis() as u64,
+        total_ms = started.elapsed().as_millis() as u64,
+        "query ran"
+    );
     Ok((schema, batches))
 }
 
@@ -215,9 +223,6 @@ pub fn weeks_between(from: NaiveDate, to: NaiveDate, tz: Tz) -> Vec<Week> {
 pub async fn analyze(lake: &Store, ctx: &SessionContext, options: &AnalyzeOptions) -> Result<AnalyzeReport> {
     let started = std::time::Instant::now();
     let tz = options.tz;
-    for udf in udf::functions() {
-        ctx.register_udf(udf);
-    }
     for table in ["enrollments", "courses"] {
         if !ctx.table_exist(table)? {
             return Err(Error::Config(format!(

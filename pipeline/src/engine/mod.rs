@@ -50,6 +50,10 @@ pub async fn session(lake: &Store, options: &EngineOptions) -> Result<SessionCon
         .set_bool("datafusion.execution.parquet.pushdown_filters", true)
         .set_bool("datafusion.execution.listing_table_ignore_subdirectory", false);
     let ctx = SessionContext::new_with_config_rt(config, runtime);
+    // local_date(ts, zone) and local_hour(ts, zone), for the analytics SQL and for users.
+    for udf in crate::analytics::udf::functions() {
+        ctx.register_udf(udf);
+    }
     ctx.register_object_store(&lake.base_url(), lake.inner.clone());
     register_lake(&ctx, lake).await?;
     Ok(ctx)

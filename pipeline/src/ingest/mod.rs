@@ -217,7 +217,7 @@ pub async fn ingest(lake: &Store, landing: &Store, options: &IngestOptions) -> R
     let objects = landing.list("").await?;
     let (sources, ignored) = source::classify(landing, &objects);
     for path in &ignored {
-        warn!(path, "landing file belongs to no kind; ignored (expected activity/, attempts/, students.*, courses.*, enrollments.*, assessments.*)");
+        info!(path, "landing file belongs to no kind; ignored (expected activity/, attempts/, students.*, courses.*, enrollments.*, assessments.*)");
     }
     let mut report = IngestReport { ignored, ..Default::default() };
     let ledger = Ledger::load(lake).await?;

@@ -886,7 +886,7 @@ fn from_json<'de, T: Deserialize<'de>>(
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
             format!("malformed JSON: {inner}")
-        } else if path == "." || path.is_empty() {
+        } else if path == "." || path.is_empty() || path.starts_with('[') {
             format!("not a JSON object: {inner}")
         } else {
             format!("field {path:?}: {}", strip_position(&inner.to_string()))
@@ -1216,7 +1216,7 @@ mod tests {
         let err = rows
             .push_csv(&csv::StringRecord::from(vec!["s3", "Al", "UTC", "maybe"]), &headers)
             .unwrap_err();
-        assert!(err.contains("field \"notify_reminders\""), "{err}");
+        assert!(err.contains("\"maybe\", expected a boolean"), "{err}");
         assert_eq!(rows.finish().num_rows(), 1);
     }
 }

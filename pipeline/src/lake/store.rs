@@ -40,6 +40,12 @@ impl Store {
                 url: location.to_string(),
                 reason: "not a valid local path".into(),
             })?;
+            if !create && !dir.is_dir() {
+                return Err(Error::InvalidUrl {
+                    url: location.to_string(),
+                    reason: format!("the folder {} does not exist", dir.display()),
+                });
+            }
             if create {
                 std::fs::create_dir_all(&dir).map_err(|source| Error::WriteFile {
                     path: dir.clone(),

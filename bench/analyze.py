@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Benchmark: learnlake analyze vs DuckDB running the same SQL (queries/*.sql)
+over the same Parquet lake, in the same run.
+
+    bench/analyze.py LAKE_DIR [--zone Europe/London] [--weeks N] [--bin PATH]
+
+DuckDB gets the project's query files with a thin dialect shim (macros for
+local_date/local_hour, and textual rewrites of the few DataFusion spellings
+DuckDB lacks: named_struct, date/timestamp casts to integers). It runs the same
+plan: student_day once over the history window, then student_week for each
+week. Both sides use all cores. learnlake also writes its partitions; DuckDB
+only materialises results (so the comparison favours DuckDB slightly).
+"""
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import time
+from zoneinfo import ZoneInfo
+
+import duckdb
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def duck_dialect(sql: str) -> str:
+    sql = re.sub(r"CAST\(CAST\(completion_day_number AS INT\) AS DATE\)",
+                 "(DATE '1970-01-01' + CAST(completion_day_number AS INT))", sql)
+    sql = re.sub(r"CAST\(CAST\(([^()]+?) AS INT\) AS BIGINT\)",
+                 r"date_diff('day', DATE '1970-01-01', CAST(\1 AS DATE))", sql)
+    sql = re.sub(r"CAST\(([^()]+?) AS BIGINT\)", r"epoch_us(\1)", sql)
+    sql = re.sub(r"named_struct\('skill', skill, 'score', score, 'assessments', assessments\)",
+                 "struct_pack(skill := skill, score := score, assessments := assessments)", sql)
+    sql = sql.replace("arrow_cast(make_array(), 'List(Utf8)')", "[]::VARCHAR[]")
+    sql = sql.replace(", 'List(Utf8)')", ")").replace("arrow_cast(string_to_array", "(string_to_array")
+    return sql
+
+
+def week_bounds(monday: dt.date, zone: ZoneInfo):
+    start = dt.datetime.combine(monday, dt.time(), zone).astimezone(dt.timezone.utc)
+    end = dt.datetime.combine(monday + dt.timedelta(days=7), dt.time(), zone).astimezone(dt.timezone.utc)
+    return start, end
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("lake")
+    ap.add_argument("--zone", default="Europe/London")
+    ap.add_argument("--weeks", type=int, default=12)
+    ap.add_argument("--bin", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/learnlake-target")), "release/learnlake"))
+    args = ap.parse_args()
+    lake, zone = os.path.abspath(args.lake), ZoneInfo(args.zone)
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    first = con.execute(
+        f"SELECT MIN(\"timestamp\") FROM read_parquet('{lake}/activity/*/*.parquet', hive_partitioning = true)"
+    ).fetchone()[0]
+    first_local = first.astimezone(zone).date()
+    monday = first_local - dt.timedelta(days=first_local.weekday())
+    weeks = [monday + dt.timedelta(days=7 * i) for i in range(args.weeks)]
+
+    # --- learnlake -------------------------------------------------------
+    for table in ("student_week", "course_week"):
+        subprocess.run(["rm", "-rf", f"{lake}/{table}"], check=True)
+    t = time.time()
+    out = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", args.bin, "--lake", lake, "--timezone", args.zone, "analyze",
+         "--from", str(weeks[0]), "--to", str(weeks[-1])],
+        capture_output=True, text=True, env={**os.environ, "LEARNLAKE_LOG": "warn"})
+    ll_seconds = time.time() - t
+    if out.returncode != 0:
+        sys.exit(f"learnlake analyze failed:\n{out.stderr}")
+    ll_rss_mb = int(out.stderr.strip().splitlines()[-1]) / 1024
+
+    # --- DuckDB, same SQL ----------------------------------------------------
+    t = time.time()
+    hive = "hive_partitioning = true, hive_types = {'%s': DATE}"
+    con.execute(f"CREATE VIEW activity AS SELECT * FROM read_parquet('{lake}/activity/*/*.parquet', {hive % 'event_date'})")
+    con.execute(f"CREATE VIEW attempts AS SELECT * FROM read_parquet('{lake}/attempts/*/*.parquet', {hive % 'submitted_date'})")
+    for t_ in ("students", "courses", "enrollments", "assessments"):
+        con.execute(f"CREATE VIEW {t_} AS SELECT * FROM read_parquet('{lake}/{t_}/*.parquet')")
+    con.execute("CREATE MACRO local_date(ts, z) AS CAST(timezone(z, ts) AS DATE)")
+    con.execute("CREATE MACRO local_hour(ts, z) AS hour(timezone(z, ts))")
+    queries = {n: duck_dialect(open(os.path.join(ROOT, "queries", f"{n}.sql")).read())
+               for n in ("student_day", "student_week")}
+    # Strip the leading comment block so DuckDB sees one statement.
+    queries = {n: "\n".join(l for l in q.splitlines() if not l.lstrip().startswith("--")) for n, q in queries.items()}
+    history_from = min(con.execute("SELECT MIN(start_date) FROM courses").fetchone()[0], weeks[0]) - dt.timedelta(days=1)
+    last_start, last_end = week_bounds(weeks[-1], zone)
+    history_to = last_end.date() + dt.timedelta(days=1)
+
+    def params(sql, monday):
+        start, end = week_bounds(monday, zone)
+        values = {
+            "zone": args.zone, "history_from": history_from, "history_to": history_to,
+            "period_start": monday, "week_start": start, "week_end": end,
+            "week_start_date": start.date(), "week_end_date": end.date(),
+            "high_below": 0.4, "medium_below": 0.7, "session_gap_seconds": 1800,
+        }
+        return {k: v for k, v in values.items() if f"${k}" in sql}
+
+    q = queries["student_day"]
+    con.execute(f"CREATE TEMP TABLE student_day AS {q}", params(q, weeks[-1]))
+    rows = 0
+    for monday in weeks:
+        q = queries["student_week"]
+        rows += len(con.execute(q, params(q, monday)).fetchall())
+    dk_seconds = time.time() - t
+    dk_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    ll_rows = con.execute(f"SELECT COUNT(*) FROM read_parquet('{lake}/student_week/*/*.parquet')").fetchone()[0]
+    events = con.execute("SELECT COUNT(*) FROM activity").fetchone()[0]
+    result = {
+        "events": events, "weeks": len(weeks), "student_week_rows": {"learnlake": ll_rows, "duckdb": rows},
+        "learnlake": {"seconds": round(ll_seconds, 2), "peak_rss_mb": round(ll_rss_mb)},
+        "duckdb": {"seconds": round(dk_seconds, 2), "peak_rss_mb": round(dk_rss_mb)},
+        "ratio_learnlake_over_duckdb": round(ll_seconds / dk_seconds, 2),
+    }
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
