@@ -105,7 +105,7 @@ impl JsonLine {
         if frac != 0 {
             self.buf.push(b'.');
             self.buf.push(b'0' + (frac / 10) as u8);
-            if frac % 10 != 0 {
+            if !frac.is_multiple_of(10) {
                 self.buf.push(b'0' + (frac % 10) as u8);
             }
         }
@@ -261,7 +261,7 @@ pub(crate) fn push_padded(buf: &mut Vec<u8>, v: u64, width: usize) {
 /// Appends `tenths / 10` with one decimal when it has a fraction.
 pub(crate) fn push_tenths(buf: &mut Vec<u8>, tenths: u64) {
     push_u64(buf, tenths / 10);
-    if tenths % 10 != 0 {
+    if !tenths.is_multiple_of(10) {
         buf.push(b'.');
         buf.push(b'0' + (tenths % 10) as u8);
     }

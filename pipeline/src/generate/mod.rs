@@ -154,7 +154,7 @@ pub fn generate(
     summary.bytes += write_assessments(&out.join("assessments.jsonl"), &courses)?;
 
     let mut students_csv = CsvFile::create(out.join("students.csv"))?;
-    students_csv.row(&[
+    students_csv.row([
         "student_id",
         "name",
         "email",
@@ -167,7 +167,7 @@ pub fn generate(
         "advisor_email",
     ])?;
     let mut enrollments_csv = CsvFile::create(out.join("enrollments.csv"))?;
-    enrollments_csv.row(&[
+    enrollments_csv.row([
         "student_id",
         "course_id",
         "enrolled_at",
@@ -187,11 +187,11 @@ pub fn generate(
         let mut rng = Pcg64::seed_from_u64(student_seed(opts.seed, index as u64));
         let (student, plans) = population.student(index, &courses, window.start_secs(), &mut rng);
         *archetypes.entry(student.archetype.as_str()).or_default() += 1;
-        students_csv.row(&student_row(&student))?;
+        students_csv.row(student_row(&student))?;
         let mut ids = StudentIds::default();
         for plan in &plans {
             let outcome = simulator.enrollment(&student, plan, &mut ids, &mut rng, &mut streams)?;
-            enrollments_csv.row(&[
+            enrollments_csv.row([
                 student.id().as_str(),
                 courses[plan.course].id.as_str(),
                 rfc3339_utc(plan.enrolled_at).as_str(),

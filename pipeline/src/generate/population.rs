@@ -308,11 +308,11 @@ impl Population {
         });
 
         let (ability, ability_sd, spw, eps, peak) = match archetype {
-            Archetype::Steady => (0.76, 0.07, 4.6, 9.0, 17.0),
-            Archetype::Crammer => (0.70, 0.09, 6.5, 8.5, 21.0),
-            Archetype::Fading => (0.62, 0.10, 5.5, 8.0, 19.0),
-            Archetype::Struggling => (0.50, 0.09, 4.2, 8.5, 18.0),
-            Archetype::Excellent => (0.90, 0.04, 6.0, 11.0, 15.0),
+            Archetype::Steady => (0.76, 0.07, 5.3, 9.0, 17.0),
+            Archetype::Crammer => (0.70, 0.09, 7.5, 8.5, 21.0),
+            Archetype::Fading => (0.62, 0.10, 6.3, 8.0, 19.0),
+            Archetype::Struggling => (0.50, 0.09, 4.8, 8.5, 18.0),
+            Archetype::Excellent => (0.90, 0.04, 6.9, 11.0, 15.0),
             Archetype::NeverStarted => (0.60, 0.10, 0.0, 0.0, 12.0),
         };
         let normal = |rng: &mut Pcg64| -> f64 { rng.sample(StandardNormal) };

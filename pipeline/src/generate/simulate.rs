@@ -846,7 +846,7 @@ impl<'a> Simulator<'a> {
                     self.push(e, rng);
                     t += rng.random_range(1..5);
                     lessons.completed += 1;
-                    if lessons.completed % 5 == 0 && rng.random_bool(0.7) {
+                    if lessons.completed.is_multiple_of(5) && rng.random_bool(0.7) {
                         let mut e = Event::new(t, session, Kind::AchievementEarned);
                         e.detail = Detail::Badge {
                             lessons: lessons.completed,
@@ -913,7 +913,7 @@ impl<'a> Simulator<'a> {
                     "short_answer",
                 ][q % 5],
             };
-            let skill = if q % 2 == 0 {
+            let skill = if q.is_multiple_of(2) {
                 assessment.skill
             } else {
                 (assessment.skill + q / 2) % 4
