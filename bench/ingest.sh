@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 STUDENTS="${1:-20000}"
 WORK="${2:-/tmp/learnlake-bench}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/learnlake-target}"
-cargo build --release -q --bin learnlake
+[ -x "$CARGO_TARGET_DIR/release/learnlake" ] || cargo test --release --workspace --no-run -q
 BIN="$CARGO_TARGET_DIR/release/learnlake"
 command -v /usr/bin/time >/dev/null || { apt-get install -y -qq time >/dev/null; }
 python3 -c "import duckdb" 2>/dev/null || python3 -m pip install -q duckdb
@@ -44,7 +44,8 @@ COPY (SELECT *, CAST("timestamp" AS DATE) AS event_date
       FROM read_json('$WORK/landing/activity/*.jsonl', format = 'newline_delimited'))
 TO '$WORK/duck-activity' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (event_date))
 """)
-print(f"duckdb rows: {con.execute(\"SELECT COUNT(*) FROM read_parquet('$WORK/duck-activity/*/*.parquet')\").fetchone()[0]}")
+n = con.execute("SELECT COUNT(*) FROM read_parquet('$WORK/duck-activity/*/*.parquet')").fetchone()[0]
+print("duckdb rows:", n)
 PY
 /usr/bin/time -f "%e %M" -o "$WORK/duck.time" python3 "$WORK/duck.py"
 

@@ -369,6 +369,7 @@ async fn ingest_events(
         tokio::task::spawn_blocking(move || cut_batches(&landing, kind, &pending, &options, &tx))
     };
     let mut report = KindReport::default();
+    let mut index = IdIndex::default();
     while let Some(batch) = rx.recv().await {
         let id = batch.id();
         if ledger.committed.contains(&id) {
@@ -376,7 +377,7 @@ async fn ingest_events(
             info!(batch = id, "batch already committed by an earlier run; skipped");
             continue;
         }
-        let r = ingest_event_batch(lake, batch, &id, &pending, options).await?;
+        let r = ingest_event_batch(lake, &mut index, batch, &id, &pending, options).await?;
         report.add(&r);
     }
     reader.await.map_err(|e| Error::Generate(format!("reader thread failed: {e}")))??;
@@ -614,8 +615,47 @@ fn parse_batch(batch: &Batch, options: &IngestOptions) -> Vec<Parsed> {
     results.into_inner().expect("no poisoned parse").into_iter().flatten().collect()
 }
 
+/// Ids already in the lake, per partition folder, as 64-bit hashes; the
+/// exact ids of a folder are read only to confirm a hash hit. Loaded once
+/// per run and kept up to date as batches are written, so a run reads each
+/// partition's ids at most once (memory: ~16 bytes per id of the partitions
+/// the run touches).
+#[derive(Default)]
+struct IdIndex {
+    folders: HashMap<String, FolderIds>,
+}
+
+struct FolderIds {
+    hashes: HashSet<u64>,
+    exact: Option<HashSet<String>>,
+}
+
+fn id_hash(id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
+}
+
+async fn read_ids(lake: &Store, kind: Kind, files: &[String]) -> Result<Vec<String>> {
+    let key_column = key_column(kind);
+    let mut out = Vec::new();
+    for file in files {
+        let data = lake.get(file).await?;
+        for b in parquet_io::decode(data, Some(&[key_column]))? {
+            let ids = b.column(0).as_any().downcast_ref::<StringArray>().ok_or_else(|| Error::ReadTable {
+                table: file.clone(),
+                source: format!("{key_column} is not a string column").into(),
+            })?;
+            out.extend(ids.iter().flatten().map(str::to_string));
+        }
+    }
+    Ok(out)
+}
+
 async fn ingest_event_batch(
     lake: &Store,
+    index: &mut IdIndex,
     batch: Batch,
     id: &str,
     pending: &[Pending],
@@ -669,22 +709,42 @@ async fn ingest_event_batch(
     for (date, mut slots) in by_date {
         let value = date_string(date);
         let folder = partition_folder(table.name(), column, &value)?;
-        if let Some(files) = files_by_folder.get(&folder) {
-            let mut known: HashSet<String> = HashSet::new();
-            for file in files {
-                let data = lake.get(file).await?;
-                let key_column = key_column(kind);
-                for b in parquet_io::decode(data, Some(&[key_column]))? {
-                    let ids = b.column(0).as_any().downcast_ref::<StringArray>().ok_or_else(|| {
-                        Error::ReadTable { table: file.clone(), source: format!("{key_column} is not a string column").into() }
-                    })?;
-                    known.extend(ids.iter().flatten().map(str::to_string));
+        let existing = files_by_folder.get(&folder).cloned().unwrap_or_default();
+        if !index.folders.contains_key(&folder) {
+            let mut hashes = HashSet::new();
+            for id in read_ids(lake, kind, &existing).await? {
+                hashes.insert(id_hash(&id));
+            }
+            index.folders.insert(folder.clone(), FolderIds { hashes, exact: None });
+        }
+        let ids = index.folders.get_mut(&folder).expect("just inserted");
+        for (p, rows) in slots.iter_mut().enumerate() {
+            let mut kept = Vec::with_capacity(rows.len());
+            for &r in rows.iter() {
+                let key = &parsed[p].keys[r as usize];
+                let duplicate = ids.hashes.contains(&id_hash(key)) && {
+                    // A hash hit: confirm with the exact ids (rare).
+                    if ids.exact.is_none() {
+                        ids.exact = Some(read_ids(lake, kind, &existing).await?.into_iter().collect());
+                    }
+                    ids.exact.as_ref().is_some_and(|e| e.contains(key))
+                };
+                if duplicate {
+                    duplicates += 1;
+                } else {
+                    kept.push(r);
                 }
             }
-            for (p, rows) in slots.iter_mut().enumerate() {
-                let before = rows.len();
-                rows.retain(|&r| !known.contains(&parsed[p].keys[r as usize]));
-                duplicates += (before - rows.len()) as u64;
+            *rows = kept;
+        }
+        // What this batch writes is in the lake for the next batches.
+        for (p, rows) in slots.iter().enumerate() {
+            for &r in rows {
+                let key = &parsed[p].keys[r as usize];
+                ids.hashes.insert(id_hash(key));
+                if let Some(exact) = &mut ids.exact {
+                    exact.insert(key.clone());
+                }
             }
         }
         let n: usize = slots.iter().map(Vec::len).sum();
