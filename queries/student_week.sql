@@ -105,16 +105,20 @@ streaks AS (
 ),
 
 -- Event-level reads: lesson completions to date, and this week's sessions.
+-- (distinct values first, then counts: both steps can spill to disk)
 lessons AS (
-    SELECT a.student_id, a.course_id, COUNT(DISTINCT a.lesson_id) AS lessons_completed_to_date
-    FROM activity a
-    JOIN enr e ON e.student_id = a.student_id AND e.course_id = a.course_id
-    WHERE a.event_date BETWEEN $history_from AND $history_to
-      AND a."timestamp" < $week_end
-      AND a.activity_type = 'lesson_complete'
-      AND a.lesson_id IS NOT NULL
-      AND (e.start_date IS NULL OR local_date(a."timestamp", $zone) >= e.start_date)
-    GROUP BY a.student_id, a.course_id
+    SELECT student_id, course_id, COUNT(*) AS lessons_completed_to_date
+    FROM (
+        SELECT DISTINCT a.student_id, a.course_id, a.lesson_id
+        FROM activity a
+        JOIN enr e ON e.student_id = a.student_id AND e.course_id = a.course_id
+        WHERE a.event_date BETWEEN $history_from AND $history_to
+          AND a."timestamp" < $week_end
+          AND a.activity_type = 'lesson_complete'
+          AND a.lesson_id IS NOT NULL
+          AND (e.start_date IS NULL OR local_date(a."timestamp", $zone) >= e.start_date)
+    ) completed
+    GROUP BY student_id, course_id
 ),
 
 week_events AS (
@@ -128,9 +132,8 @@ week_events AS (
 ),
 
 named_sessions AS (
-    SELECT student_id, course_id, COUNT(DISTINCT session_id) AS n
-    FROM week_events
-    WHERE session_id IS NOT NULL
+    SELECT student_id, course_id, COUNT(*) AS n
+    FROM (SELECT DISTINCT student_id, course_id, session_id FROM week_events WHERE session_id IS NOT NULL) s
     GROUP BY student_id, course_id
 ),
 
@@ -222,7 +225,8 @@ recent AS (
 
 skills AS (
     SELECT student_id, course_id,
-           array_agg(named_struct('skill', skill, 'score', score, 'assessments', assessments) ORDER BY skill) AS skill_levels
+           -- skills are unique per row, so sorting the structs sorts by skill
+           array_sort(array_agg(named_struct('skill', skill, 'score', score, 'assessments', assessments))) AS skill_levels
     FROM (
         SELECT student_id, course_id, skill, AVG(best) AS score, COUNT(*) AS assessments
         FROM (
