@@ -13,7 +13,7 @@ use learnlake_pipeline::config::Config;
 use learnlake_pipeline::engine::{self, EngineOptions};
 use learnlake_pipeline::generate::{self, GenerateOptions};
 use learnlake_pipeline::ingest::{self, IngestOptions, IngestReport};
-use learnlake_pipeline::lake::{parquet_io, Store};
+use learnlake_pipeline::lake::{Store, parquet_io};
 use tracing::{info, warn};
 
 use crate::cli::{Cli, Command, GenerateArgs, Global, OutputFormat};
@@ -40,7 +40,11 @@ pub async fn run(cli: Cli) -> Result<()> {
                     print_analyze_report(&report);
                     Ok(())
                 }
-                Command::Sql { query, format, output } => sql(&config, &query, format, output.as_deref()).await,
+                Command::Sql {
+                    query,
+                    format,
+                    output,
+                } => sql(&config, &query, format, output.as_deref()).await,
                 Command::Tables => tables(&config).await,
                 Command::Schema { table } => schema(&config, &table).await,
                 Command::Generate(_) | Command::Demo { .. } => unreachable!(),
@@ -86,7 +90,8 @@ fn bar(total: u64, unit: &str) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total);
-    let template = format!("{{spinner}} {{msg}} [{{bar:30}}] {{{unit}}}/{{total_{unit}}} ({{eta}})");
+    let template =
+        format!("{{spinner}} {{msg}} [{{bar:30}}] {{{unit}}}/{{total_{unit}}} ({{eta}})");
     if let Ok(style) = ProgressStyle::with_template(&template) {
         bar.set_style(style.progress_chars("=> "));
     }
@@ -105,7 +110,9 @@ fn run_generate(args: &GenerateArgs) -> Result<generate::GenerateSummary> {
     };
     let progress = if std::io::stderr().is_terminal() {
         let b = ProgressBar::new_spinner();
-        if let Ok(style) = ProgressStyle::with_template("{spinner} generating: {pos} events ({per_sec})") {
+        if let Ok(style) =
+            ProgressStyle::with_template("{spinner} generating: {pos} events ({per_sec})")
+        {
             b.set_style(style);
         }
         b
@@ -162,12 +169,17 @@ async fn run_ingest(config: &Config) -> Result<IngestReport> {
     let p = progress.clone();
     let options = IngestOptions {
         batch_bytes: config.ingest.batch_mb << 20,
-        threads: config.ingest.threads.unwrap_or_else(|| IngestOptions::default().threads),
+        threads: config
+            .ingest
+            .threads
+            .unwrap_or_else(|| IngestOptions::default().threads),
         hash_key: config.hash_key.as_ref().map(|k| k.as_bytes().to_vec()),
         progress: Some(Arc::new(move |n| p.inc(n))),
         ..IngestOptions::default()
     };
-    let report = ingest::ingest(&lake, &landing, &options).await.context("ingest")?;
+    let report = ingest::ingest(&lake, &landing, &options)
+        .await
+        .context("ingest")?;
     progress.finish_and_clear();
     Ok(report)
 }
@@ -183,12 +195,17 @@ async fn run_analyze(config: &Config, weeks: WeekSelection) -> Result<AnalyzeRep
         session_gap_minutes: 30,
         queries: Queries::locate(None)?,
     };
-    let report = analytics::analyze(&lake, &ctx, &options).await.context("analyze")?;
+    let report = analytics::analyze(&lake, &ctx, &options)
+        .await
+        .context("analyze")?;
     Ok(report)
 }
 
 fn print_analyze_report(report: &AnalyzeReport) {
-    println!("{:<12} {:>14} {:>12}", "week", "student_week", "course_week");
+    println!(
+        "{:<12} {:>14} {:>12}",
+        "week", "student_week", "course_week"
+    );
     for (week, (students, courses)) in &report.weeks {
         println!("{:<12} {:>14} {:>12}", week.to_string(), students, courses);
     }
@@ -200,13 +217,20 @@ fn print_ingest_report(report: &IngestReport) {
         "{:<12} {:>6} {:>8} {:>10} {:>11} {:>12} {:>11}",
         "kind", "files", "skipped", "accepted", "duplicates", "quarantined", "bad files"
     );
-    let mut rows: Vec<(&str, &ingest::KindReport)> = report.kinds.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut rows: Vec<(&str, &ingest::KindReport)> =
+        report.kinds.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let total = report.total();
     rows.push(("total", &total));
     for (kind, r) in rows {
         println!(
             "{:<12} {:>6} {:>8} {:>10} {:>11} {:>12} {:>11}",
-            kind, r.files, r.files_skipped, r.rows_accepted, r.duplicates, r.rows_quarantined, r.files_quarantined
+            kind,
+            r.files,
+            r.files_skipped,
+            r.rows_accepted,
+            r.duplicates,
+            r.rows_quarantined,
+            r.files_quarantined
         );
     }
     println!("ingest took {:.2}s", report.seconds);
@@ -219,7 +243,12 @@ fn print_ingest_report(report: &IngestReport) {
     }
 }
 
-async fn sql(config: &Config, query: &str, format: OutputFormat, output: Option<&Path>) -> Result<()> {
+async fn sql(
+    config: &Config,
+    query: &str,
+    format: OutputFormat,
+    output: Option<&Path>,
+) -> Result<()> {
     let lake = Store::open(&config.lake.url, false)?;
     let ctx = engine::session(&lake, &engine_options(config)).await?;
     let df = ctx.sql(query).await.context("planning the query")?;
@@ -251,7 +280,9 @@ async fn sql(config: &Config, query: &str, format: OutputFormat, output: Option<
         }
     }
     match output {
-        Some(path) => std::fs::write(path, &out).with_context(|| format!("writing {}", path.display()))?,
+        Some(path) => {
+            std::fs::write(path, &out).with_context(|| format!("writing {}", path.display()))?
+        }
         None => {
             use std::io::Write;
             std::io::stdout().write_all(&out)?;
@@ -263,18 +294,34 @@ async fn sql(config: &Config, query: &str, format: OutputFormat, output: Option<
 async fn tables(config: &Config) -> Result<()> {
     let lake = Store::open(&config.lake.url, false)?;
     let ctx = engine::session(&lake, &engine_options(config)).await?;
-    let mut names: Vec<String> = ctx.catalog("datafusion").and_then(|c| c.schema("public")).map(|s| s.table_names()).unwrap_or_default();
+    let mut names: Vec<String> = ctx
+        .catalog("datafusion")
+        .and_then(|c| c.schema("public"))
+        .map(|s| s.table_names())
+        .unwrap_or_default();
     names.sort();
     if names.is_empty() {
-        println!("the lake at {} has no tables yet; run `learnlake ingest`", lake.url);
+        println!(
+            "the lake at {} has no tables yet; run `learnlake ingest`",
+            lake.url
+        );
         return Ok(());
     }
     println!("{:<24} {:>12}", "table", "rows");
     for name in names {
-        let batches = ctx.sql(&format!("SELECT COUNT(*) FROM \"{name}\"")).await?.collect().await?;
+        let batches = ctx
+            .sql(&format!("SELECT COUNT(*) FROM \"{name}\""))
+            .await?
+            .collect()
+            .await?;
         let count = batches
             .first()
-            .and_then(|b| b.column(0).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().map(|a| a.value(0)))
+            .and_then(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                    .map(|a| a.value(0))
+            })
             .unwrap_or(0);
         println!("{name:<24} {count:>12}");
     }
@@ -285,14 +332,21 @@ async fn schema(config: &Config, table: &str) -> Result<()> {
     let lake = Store::open(&config.lake.url, false)?;
     let ctx = engine::session(&lake, &engine_options(config)).await?;
     let provider = ctx.table_provider(table).await.with_context(|| {
-        format!("no table {table:?} in the lake at {}; `learnlake tables` lists them", lake.url)
+        format!(
+            "no table {table:?} in the lake at {}; `learnlake tables` lists them",
+            lake.url
+        )
     })?;
     for field in provider.schema().fields() {
         println!(
             "{:<24} {:<40} {}",
             field.name(),
             field.data_type().to_string(),
-            if field.is_nullable() { "null" } else { "not null" }
+            if field.is_nullable() {
+                "null"
+            } else {
+                "not null"
+            }
         );
     }
     Ok(())
@@ -327,7 +381,10 @@ async fn demo(global: &Global, out: &Path) -> Result<()> {
     let lake = out.join("lake");
     match data_samples() {
         Some(samples) if !landing.exists() => {
-            println!("== copying the sample landing data from {}", samples.display());
+            println!(
+                "== copying the sample landing data from {}",
+                samples.display()
+            );
             copy_dir(&samples, &landing)?;
         }
         Some(_) => println!("== using the landing data already in {}", landing.display()),
@@ -355,7 +412,10 @@ async fn demo(global: &Global, out: &Path) -> Result<()> {
     let report = run_ingest(&config).await?;
     print_ingest_report(&report);
     println!();
-    println!("== analyzing every week with data (zone {})", config.timezone);
+    println!(
+        "== analyzing every week with data (zone {})",
+        config.timezone
+    );
     let analysis = run_analyze(&config, WeekSelection::AllWithData).await?;
     print_analyze_report(&analysis);
     println!();
@@ -370,6 +430,9 @@ async fn demo(global: &Global, out: &Path) -> Result<()> {
     println!("== the lake at {}", lake.display());
     tables(&config).await?;
     println!();
-    println!("Try: learnlake --lake {} sql \"SELECT activity_type, COUNT(*) FROM activity GROUP BY 1 ORDER BY 2 DESC\"", lake.display());
+    println!(
+        "Try: learnlake --lake {} sql \"SELECT activity_type, COUNT(*) FROM activity GROUP BY 1 ORDER BY 2 DESC\"",
+        lake.display()
+    );
     Ok(())
 }

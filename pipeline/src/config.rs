@@ -156,31 +156,45 @@ impl Default for Config {
 
 impl Default for LakeConfig {
     fn default() -> Self {
-        Self { url: "file://./lake".into() }
+        Self {
+            url: "file://./lake".into(),
+        }
     }
 }
 
 impl Default for LandingConfig {
     fn default() -> Self {
-        Self { url: "file://./landing".into() }
+        Self {
+            url: "file://./landing".into(),
+        }
     }
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { url: "local".into(), memory_limit_mb: 4096, target_partitions: None }
+        Self {
+            url: "local".into(),
+            memory_limit_mb: 4096,
+            target_partitions: None,
+        }
     }
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        Self { batch_mb: 256, threads: None }
+        Self {
+            batch_mb: 256,
+            threads: None,
+        }
     }
 }
 
 impl Default for RiskConfig {
     fn default() -> Self {
-        Self { high_below: 0.4, medium_below: 0.7 }
+        Self {
+            high_below: 0.4,
+            medium_below: 0.7,
+        }
     }
 }
 
@@ -204,18 +218,33 @@ impl Default for EmailConfig {
 
 impl Default for SmtpConfig {
     fn default() -> Self {
-        Self { host: String::new(), port: 587, tls: "starttls".into(), username: None }
+        Self {
+            host: String::new(),
+            port: 587,
+            tls: "starttls".into(),
+            username: None,
+        }
     }
 }
 
-const STEPS: [&str; 7] = ["ingest", "analyze", "train", "report", "notify", "flags", "retention"];
+const STEPS: [&str; 7] = [
+    "ingest",
+    "analyze",
+    "train",
+    "report",
+    "notify",
+    "flags",
+    "retention",
+];
 
 impl Config {
     /// Reads the config file (an explicit `path`, else `LEARNLAKE_CONFIG`, else
     /// `./learnlake.toml` when present, else the defaults), applies the
     /// environment from `env`, and validates.
     pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
-        let explicit = path.map(Path::to_path_buf).or_else(|| env("LEARNLAKE_CONFIG").map(PathBuf::from));
+        let explicit = path
+            .map(Path::to_path_buf)
+            .or_else(|| env("LEARNLAKE_CONFIG").map(PathBuf::from));
         let file = match explicit {
             Some(p) => Some(p),
             None => Some(PathBuf::from("learnlake.toml")).filter(|p| p.exists()),
@@ -278,13 +307,19 @@ impl Config {
                 self.timezone
             ));
         }
-        for (key, url) in [("lake.url", &self.lake.url), ("landing.url", &self.landing.url)] {
+        for (key, url) in [
+            ("lake.url", &self.lake.url),
+            ("landing.url", &self.landing.url),
+        ] {
             if let Err(e) = crate::lake::store::parse_location(url) {
                 problems.push(format!("{key}: {e}"));
             }
         }
         let engine = &self.engine.url;
-        if !(engine == "local" || engine == "ballista-standalone" || engine.starts_with("ballista://")) {
+        if !(engine == "local"
+            || engine == "ballista-standalone"
+            || engine.starts_with("ballista://"))
+        {
             problems.push(format!(
                 "engine.url: {engine:?} is not one of \"local\", \"ballista-standalone\", \"ballista://host:port\""
             ));
@@ -303,7 +338,10 @@ impl Config {
             ));
         }
         if !matches!(self.email.transport.as_str(), "file" | "smtp") {
-            problems.push(format!("email.transport: {:?} is not \"file\" or \"smtp\"", self.email.transport));
+            problems.push(format!(
+                "email.transport: {:?} is not \"file\" or \"smtp\"",
+                self.email.transport
+            ));
         }
         if !matches!(self.email.smtp.tls.as_str(), "none" | "starttls" | "tls") {
             problems.push(format!(
@@ -392,14 +430,25 @@ steps = ["ingest", "analyze", "report", "notify", "flags"]
         .unwrap();
         config.apply_env(&no_env).unwrap();
         let err = config.validate().unwrap_err().to_string();
-        assert!(err.contains("timezone: \"Mars/Base\" is not an IANA time zone"), "{err}");
-        assert!(err.contains("jobs[0].schedule: \"0 0 7 * *\" has 5 fields, expected 6"), "{err}");
-        assert!(err.contains("jobs[0].steps: unknown step \"dance\""), "{err}");
+        assert!(
+            err.contains("timezone: \"Mars/Base\" is not an IANA time zone"),
+            "{err}"
+        );
+        assert!(
+            err.contains("jobs[0].schedule: \"0 0 7 * *\" has 5 fields, expected 6"),
+            "{err}"
+        );
+        assert!(
+            err.contains("jobs[0].steps: unknown step \"dance\""),
+            "{err}"
+        );
     }
 
     #[test]
     fn unknown_keys_are_refused() {
-        let err = Config::from_toml("[lake]\nuri = \"x\"\n").unwrap_err().to_string();
+        let err = Config::from_toml("[lake]\nuri = \"x\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown field `uri`"), "{err}");
     }
 

@@ -75,6 +75,8 @@ pub enum Error {
     #[error("generate: {0}")]
     Generate(String),
 
-    #[error("ingest was interrupted on purpose after {0} batch(es) (LEARNLAKE_TEST_CRASH_AFTER_BATCHES)")]
+    #[error(
+        "ingest was interrupted on purpose after {0} batch(es) (LEARNLAKE_TEST_CRASH_AFTER_BATCHES)"
+    )]
     TestCrash(usize),
 }

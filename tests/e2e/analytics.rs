@@ -49,10 +49,31 @@ fn hand_landing(dir: &Path) -> PathBuf {
     };
     let events = [
         // s1: Sat, Sun, Mon, Tue — a streak across the week boundary
-        ev("e1", "s1", "2026-03-07T10:00:00Z", "lesson_complete", 2, ",\"lesson_id\":\"L1\",\"duration_seconds\":600"),
-        ev("e2", "s1", "2026-03-08T10:00:00Z", "video_play", 1, ",\"duration_seconds\":120"),
+        ev(
+            "e1",
+            "s1",
+            "2026-03-07T10:00:00Z",
+            "lesson_complete",
+            2,
+            ",\"lesson_id\":\"L1\",\"duration_seconds\":600",
+        ),
+        ev(
+            "e2",
+            "s1",
+            "2026-03-08T10:00:00Z",
+            "video_play",
+            1,
+            ",\"duration_seconds\":120",
+        ),
         ev("e3", "s1", "2026-03-09T10:00:00Z", "video_play", 1, ""),
-        ev("e4", "s1", "2026-03-10T10:00:00Z", "lesson_complete", 1, ",\"lesson_id\":\"L2\""),
+        ev(
+            "e4",
+            "s1",
+            "2026-03-10T10:00:00Z",
+            "lesson_complete",
+            1,
+            ",\"lesson_id\":\"L2\"",
+        ),
         // s1 around the EU DST change (Sunday 29 March 01:00 UTC)
         ev("e5", "s1", "2026-03-29T00:30:00Z", "video_play", 1, ""), // Sunday 29th 00:30 GMT: week of 23 March
         ev("e6", "s1", "2026-03-29T23:30:00Z", "video_play", 1, ""), // Monday 30th 00:30 BST: week of 30 March
@@ -79,7 +100,18 @@ fn hand_landing(dir: &Path) -> PathBuf {
 }
 
 fn query_csv(dir: &Path, lake: &Path, sql: &str) -> String {
-    let out = learnlake_ok(dir, &["--lake", lake.to_str().unwrap(), "sql", sql, "--format", "csv"], &[]);
+    let out = learnlake_ok(
+        dir,
+        &[
+            "--lake",
+            lake.to_str().unwrap(),
+            "sql",
+            sql,
+            "--format",
+            "csv",
+        ],
+        &[],
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -89,10 +121,30 @@ fn hand_computed_weeks_match_every_definition() {
     let landing = hand_landing(&dir);
     let lake = dir.join("lake");
     let lake_s = lake.to_str().unwrap();
-    learnlake_ok(&dir, &["--lake", lake_s, "--landing", landing.to_str().unwrap(), "ingest"], &[]);
     learnlake_ok(
         &dir,
-        &["--lake", lake_s, "--timezone", ZONE, "analyze", "--from", "2026-03-02", "--to", "2026-03-30"],
+        &[
+            "--lake",
+            lake_s,
+            "--landing",
+            landing.to_str().unwrap(),
+            "ingest",
+        ],
+        &[],
+    );
+    learnlake_ok(
+        &dir,
+        &[
+            "--lake",
+            lake_s,
+            "--timezone",
+            ZONE,
+            "analyze",
+            "--from",
+            "2026-03-02",
+            "--to",
+            "2026-03-30",
+        ],
         &[],
     );
 
@@ -134,8 +186,15 @@ fn hand_computed_weeks_match_every_definition() {
          s5,0,1,12,0,1,0,0.0\n\
          s6,0,1,7,0,1,0,0.0\n"
     );
-    let week3 = query_csv(&dir, &lake, "SELECT student_id FROM student_week WHERE period_start = DATE '2026-03-16' ORDER BY 1");
-    assert!(!week3.contains("s5"), "s5 withdrew before this week: {week3}");
+    let week3 = query_csv(
+        &dir,
+        &lake,
+        "SELECT student_id FROM student_week WHERE period_start = DATE '2026-03-16' ORDER BY 1",
+    );
+    assert!(
+        !week3.contains("s5"),
+        "s5 withdrew before this week: {week3}"
+    );
 
     // The DST week: Sunday 29th 00:30 GMT is in the week of the 23rd; 23:30 UTC that
     // evening is already Monday 30th in BST.
@@ -145,7 +204,10 @@ fn hand_computed_weeks_match_every_definition() {
         "SELECT CAST(period_start AS VARCHAR) AS week, events, current_streak_days FROM student_week \
          WHERE student_id = 's1' AND period_start >= DATE '2026-03-23' ORDER BY 1",
     );
-    assert_eq!(dst, "week,events,current_streak_days\n2026-03-23,1,1\n2026-03-30,1,0\n");
+    assert_eq!(
+        dst,
+        "week,events,current_streak_days\n2026-03-23,1,1\n2026-03-30,1,0\n"
+    );
 
     // Risk explains itself.
     let risk = query_csv(
@@ -156,7 +218,10 @@ fn hand_computed_weeks_match_every_definition() {
     );
     let s2 = risk.lines().find(|l| l.starts_with("s2,")).unwrap();
     assert!(s2.contains("never_started"), "{risk}");
-    assert!(s2.contains("missed_assessment: submitted 0 of 2 assessments due"), "{risk}");
+    assert!(
+        s2.contains("missed_assessment: submitted 0 of 2 assessments due"),
+        "{risk}"
+    );
     assert!(s2.starts_with("s2,high"), "{risk}");
 
     // course_week counts the rows and compares with the week before.
@@ -167,7 +232,10 @@ fn hand_computed_weeks_match_every_definition() {
          risk_high + risk_medium + risk_low AS rated, risk_high_change IS NULL AS first \
          FROM course_week ORDER BY 1 LIMIT 2",
     );
-    assert_eq!(course, "week,enrolled,active,grade_b,grade_none,rated,first\n2026-03-02,5,4,1,4,5,true\n2026-03-09,6,1,1,5,6,false\n");
+    assert_eq!(
+        course,
+        "week,enrolled,active,grade_b,grade_none,rated,first\n2026-03-02,5,4,1,4,5,true\n2026-03-09,6,1,1,5,6,false\n"
+    );
 }
 
 #[test]
@@ -176,21 +244,58 @@ fn reanalyzing_in_any_order_gives_the_same_partitions() {
     let landing = hand_landing(&dir);
     let run = |lake: &Path, weeks: &[&str]| {
         let lake_s = lake.to_str().unwrap();
-        learnlake_ok(&dir, &["--lake", lake_s, "--landing", landing.to_str().unwrap(), "ingest"], &[]);
+        learnlake_ok(
+            &dir,
+            &[
+                "--lake",
+                lake_s,
+                "--landing",
+                landing.to_str().unwrap(),
+                "ingest",
+            ],
+            &[],
+        );
         for w in weeks {
-            learnlake_ok(&dir, &["--lake", lake_s, "--timezone", ZONE, "analyze", "--week", w], &[]);
+            learnlake_ok(
+                &dir,
+                &["--lake", lake_s, "--timezone", ZONE, "analyze", "--week", w],
+                &[],
+            );
         }
     };
     let forward = dir.join("forward");
     run(&forward, &["2026-03-02", "2026-03-09", "2026-03-16"]);
     let backward = dir.join("backward");
-    run(&backward, &["2026-03-16", "2026-03-09", "2026-03-02", "2026-03-09"]);
+    run(
+        &backward,
+        &["2026-03-16", "2026-03-09", "2026-03-02", "2026-03-09"],
+    );
     let derived = |lake: &Path| {
         let mut rows = Vec::new();
         for table in ["student_week", "course_week"] {
-            let sql = format!("SELECT * FROM {table} WHERE period_start >= DATE '2026-03-02' ORDER BY ALL");
-            let sql = sql.replace("ORDER BY ALL", if table == "student_week" { "ORDER BY period_start, course_id, student_id" } else { "ORDER BY period_start, course_id" });
-            let out = learnlake_ok(&dir, &["--lake", lake.to_str().unwrap(), "sql", &sql, "--format", "ndjson"], &[]);
+            let sql = format!(
+                "SELECT * FROM {table} WHERE period_start >= DATE '2026-03-02' ORDER BY ALL"
+            );
+            let sql = sql.replace(
+                "ORDER BY ALL",
+                if table == "student_week" {
+                    "ORDER BY period_start, course_id, student_id"
+                } else {
+                    "ORDER BY period_start, course_id"
+                },
+            );
+            let out = learnlake_ok(
+                &dir,
+                &[
+                    "--lake",
+                    lake.to_str().unwrap(),
+                    "sql",
+                    &sql,
+                    "--format",
+                    "ndjson",
+                ],
+                &[],
+            );
             for line in String::from_utf8(out.stdout).unwrap().lines() {
                 rows.push(rounded(serde_json::from_str(line).unwrap()));
             }
@@ -220,7 +325,9 @@ fn rounded(value: serde_json::Value) -> serde_json::Value {
             Value::String(format!("{f:.9e}"))
         }
         Value::Array(items) => Value::Array(items.into_iter().map(rounded).collect()),
-        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, rounded(v))).collect()),
+        Value::Object(map) => {
+            Value::Object(map.into_iter().map(|(k, v)| (k, rounded(v))).collect())
+        }
         other => other,
     }
 }
@@ -235,24 +342,87 @@ fn generated_data_agrees_with_an_independent_duckdb_implementation() {
     let (lake_s, landing_s) = (lake.to_str().unwrap(), landing.to_str().unwrap());
     learnlake_ok(
         &dir,
-        &["generate", "--out", landing_s, "--students", "60", "--courses", "4", "--weeks", "10", "--seed", "3"],
+        &[
+            "generate",
+            "--out",
+            landing_s,
+            "--students",
+            "60",
+            "--courses",
+            "4",
+            "--weeks",
+            "10",
+            "--seed",
+            "3",
+        ],
         &[],
     );
-    learnlake_ok(&dir, &["--lake", lake_s, "--landing", landing_s, "ingest"], &[("LEARNLAKE_HASH_KEY", "x")]);
+    learnlake_ok(
+        &dir,
+        &["--lake", lake_s, "--landing", landing_s, "ingest"],
+        &[("LEARNLAKE_HASH_KEY", "x")],
+    );
     for (zone, weeks) in [
-        ("Europe/London", ["2026-02-02", "2026-03-02", "2026-03-23", "2026-03-30", "2026-04-06"]),
-        ("America/New_York", ["2026-02-09", "2026-03-02", "2026-03-09", "2026-03-16", "2026-04-06"]),
+        (
+            "Europe/London",
+            [
+                "2026-02-02",
+                "2026-03-02",
+                "2026-03-23",
+                "2026-03-30",
+                "2026-04-06",
+            ],
+        ),
+        (
+            "America/New_York",
+            [
+                "2026-02-09",
+                "2026-03-02",
+                "2026-03-09",
+                "2026-03-16",
+                "2026-04-06",
+            ],
+        ),
     ] {
         let _ = std::fs::remove_dir_all(lake.join("student_week"));
         let _ = std::fs::remove_dir_all(lake.join("course_week"));
-        learnlake_ok(&dir, &["--lake", lake_s, "--timezone", zone, "analyze", "--from", weeks[0], "--to", weeks[4]], &[]);
+        learnlake_ok(
+            &dir,
+            &[
+                "--lake",
+                lake_s,
+                "--timezone",
+                zone,
+                "analyze",
+                "--from",
+                weeks[0],
+                "--to",
+                weeks[4],
+            ],
+            &[],
+        );
         let reference = dir.join("reference.parquet");
-        let script = |name: &str| Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests").join(name);
-        let mut args: Vec<String> = vec![script("reference_analytics.py").display().to_string(), lake_s.into(), zone.into()];
+        let script = |name: &str| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests")
+                .join(name)
+        };
+        let mut args: Vec<String> = vec![
+            script("reference_analytics.py").display().to_string(),
+            lake_s.into(),
+            zone.into(),
+        ];
         args.extend(weeks.iter().map(|w| w.to_string()));
         args.extend(["--out".into(), reference.display().to_string()]);
-        let out = std::process::Command::new("python3").args(&args).output().unwrap();
-        assert!(out.status.success(), "reference failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new("python3")
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "reference failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let out = std::process::Command::new("python3")
             .arg(script("compare_student_week.py"))
             .arg(&reference)

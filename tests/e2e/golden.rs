@@ -45,13 +45,20 @@ impl sqllogictest::AsyncDB for Lake {
             .fields()
             .iter()
             .map(|f| match f.data_type() {
-                DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => DefaultColumnType::Integer,
+                DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
+                    DefaultColumnType::Integer
+                }
                 DataType::Float32 | DataType::Float64 => DefaultColumnType::FloatingPoint,
-                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => DefaultColumnType::Text,
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                    DefaultColumnType::Text
+                }
                 _ => DefaultColumnType::Any,
             })
             .collect();
-        Ok(DBOutput::Rows { types, rows: batches.iter().flat_map(rows_of).collect() })
+        Ok(DBOutput::Rows {
+            types,
+            rows: batches.iter().flat_map(rows_of).collect(),
+        })
     }
 
     async fn shutdown(&mut self) {}
@@ -72,10 +79,12 @@ fn rows_of(batch: &RecordBatch) -> Vec<Vec<String>> {
                 .columns()
                 .iter()
                 .zip(&formatters)
-                .map(|(column, f)| match column.as_any().downcast_ref::<Float64Array>() {
-                    Some(floats) if floats.is_valid(row) => format!("{:.6}", floats.value(row)),
-                    _ => f.value(row).to_string(),
-                })
+                .map(
+                    |(column, f)| match column.as_any().downcast_ref::<Float64Array>() {
+                        Some(floats) if floats.is_valid(row) => format!("{:.6}", floats.value(row)),
+                        _ => f.value(row).to_string(),
+                    },
+                )
                 .collect()
         })
         .collect()
@@ -91,10 +100,26 @@ async fn golden_slt_files_over_data_samples() {
     let lake = dir.join("lake");
     let lake_s = lake.to_str().unwrap();
     let env = [("LEARNLAKE_HASH_KEY", "golden")];
-    learnlake_ok(&dir, &["--lake", lake_s, "--landing", samples().to_str().unwrap(), "ingest"], &env);
-    learnlake_ok(&dir, &["--lake", lake_s, "--timezone", "Europe/London", "analyze"], &env);
+    learnlake_ok(
+        &dir,
+        &[
+            "--lake",
+            lake_s,
+            "--landing",
+            samples().to_str().unwrap(),
+            "ingest",
+        ],
+        &env,
+    );
+    learnlake_ok(
+        &dir,
+        &["--lake", lake_s, "--timezone", "Europe/London", "analyze"],
+        &env,
+    );
     let store = Store::open(lake_s, false).unwrap();
-    let ctx = engine::session(&store, &EngineOptions::default()).await.unwrap();
+    let ctx = engine::session(&store, &EngineOptions::default())
+        .await
+        .unwrap();
 
     let slt_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/slt");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&slt_dir)
@@ -123,10 +148,12 @@ async fn golden_slt_files_over_data_samples() {
                 .await
                 .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         } else {
-            runner
-                .run_file_async(&file)
-                .await
-                .unwrap_or_else(|e| panic!("{}: {e}\n(regenerate with LEARNLAKE_COMPLETE=1 after an intended change)", file.display()));
+            runner.run_file_async(&file).await.unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e}\n(regenerate with LEARNLAKE_COMPLETE=1 after an intended change)",
+                    file.display()
+                )
+            });
         }
     }
 }

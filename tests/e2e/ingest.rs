@@ -15,7 +15,19 @@ fn hostile_landing(dir: &Path) -> (u64, u64) {
     let landing = dir.join("landing");
     learnlake_ok(
         dir,
-        &["generate", "--out", landing.to_str().unwrap(), "--students", "30", "--courses", "3", "--weeks", "6", "--seed", "11"],
+        &[
+            "generate",
+            "--out",
+            landing.to_str().unwrap(),
+            "--students",
+            "30",
+            "--courses",
+            "3",
+            "--weeks",
+            "6",
+            "--seed",
+            "11",
+        ],
         &[],
     );
     let mut generated = 0u64;
@@ -50,7 +62,11 @@ fn hostile_landing(dir: &Path) -> (u64, u64) {
         "not json at all",
         "",
     ];
-    std::fs::write(landing.join("activity/zz-hostile.jsonl"), hostile.join("\n")).unwrap();
+    std::fs::write(
+        landing.join("activity/zz-hostile.jsonl"),
+        hostile.join("\n"),
+    )
+    .unwrap();
     // duplicates across files: of a hostile row and of a generated event
     std::fs::write(
         landing.join("activity/zz-hostile-2.jsonl"),
@@ -78,7 +94,11 @@ fn hostile_landing(dir: &Path) -> (u64, u64) {
     bytes.extend_from_slice(b"\xde\xad\xbe\xef garbage");
     std::fs::write(landing.join("activity/broken.jsonl.gz"), bytes).unwrap();
     // a binary file among the attempts
-    std::fs::write(landing.join("attempts/blob.jsonl"), b"\x00\x01\x02\x03binary\x00").unwrap();
+    std::fs::write(
+        landing.join("attempts/blob.jsonl"),
+        b"\x00\x01\x02\x03binary\x00",
+    )
+    .unwrap();
     // hostile attempts
     std::fs::write(
         landing.join("attempts/zz-hostile.jsonl"),
@@ -103,7 +123,11 @@ fn hostile_landing(dir: &Path) -> (u64, u64) {
 fn reasons(reader: &Value, kind: &str) -> Vec<String> {
     reader["quarantine"][kind]
         .as_array()
-        .map(|rows| rows.iter().map(|r| r["reason"].as_str().unwrap().to_string()).collect())
+        .map(|rows| {
+            rows.iter()
+                .map(|r| r["reason"].as_str().unwrap().to_string())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -113,10 +137,19 @@ fn hostile_input_keeps_every_valid_row_once_and_quarantines_the_rest() {
     let (generated, valid_hostile) = hostile_landing(&dir);
     let lake = dir.join("lake");
     let landing = dir.join("landing");
-    let args = ["--lake", lake.to_str().unwrap(), "--landing", landing.to_str().unwrap(), "ingest"];
+    let args = [
+        "--lake",
+        lake.to_str().unwrap(),
+        "--landing",
+        landing.to_str().unwrap(),
+        "ingest",
+    ];
     let out = learnlake_ok(&dir, &args, &[KEY]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("quarantined"), "a warning names the quarantine:\n{stderr}");
+    assert!(
+        stderr.contains("quarantined"),
+        "a warning names the quarantine:\n{stderr}"
+    );
 
     let seen = second_reader(&lake);
     let activity = &seen["duckdb"]["activity"];
@@ -146,16 +179,37 @@ fn hostile_input_keeps_every_valid_row_once_and_quarantines_the_rest() {
     // 8 bad JSON lines, 1 bad CSV row, 1 corrupt file
     assert_eq!(activity_reasons.len(), 10, "{activity_reasons:#?}");
     let rows = seen["quarantine"]["activity"].as_array().unwrap();
-    let bad3 = rows.iter().find(|r| r["raw"].as_str().unwrap().contains("h-bad-3")).unwrap();
+    let bad3 = rows
+        .iter()
+        .find(|r| r["raw"].as_str().unwrap().contains("h-bad-3"))
+        .unwrap();
     assert_eq!(bad3["source_file"], "activity/zz-hostile.jsonl");
     assert_eq!(bad3["line_number"], 7);
 
     let attempt_reasons = reasons(&seen, "attempts");
-    assert!(attempt_reasons.iter().any(|r| r.contains("missing required field \"score\"")), "{attempt_reasons:?}");
-    assert!(attempt_reasons.iter().any(|r| r.contains("score 150 is outside 0–100")), "{attempt_reasons:?}");
-    assert!(attempt_reasons.iter().any(|r| r.contains("not a text file")), "{attempt_reasons:?}");
+    assert!(
+        attempt_reasons
+            .iter()
+            .any(|r| r.contains("missing required field \"score\"")),
+        "{attempt_reasons:?}"
+    );
+    assert!(
+        attempt_reasons
+            .iter()
+            .any(|r| r.contains("score 150 is outside 0–100")),
+        "{attempt_reasons:?}"
+    );
+    assert!(
+        attempt_reasons
+            .iter()
+            .any(|r| r.contains("not a text file")),
+        "{attempt_reasons:?}"
+    );
     let student_reasons = reasons(&seen, "students");
-    assert!(student_reasons.iter().any(|r| r.contains("Mars/Olympus")), "{student_reasons:?}");
+    assert!(
+        student_reasons.iter().any(|r| r.contains("Mars/Olympus")),
+        "{student_reasons:?}"
+    );
 
     // types as the lake contract says, for both readers
     let types = &activity["types"];
@@ -168,13 +222,23 @@ fn hostile_input_keeps_every_valid_row_once_and_quarantines_the_rest() {
     assert_eq!(pa_types["event_date"], "date32[day]");
     let attempts = &seen["duckdb"]["attempts"]["types"];
     assert_eq!(attempts["submitted_date"], "DATE");
-    assert!(attempts["answers"].as_str().unwrap().starts_with("STRUCT("), "{attempts}");
+    assert!(
+        attempts["answers"].as_str().unwrap().starts_with("STRUCT("),
+        "{attempts}"
+    );
     assert_eq!(seen["duckdb"]["courses"]["types"]["start_date"], "DATE");
 
     // the raw IP address is nowhere in the lake
     let out = learnlake_ok(
         &dir,
-        &["--lake", lake.to_str().unwrap(), "sql", "SELECT ip_address FROM activity WHERE event_id = 'h-new-type'", "--format", "csv"],
+        &[
+            "--lake",
+            lake.to_str().unwrap(),
+            "sql",
+            "SELECT ip_address FROM activity WHERE event_id = 'h-new-type'",
+            "--format",
+            "csv",
+        ],
         &[],
     );
     let text = String::from_utf8_lossy(&out.stdout);
@@ -183,10 +247,20 @@ fn hostile_input_keeps_every_valid_row_once_and_quarantines_the_rest() {
     // the newest student row landed in the snapshot
     let out = learnlake_ok(
         &dir,
-        &["--lake", lake.to_str().unwrap(), "sql", "SELECT name FROM students WHERE student_id = 'extra-1'", "--format", "ndjson"],
+        &[
+            "--lake",
+            lake.to_str().unwrap(),
+            "sql",
+            "SELECT name FROM students WHERE student_id = 'extra-1'",
+            "--format",
+            "ndjson",
+        ],
         &[],
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), r#"{"name":"Zoë"}"#);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        r#"{"name":"Zoë"}"#
+    );
 }
 
 #[test]
@@ -195,11 +269,21 @@ fn ingesting_twice_changes_nothing() {
     hostile_landing(&dir);
     let lake = dir.join("lake");
     let landing = dir.join("landing");
-    let args = ["--lake", lake.to_str().unwrap(), "--landing", landing.to_str().unwrap(), "ingest"];
+    let args = [
+        "--lake",
+        lake.to_str().unwrap(),
+        "--landing",
+        landing.to_str().unwrap(),
+        "ingest",
+    ];
     learnlake_ok(&dir, &args, &[KEY]);
     let first = fingerprint(&lake, &[]);
     let out = learnlake_ok(&dir, &args, &[KEY]);
-    assert_eq!(fingerprint(&lake, &[]), first, "the second run changed the lake");
+    assert_eq!(
+        fingerprint(&lake, &[]),
+        first,
+        "the second run changed the lake"
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let total = stdout.lines().find(|l| l.starts_with("total")).unwrap();
     let fields: Vec<&str> = total.split_whitespace().collect();
@@ -217,7 +301,17 @@ fn an_ingest_killed_anywhere_completes_to_the_same_lake() {
     // Small batches, so one run commits many.
     std::fs::write(dir.join("learnlake.toml"), "[ingest]\nbatch_mb = 1\n").unwrap();
     let run = |lake: &Path, env: &[(&str, &str)]| {
-        learnlake(&dir, &["--lake", lake.to_str().unwrap(), "--landing", landing.to_str().unwrap(), "ingest"], env)
+        learnlake(
+            &dir,
+            &[
+                "--lake",
+                lake.to_str().unwrap(),
+                "--landing",
+                landing.to_str().unwrap(),
+                "ingest",
+            ],
+            env,
+        )
     };
     let clean = dir.join("clean");
     assert!(run(&clean, &[KEY]).status.success());
@@ -226,14 +320,31 @@ fn an_ingest_killed_anywhere_completes_to_the_same_lake() {
 
     for n in [1, 2, 3, 5, 8, 13, 21] {
         let lake = dir.join(format!("crash-{n}"));
-        let crashed = run(&lake, &[KEY, ("LEARNLAKE_TEST_CRASH_AFTER_WRITES", &n.to_string())]);
-        assert!(!crashed.status.success(), "the run with a crash after {n} writes did not crash");
+        let crashed = run(
+            &lake,
+            &[KEY, ("LEARNLAKE_TEST_CRASH_AFTER_WRITES", &n.to_string())],
+        );
+        assert!(
+            !crashed.status.success(),
+            "the run with a crash after {n} writes did not crash"
+        );
         let resumed = run(&lake, &[KEY]);
-        assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
-        assert_eq!(fingerprint(&lake, &["_meta", "_quarantine"]), expected_files, "crash after {n} writes");
+        assert!(
+            resumed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&resumed.stderr)
+        );
+        assert_eq!(
+            fingerprint(&lake, &["_meta", "_quarantine"]),
+            expected_files,
+            "crash after {n} writes"
+        );
         let seen = second_reader(&lake);
         assert_eq!(seen["duckdb"], expected["duckdb"], "crash after {n} writes");
-        assert_eq!(seen["quarantine"], expected["quarantine"], "crash after {n} writes");
+        assert_eq!(
+            seen["quarantine"], expected["quarantine"],
+            "crash after {n} writes"
+        );
         // no staging files left behind
         let stray: Vec<String> = fingerprint(&lake, &[])
             .into_keys()
@@ -246,7 +357,13 @@ fn an_ingest_killed_anywhere_completes_to_the_same_lake() {
     let lake = dir.join("killed");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_learnlake"))
         .current_dir(&dir)
-        .args(["--lake", lake.to_str().unwrap(), "--landing", landing.to_str().unwrap(), "ingest"])
+        .args([
+            "--lake",
+            lake.to_str().unwrap(),
+            "--landing",
+            landing.to_str().unwrap(),
+            "ingest",
+        ])
         .env(KEY.0, KEY.1)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -256,7 +373,11 @@ fn an_ingest_killed_anywhere_completes_to_the_same_lake() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(run(&lake, &[KEY]).status.success());
-    assert_eq!(fingerprint(&lake, &["_meta", "_quarantine"]), expected_files, "after kill -9");
+    assert_eq!(
+        fingerprint(&lake, &["_meta", "_quarantine"]),
+        expected_files,
+        "after kill -9"
+    );
     let seen = second_reader(&lake);
     assert_eq!(seen["duckdb"], expected["duckdb"]);
     assert_eq!(seen["quarantine"], expected["quarantine"]);
@@ -268,9 +389,16 @@ fn bad_config_and_missing_landing_fail_with_a_reason() {
     let out = learnlake(&dir, &["--timezone", "Mars/Base", "ingest"], &[]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("timezone: \"Mars/Base\" is not an IANA time zone"), "{err}");
+    assert!(
+        err.contains("timezone: \"Mars/Base\" is not an IANA time zone"),
+        "{err}"
+    );
 
-    let out = learnlake(&dir, &["--landing", dir.join("nowhere").to_str().unwrap(), "ingest"], &[]);
+    let out = learnlake(
+        &dir,
+        &["--landing", dir.join("nowhere").to_str().unwrap(), "ingest"],
+        &[],
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("does not exist"), "{err}");

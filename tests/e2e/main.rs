@@ -14,7 +14,10 @@ use sha2::{Digest, Sha256};
 /// Runs `learnlake` with `args`, extra environment, in `cwd`.
 pub fn learnlake(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_learnlake"));
-    cmd.current_dir(cwd).args(args).env_remove("LEARNLAKE_CONFIG").env("LEARNLAKE_LOG", "info");
+    cmd.current_dir(cwd)
+        .args(args)
+        .env_remove("LEARNLAKE_CONFIG")
+        .env("LEARNLAKE_LOG", "info");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -54,12 +57,22 @@ pub fn second_reader(lake: &Path) -> serde_json::Value {
 /// skipping top-level folders.
 pub fn fingerprint(dir: &Path, skip: &[&str]) -> BTreeMap<String, String> {
     fn walk(root: &Path, dir: &Path, skip: &[&str], out: &mut BTreeMap<String, String>) {
-        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap()).collect();
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .collect();
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
             let path = e.path();
-            let rel = path.strip_prefix(root).unwrap().to_string_lossy().to_string();
-            if skip.iter().any(|s| rel == *s || rel.starts_with(&format!("{s}/"))) {
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .to_string();
+            if skip
+                .iter()
+                .any(|s| rel == *s || rel.starts_with(&format!("{s}/")))
+            {
                 continue;
             }
             if path.is_dir() {

@@ -29,7 +29,7 @@ use serde::Serialize;
 use tracing::{info, info_span};
 
 use crate::engine;
-use crate::lake::{parquet_io, partition_folder, LakeTable, Store};
+use crate::lake::{LakeTable, Store, parquet_io, partition_folder};
 use crate::{Error, Result};
 
 /// One institution week: local Monday 00:00 to the next, in UTC instants.
@@ -122,7 +122,10 @@ impl Queries {
             .map(Path::to_path_buf)
             .into_iter()
             .chain(std::env::var_os("LEARNLAKE_QUERIES").map(PathBuf::from))
-            .chain([PathBuf::from("queries"), Path::new(env!("CARGO_MANIFEST_DIR")).join("../queries")]);
+            .chain([
+                PathBuf::from("queries"),
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../queries"),
+            ]);
         for dir in candidates {
             if dir.join("student_week.sql").is_file() {
                 return Ok(Self { dir });
@@ -148,8 +151,14 @@ pub async fn run_query(
     params: &[(&str, ScalarValue)],
 ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let text = queries.load(name)?;
-    let wrap = |source| Error::Query { name: name.to_string(), source };
-    let map = params.iter().map(|(k, v)| (k.to_string(), v.clone().into())).collect();
+    let wrap = |source| Error::Query {
+        name: name.to_string(),
+        source,
+    };
+    let map = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone().into()))
+        .collect();
     let started = std::time::Instant::now();
     let df = ctx.sql(&text).await.map_err(wrap)?;
     let df = df.with_param_values(ParamValues::Map(map)).map_err(wrap)?;
@@ -185,13 +194,18 @@ async fn weeks_with_data(ctx: &SessionContext, tz: Tz) -> Result<Vec<Week>> {
             continue;
         }
         let batches = ctx
-            .sql(&format!("SELECT MIN(\"{column}\"), MAX(\"{column}\") FROM {table}"))
+            .sql(&format!(
+                "SELECT MIN(\"{column}\"), MAX(\"{column}\") FROM {table}"
+            ))
             .await?
             .collect()
             .await?;
         for b in &batches {
             for c in 0..2 {
-                if let Some(a) = b.column(c).as_any().downcast_ref::<TimestampMicrosecondArray>()
+                if let Some(a) = b
+                    .column(c)
+                    .as_any()
+                    .downcast_ref::<TimestampMicrosecondArray>()
                     && a.is_valid(0)
                 {
                     bounds.push(a.value(0));
@@ -203,7 +217,8 @@ async fn weeks_with_data(ctx: &SessionContext, tz: Tz) -> Result<Vec<Week>> {
         return Ok(Vec::new());
     };
     let local_day = |micros: i64| {
-        NaiveDate::default() + Duration::days(udf::local_micros(&tz, micros).div_euclid(86_400_000_000))
+        NaiveDate::default()
+            + Duration::days(udf::local_micros(&tz, micros).div_euclid(86_400_000_000))
     };
     Ok(weeks_between(local_day(first), local_day(last), tz))
 }
@@ -220,7 +235,11 @@ pub fn weeks_between(from: NaiveDate, to: NaiveDate, tz: Tz) -> Vec<Week> {
 }
 
 /// Computes and writes student_week and course_week for the selected weeks.
-pub async fn analyze(lake: &Store, ctx: &SessionContext, options: &AnalyzeOptions) -> Result<AnalyzeReport> {
+pub async fn analyze(
+    lake: &Store,
+    ctx: &SessionContext,
+    options: &AnalyzeOptions,
+) -> Result<AnalyzeReport> {
     let started = std::time::Instant::now();
     let tz = options.tz;
     for table in ["enrollments", "courses"] {
@@ -267,8 +286,14 @@ pub async fn analyze(lake: &Store, ctx: &SessionContext, options: &AnalyzeOption
             ("week_start_date", date(w.start.date_naive())),
             ("week_end_date", date(w.end.date_naive())),
             ("high_below", ScalarValue::Float64(Some(options.high_below))),
-            ("medium_below", ScalarValue::Float64(Some(options.medium_below))),
-            ("session_gap_seconds", ScalarValue::Int64(Some(options.session_gap_minutes * 60))),
+            (
+                "medium_below",
+                ScalarValue::Float64(Some(options.medium_below)),
+            ),
+            (
+                "session_gap_seconds",
+                ScalarValue::Int64(Some(options.session_gap_minutes * 60)),
+            ),
         ]
     };
 
@@ -281,19 +306,32 @@ pub async fn analyze(lake: &Store, ctx: &SessionContext, options: &AnalyzeOption
             // No activity at all yet: an empty daily table of the right shape.
             let text = options.queries.load("student_day")?;
             let _ = text;
-            return Err(Error::Config("the lake has no activity yet; run `learnlake ingest` first".into()));
+            return Err(Error::Config(
+                "the lake has no activity yet; run `learnlake ingest` first".into(),
+            ));
         };
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         info!(rows, "daily aggregate ready");
         ctx.deregister_table("student_day")?;
-        ctx.register_table("student_day", Arc::new(MemTable::try_new(schema, vec![batches])?))?;
+        ctx.register_table(
+            "student_day",
+            Arc::new(MemTable::try_new(schema, vec![batches])?),
+        )?;
     }
 
     for week in &student_weeks {
         let span = info_span!("student_week", period_start = %week.period_start);
         let _enter = span.enter();
-        let (schema, batches) = run_query(ctx, &options.queries, "student_week", &common(week)).await?;
-        let rows = write_partition(lake, LakeTable::StudentWeek, week.period_start, &schema, &batches).await?;
+        let (schema, batches) =
+            run_query(ctx, &options.queries, "student_week", &common(week)).await?;
+        let rows = write_partition(
+            lake,
+            LakeTable::StudentWeek,
+            week.period_start,
+            &schema,
+            &batches,
+        )
+        .await?;
         info!(rows, "student_week written");
         if requested.contains(week) {
             report.weeks.entry(week.period_start).or_default().0 = rows;
@@ -306,7 +344,14 @@ pub async fn analyze(lake: &Store, ctx: &SessionContext, options: &AnalyzeOption
         let mut params = common(week);
         params.push(("previous_start", date(week.previous(tz).period_start)));
         let (schema, batches) = run_query(ctx, &options.queries, "course_week", &params).await?;
-        let rows = write_partition(lake, LakeTable::CourseWeek, week.period_start, &schema, &batches).await?;
+        let rows = write_partition(
+            lake,
+            LakeTable::CourseWeek,
+            week.period_start,
+            &schema,
+            &batches,
+        )
+        .await?;
         info!(rows, "course_week written");
         report.weeks.entry(week.period_start).or_default().1 = rows;
     }
@@ -326,10 +371,20 @@ async fn history_start(ctx: &SessionContext, first: Week, last: Week) -> Result<
     ]
     .into_iter()
     .collect();
-    let batches = ctx.sql(sql).await?.with_param_values(ParamValues::Map(map))?.collect().await?;
+    let batches = ctx
+        .sql(sql)
+        .await?
+        .with_param_values(ParamValues::Map(map))?
+        .collect()
+        .await?;
     let start = batches
         .first()
-        .and_then(|b| b.column(0).as_any().downcast_ref::<datafusion::arrow::array::Date32Array>().cloned())
+        .and_then(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::Date32Array>()
+                .cloned()
+        })
         .filter(|a| a.is_valid(0))
         .map(|a| NaiveDate::default() + Duration::days(i64::from(a.value(0))))
         .unwrap_or(first.period_start);
@@ -338,11 +393,15 @@ async fn history_start(ctx: &SessionContext, first: Week, last: Week) -> Result<
 
 /// The period_start values a derived table has partitions for.
 async fn partitions(lake: &Store, table: LakeTable) -> Result<BTreeSet<NaiveDate>> {
-    let column = table.partition_column().expect("derived tables are partitioned");
+    let column = table
+        .partition_column()
+        .expect("derived tables are partitioned");
     let mut found = BTreeSet::new();
     for meta in lake.list(table.name()).await? {
         let rel = lake.relative(&meta.location);
-        if let Some(value) = rel.split('/').find_map(|p| p.strip_prefix(&format!("{column}=")))
+        if let Some(value) = rel
+            .split('/')
+            .find_map(|p| p.strip_prefix(&format!("{column}=")))
             && let Ok(d) = NaiveDate::parse_from_str(value, "%Y-%m-%d")
         {
             found.insert(d);
@@ -360,12 +419,22 @@ async fn write_partition(
     schema: &SchemaRef,
     batches: &[RecordBatch],
 ) -> Result<usize> {
-    let column = table.partition_column().expect("derived tables are partitioned");
-    let folder = partition_folder(table.name(), column, &period_start.format("%Y-%m-%d").to_string())?;
+    let column = table
+        .partition_column()
+        .expect("derived tables are partitioned");
+    let folder = partition_folder(
+        table.name(),
+        column,
+        &period_start.format("%Y-%m-%d").to_string(),
+    )?;
     // The partition column lives in the folder name, not in the file.
-    let keep: Vec<usize> = (0..schema.fields().len()).filter(|&i| schema.field(i).name() != column).collect();
+    let keep: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| schema.field(i).name() != column)
+        .collect();
     let file_schema: SchemaRef = Arc::new(Schema::new(
-        keep.iter().map(|&i| schema.field(i).clone()).collect::<Vec<_>>(),
+        keep.iter()
+            .map(|&i| schema.field(i).clone())
+            .collect::<Vec<_>>(),
     ));
     let projected: Vec<RecordBatch> = batches
         .iter()
@@ -373,7 +442,8 @@ async fn write_partition(
         .collect::<std::result::Result<_, _>>()?;
     let rows = projected.iter().map(RecordBatch::num_rows).sum();
     let file = format!("{folder}/part-0.parquet");
-    lake.put(&file, parquet_io::encode(&file_schema, &projected)?).await?;
+    lake.put(&file, parquet_io::encode(&file_schema, &projected)?)
+        .await?;
     for meta in lake.list(&folder).await? {
         let rel = lake.relative(&meta.location);
         if rel != file {
@@ -391,7 +461,10 @@ mod tests {
     fn weeks_start_on_local_mondays_and_follow_dst() {
         let london: Tz = "Europe/London".parse().unwrap();
         let w = Week::containing(NaiveDate::from_ymd_opt(2026, 4, 1).unwrap(), london);
-        assert_eq!(w.period_start, NaiveDate::from_ymd_opt(2026, 3, 30).unwrap());
+        assert_eq!(
+            w.period_start,
+            NaiveDate::from_ymd_opt(2026, 3, 30).unwrap()
+        );
         // BST: local midnight is 23:00 UTC the day before.
         assert_eq!(w.start.to_rfc3339(), "2026-03-29T23:00:00+00:00");
         // The week of the change (Sunday 29 March) lasts 167 hours.

@@ -13,7 +13,7 @@ use chrono::{DateTime, Offset, TimeZone};
 use chrono_tz::Tz;
 use datafusion::arrow::array::{Array, Date32Array, Int64Array, TimestampMicrosecondArray};
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
-use datafusion::common::{exec_err, DataFusionError, ScalarValue};
+use datafusion::common::{DataFusionError, ScalarValue, exec_err};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
@@ -56,7 +56,11 @@ pub fn functions() -> Vec<ScalarUDF> {
 /// Microseconds since the epoch, shifted by the zone's offset at that instant.
 pub fn local_micros(tz: &Tz, micros: i64) -> i64 {
     let offset = DateTime::from_timestamp_micros(micros)
-        .map(|utc| tz.offset_from_utc_datetime(&utc.naive_utc()).fix().local_minus_utc())
+        .map(|utc| {
+            tz.offset_from_utc_datetime(&utc.naive_utc())
+                .fix()
+                .local_minus_utc()
+        })
         .unwrap_or(0);
     micros + i64::from(offset) * 1_000_000
 }
@@ -80,7 +84,10 @@ impl ScalarUDFImpl for LocalTime {
         })
     }
 
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::common::Result<ColumnarValue> {
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
         let [ts, zone] = args.args.as_slice() else {
             return exec_err!("{} takes (timestamp, zone)", self.name());
         };
@@ -89,7 +96,10 @@ impl ScalarUDFImpl for LocalTime {
             _ => return exec_err!("{}: the zone must be a constant IANA name", self.name()),
         };
         let tz: Tz = zone.parse().map_err(|_| {
-            DataFusionError::Execution(format!("{}: {zone:?} is not an IANA time zone", self.name()))
+            DataFusionError::Execution(format!(
+                "{}: {zone:?} is not an IANA time zone",
+                self.name()
+            ))
         })?;
         let field = self.field;
         let convert = move |micros: i64| {
@@ -103,7 +113,9 @@ impl ScalarUDFImpl for LocalTime {
             ColumnarValue::Scalar(s) => {
                 let micros = match s {
                     ScalarValue::TimestampMicrosecond(v, _) => *v,
-                    other => return exec_err!("{}: expected a timestamp, got {other:?}", self.name()),
+                    other => {
+                        return exec_err!("{}: expected a timestamp, got {other:?}", self.name());
+                    }
                 };
                 let value = micros.map(convert);
                 Ok(ColumnarValue::Scalar(match field {
@@ -115,10 +127,18 @@ impl ScalarUDFImpl for LocalTime {
                 let ts = array
                     .as_any()
                     .downcast_ref::<TimestampMicrosecondArray>()
-                    .ok_or_else(|| DataFusionError::Execution(format!("{}: expected timestamps", self.name())))?;
+                    .ok_or_else(|| {
+                        DataFusionError::Execution(format!("{}: expected timestamps", self.name()))
+                    })?;
                 let out: Arc<dyn Array> = match field {
-                    Field::Date => Arc::new(ts.iter().map(|v| v.map(|m| convert(m) as i32)).collect::<Date32Array>()),
-                    Field::Hour => Arc::new(ts.iter().map(|v| v.map(convert)).collect::<Int64Array>()),
+                    Field::Date => Arc::new(
+                        ts.iter()
+                            .map(|v| v.map(|m| convert(m) as i32))
+                            .collect::<Date32Array>(),
+                    ),
+                    Field::Hour => {
+                        Arc::new(ts.iter().map(|v| v.map(convert)).collect::<Int64Array>())
+                    }
                 };
                 Ok(ColumnarValue::Array(out))
             }
@@ -131,7 +151,9 @@ mod tests {
     use super::*;
 
     fn micros(text: &str) -> i64 {
-        DateTime::parse_from_rfc3339(text).unwrap().timestamp_micros()
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .timestamp_micros()
     }
 
     #[test]
@@ -139,11 +161,18 @@ mod tests {
         let london: Tz = "Europe/London".parse().unwrap();
         // 23:30 UTC is 00:30 the next day in London summer time (BST), not in winter.
         let summer = local_micros(&london, micros("2026-03-30T23:30:00Z"));
-        assert_eq!(summer.div_euclid(MICROS_PER_DAY), micros("2026-03-31T00:00:00Z") / MICROS_PER_DAY);
+        assert_eq!(
+            summer.div_euclid(MICROS_PER_DAY),
+            micros("2026-03-31T00:00:00Z") / MICROS_PER_DAY
+        );
         let winter = local_micros(&london, micros("2026-03-27T23:30:00Z"));
-        assert_eq!(winter.div_euclid(MICROS_PER_DAY), micros("2026-03-27T00:00:00Z") / MICROS_PER_DAY);
+        assert_eq!(
+            winter.div_euclid(MICROS_PER_DAY),
+            micros("2026-03-27T00:00:00Z") / MICROS_PER_DAY
+        );
         let tokyo: Tz = "Asia/Tokyo".parse().unwrap();
-        let hour = local_micros(&tokyo, micros("2026-03-02T20:00:00Z")).rem_euclid(MICROS_PER_DAY) / MICROS_PER_HOUR;
+        let hour = local_micros(&tokyo, micros("2026-03-02T20:00:00Z")).rem_euclid(MICROS_PER_DAY)
+            / MICROS_PER_HOUR;
         assert_eq!(hour, 5);
     }
 }

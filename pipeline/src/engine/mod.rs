@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
@@ -13,8 +15,8 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use tracing::debug;
 
-use crate::lake::{LakeTable, Store};
 use crate::Result;
+use crate::lake::{LakeTable, Store};
 
 /// Engine settings.
 #[derive(Clone, Debug)]
@@ -42,13 +44,18 @@ pub async fn session(lake: &Store, options: &EngineOptions) -> Result<SessionCon
     let runtime = RuntimeEnvBuilder::new()
         .with_cache_manager(caches)
         .with_memory_pool(Arc::new(FairSpillPool::new(options.memory_limit_bytes)))
-        .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::OsTmpDirectory))
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::OsTmpDirectory),
+        )
         .build_arc()?;
     let config = SessionConfig::new()
         .with_target_partitions(options.target_partitions)
         .with_information_schema(true)
         .set_bool("datafusion.execution.parquet.pushdown_filters", true)
-        .set_bool("datafusion.execution.listing_table_ignore_subdirectory", false);
+        .set_bool(
+            "datafusion.execution.listing_table_ignore_subdirectory",
+            false,
+        );
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     // local_date(ts, zone) and local_hour(ts, zone), for the analytics SQL and for users.
     for udf in crate::analytics::udf::functions() {
@@ -64,11 +71,34 @@ pub async fn session(lake: &Store, options: &EngineOptions) -> Result<SessionCon
 pub async fn register_lake(ctx: &SessionContext, lake: &Store) -> Result<()> {
     for table in LakeTable::ALL {
         let partition = table.partition_column();
-        register_folder(ctx, lake, table.name(), table.name(), partition, table.file_schema()).await?;
+        register_folder(
+            ctx,
+            lake,
+            table.name(),
+            table.name(),
+            partition,
+            table.file_schema(),
+        )
+        .await?;
     }
-    for kind in ["activity", "attempts", "students", "courses", "enrollments", "assessments"] {
+    for kind in [
+        "activity",
+        "attempts",
+        "students",
+        "courses",
+        "enrollments",
+        "assessments",
+    ] {
         let folder = format!("_quarantine/{kind}");
-        register_folder(ctx, lake, &format!("quarantine_{kind}"), &folder, Some("ingest_date"), Some(crate::lake::tables::quarantine_schema())).await?;
+        register_folder(
+            ctx,
+            lake,
+            &format!("quarantine_{kind}"),
+            &folder,
+            Some("ingest_date"),
+            Some(crate::lake::tables::quarantine_schema()),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -82,15 +112,19 @@ pub async fn register_folder(
     partition: Option<&str>,
     schema: Option<datafusion::arrow::datatypes::SchemaRef>,
 ) -> Result<bool> {
-    let has_files = lake.list(folder).await?.iter().any(|m| m.location.as_ref().ends_with(".parquet"));
+    let has_files = lake
+        .list(folder)
+        .await?
+        .iter()
+        .any(|m| m.location.as_ref().ends_with(".parquet"));
     ctx.deregister_table(name)?;
     if !has_files {
         debug!(table = name, "no files yet; not registered");
         return Ok(false);
     }
     let url = ListingTableUrl::parse(lake.folder_url(folder))?;
-    let mut options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-        .with_file_extension(".parquet");
+    let mut options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
     if let Some(column) = partition {
         options = options.with_table_partition_cols(vec![(column.to_string(), DataType::Date32)]);
     }

@@ -44,7 +44,7 @@ use tracing::{info, info_span, warn};
 use self::records::{Kind, Rows};
 use self::source::{Format, Source};
 use crate::lake::tables::quarantine_schema;
-use crate::lake::{parquet_io, partition_folder, Store};
+use crate::lake::{Store, parquet_io, partition_folder};
 use crate::{Error, Result};
 
 /// How to ingest.
@@ -177,14 +177,19 @@ impl Ledger {
                 continue;
             }
             let bytes = lake.get(&rel).await?;
-            let entry: LedgerEntry = serde_json::from_slice(&bytes).map_err(|e| {
-                Error::ReadTable { table: format!("{rel} (ingest ledger)"), source: Box::new(e) }
-            })?;
+            let entry: LedgerEntry =
+                serde_json::from_slice(&bytes).map_err(|e| Error::ReadTable {
+                    table: format!("{rel} (ingest ledger)"),
+                    source: Box::new(e),
+                })?;
             for s in entry.sources.iter().filter(|s| s.complete) {
+                ledger.done_by_version.insert(
+                    (s.path.clone(), s.size, s.version.clone()),
+                    s.sha256.clone(),
+                );
                 ledger
-                    .done_by_version
-                    .insert((s.path.clone(), s.size, s.version.clone()), s.sha256.clone());
-                ledger.done.insert((s.path.clone(), s.size, s.sha256.clone()));
+                    .done
+                    .insert((s.path.clone(), s.size, s.sha256.clone()));
             }
             ledger.committed.insert(entry.batch_id);
         }
@@ -208,7 +213,11 @@ struct Rejected {
 }
 
 /// Ingests every new landing file into the lake.
-pub async fn ingest(lake: &Store, landing: &Store, options: &IngestOptions) -> Result<IngestReport> {
+pub async fn ingest(
+    lake: &Store,
+    landing: &Store,
+    options: &IngestOptions,
+) -> Result<IngestReport> {
     let started = Instant::now();
     let stale = lake.remove_stale_uploads()?;
     if stale > 0 {
@@ -217,9 +226,15 @@ pub async fn ingest(lake: &Store, landing: &Store, options: &IngestOptions) -> R
     let objects = landing.list("").await?;
     let (sources, ignored) = source::classify(landing, &objects);
     for path in &ignored {
-        info!(path, "landing file belongs to no kind; ignored (expected activity/, attempts/, students.*, courses.*, enrollments.*, assessments.*)");
+        info!(
+            path,
+            "landing file belongs to no kind; ignored (expected activity/, attempts/, students.*, courses.*, enrollments.*, assessments.*)"
+        );
     }
-    let mut report = IngestReport { ignored, ..Default::default() };
+    let mut report = IngestReport {
+        ignored,
+        ..Default::default()
+    };
     let ledger = Ledger::load(lake).await?;
     for kind in Kind::ALL {
         let of_kind: Vec<Source> = sources.iter().filter(|s| s.kind == kind).cloned().collect();
@@ -262,7 +277,10 @@ async fn ingest_kind(
             let (landing, source) = (landing.clone(), source.clone());
             blocking(move || source::inspect(&landing, &source)).await?
         };
-        if ledger.done.contains(&(source.path.clone(), source.size, inspected.sha256.clone())) {
+        if ledger
+            .done
+            .contains(&(source.path.clone(), source.size, inspected.sha256.clone()))
+        {
             report.files_skipped += 1;
             progress(options, source.size);
             continue;
@@ -271,13 +289,28 @@ async fn ingest_kind(
         report.bytes += source.size;
         if let Some(reason) = inspected.unreadable {
             warn!(path = source.path, reason, "file quarantined whole");
-            let pending = Pending { source, sha256: inspected.sha256 };
-            quarantine_whole_file(lake, kind, &pending, &inspected.head, &reason, ledger, options).await?;
+            let pending = Pending {
+                source,
+                sha256: inspected.sha256,
+            };
+            quarantine_whole_file(
+                lake,
+                kind,
+                &pending,
+                &inspected.head,
+                &reason,
+                ledger,
+                options,
+            )
+            .await?;
             report.files_quarantined += 1;
             progress(options, pending.source.size);
             continue;
         }
-        pending.push(Pending { source, sha256: inspected.sha256 });
+        pending.push(Pending {
+            source,
+            sha256: inspected.sha256,
+        });
     }
     if pending.is_empty() {
         return Ok(report);
@@ -309,7 +342,12 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 /// A run of input inside a batch.
 enum Unit {
     /// NDJSON lines `buf[start..end]` of source `source`, the first being `first_line`.
-    Lines { source: usize, first_line: u64, start: usize, end: usize },
+    Lines {
+        source: usize,
+        first_line: u64,
+        start: usize,
+        end: usize,
+    },
     /// A whole CSV file's text.
     Csv { source: usize, text: Vec<u8> },
 }
@@ -323,7 +361,12 @@ struct Batch {
 
 impl Batch {
     fn new(kind: Kind) -> Self {
-        Self { kind, buf: Vec::new(), units: Vec::new(), sources: Vec::new() }
+        Self {
+            kind,
+            buf: Vec::new(),
+            units: Vec::new(),
+            sources: Vec::new(),
+        }
     }
 
     fn text_len(&self) -> usize {
@@ -374,13 +417,18 @@ async fn ingest_events(
         let id = batch.id();
         if ledger.committed.contains(&id) {
             report.batches_resumed += 1;
-            info!(batch = id, "batch already committed by an earlier run; skipped");
+            info!(
+                batch = id,
+                "batch already committed by an earlier run; skipped"
+            );
             continue;
         }
         let r = ingest_event_batch(lake, &mut index, batch, &id, &pending, options).await?;
         report.add(&r);
     }
-    reader.await.map_err(|e| Error::Generate(format!("reader thread failed: {e}")))??;
+    reader
+        .await
+        .map_err(|e| Error::Generate(format!("reader thread failed: {e}")))??;
     Ok(report)
 }
 
@@ -395,7 +443,8 @@ fn cut_batches(
 ) -> Result<()> {
     let mut batch = Batch::new(kind);
     let send = |batch: Batch| -> Result<()> {
-        tx.blocking_send(batch).map_err(|_| Error::Generate("ingest stopped".into()))
+        tx.blocking_send(batch)
+            .map_err(|_| Error::Generate("ingest stopped".into()))
     };
     for (index, p) in pending.iter().enumerate() {
         let source = &p.source;
@@ -408,14 +457,23 @@ fn cut_batches(
             last_line,
             complete,
         };
-        let read_err = |e: std::io::Error| Error::ReadFile { path: source.path.clone().into(), source: e };
+        let read_err = |e: std::io::Error| Error::ReadFile {
+            path: source.path.clone().into(),
+            source: e,
+        };
         let raw = source::open_raw(landing, source)?;
-        let mut reader = BufReader::with_capacity(1 << 20, source::decompress(raw, source.compression).map_err(read_err)?);
+        let mut reader = BufReader::with_capacity(
+            1 << 20,
+            source::decompress(raw, source.compression).map_err(read_err)?,
+        );
         if source.format == Some(Format::Csv) {
             let mut text = Vec::new();
             std::io::Read::read_to_end(&mut reader, &mut text).map_err(read_err)?;
             let lines = text.iter().filter(|&&b| b == b'\n').count() as u64 + 1;
-            batch.units.push(Unit::Csv { source: index, text });
+            batch.units.push(Unit::Csv {
+                source: index,
+                text,
+            });
             batch.sources.push(ledger_source(1, lines, true));
             if let Some(p) = &options.progress {
                 p(source.size);
@@ -439,10 +497,17 @@ fn cut_batches(
                 batch.buf.push(b'\n');
             }
             if batch.buf.len() >= options.batch_bytes {
-                batch.units.push(Unit::Lines { source: index, first_line, start, end: batch.buf.len() });
+                batch.units.push(Unit::Lines {
+                    source: index,
+                    first_line,
+                    start,
+                    end: batch.buf.len(),
+                });
                 // Whether the file ends here decides `complete`: peek.
                 let at_end = reader.fill_buf().map_err(read_err)?.is_empty();
-                batch.sources.push(ledger_source(first_line, line_no, at_end));
+                batch
+                    .sources
+                    .push(ledger_source(first_line, line_no, at_end));
                 send(std::mem::replace(&mut batch, Batch::new(kind)))?;
                 first_line = line_no + 1;
                 start = 0;
@@ -453,7 +518,12 @@ fn cut_batches(
         }
         // Unless the file ended exactly at a cut, its tail is in this batch.
         if first_line <= line_no || line_no == 0 {
-            batch.units.push(Unit::Lines { source: index, first_line, start, end: batch.buf.len() });
+            batch.units.push(Unit::Lines {
+                source: index,
+                first_line,
+                start,
+                end: batch.buf.len(),
+            });
             batch.sources.push(ledger_source(first_line, line_no, true));
         }
         if let Some(p) = &options.progress {
@@ -482,7 +552,12 @@ fn work_items(batch: &Batch, threads: usize) -> Vec<(usize, u64, usize, usize)> 
     for (u, unit) in batch.units.iter().enumerate() {
         match *unit {
             Unit::Csv { .. } => items.push((u, 1, 0, 0)),
-            Unit::Lines { first_line, start, end, .. } => {
+            Unit::Lines {
+                first_line,
+                start,
+                end,
+                ..
+            } => {
                 let mut pos = start;
                 let mut line = first_line;
                 while pos < end {
@@ -528,7 +603,12 @@ fn parse_item(batch: &Batch, item: (usize, u64, usize, usize), hash_key: Option<
                     continue;
                 }
                 if let Err(reason) = rows.push_json(text) {
-                    rejected.push(Rejected { source: *source, line: Some(this), raw: lossy(text), reason });
+                    rejected.push(Rejected {
+                        source: *source,
+                        line: Some(this),
+                        raw: lossy(text),
+                        reason,
+                    });
                 }
             }
         }
@@ -536,16 +616,29 @@ fn parse_item(batch: &Batch, item: (usize, u64, usize, usize), hash_key: Option<
     }
     let keys = std::mem::take(&mut rows.keys);
     let dates = std::mem::take(&mut rows.dates);
-    Parsed { rows: rows.finish(), keys, dates, rejected }
+    Parsed {
+        rows: rows.finish(),
+        keys,
+        dates,
+        rejected,
+    }
 }
 
 fn parse_csv(source: usize, text: &[u8], rows: &mut Rows, rejected: &mut Vec<Rejected>) {
     let text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(text);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(text);
     let headers = match reader.headers() {
         Ok(h) => h.iter().map(str::trim).collect::<csv::StringRecord>(),
         Err(e) => {
-            rejected.push(Rejected { source, line: Some(1), raw: lossy(&text[..text.len().min(1024)]), reason: format!("unreadable CSV header: {e}") });
+            rejected.push(Rejected {
+                source,
+                line: Some(1),
+                raw: lossy(&text[..text.len().min(1024)]),
+                reason: format!("unreadable CSV header: {e}"),
+            });
             return;
         }
     };
@@ -566,12 +659,21 @@ fn parse_csv(source: usize, text: &[u8], rows: &mut Rows, rejected: &mut Vec<Rej
                         source,
                         line: Some(line),
                         raw: raw(),
-                        reason: format!("has {} fields, the header has {}", record.len(), headers.len()),
+                        reason: format!(
+                            "has {} fields, the header has {}",
+                            record.len(),
+                            headers.len()
+                        ),
                     });
                     continue;
                 }
                 if let Err(reason) = rows.push_csv(&record, &headers) {
-                    rejected.push(Rejected { source, line: Some(line), raw: raw(), reason });
+                    rejected.push(Rejected {
+                        source,
+                        line: Some(line),
+                        raw: raw(),
+                        reason,
+                    });
                 }
             }
             Err(e) => {
@@ -582,7 +684,10 @@ fn parse_csv(source: usize, text: &[u8], rows: &mut Rows, rejected: &mut Vec<Rej
                     raw: lossy(&text[start..end]),
                     reason: format!("unreadable CSV record: {e}"),
                 });
-                if !matches!(e.kind(), csv::ErrorKind::Utf8 { .. } | csv::ErrorKind::UnequalLengths { .. }) {
+                if !matches!(
+                    e.kind(),
+                    csv::ErrorKind::Utf8 { .. } | csv::ErrorKind::UnequalLengths { .. }
+                ) {
                     break;
                 }
             }
@@ -612,7 +717,12 @@ fn parse_batch(batch: &Batch, options: &IngestOptions) -> Vec<Parsed> {
             });
         }
     });
-    results.into_inner().expect("no poisoned parse").into_iter().flatten().collect()
+    results
+        .into_inner()
+        .expect("no poisoned parse")
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// Ids already in the lake, per partition folder, as 64-bit hashes; the
@@ -643,10 +753,14 @@ async fn read_ids(lake: &Store, kind: Kind, files: &[String]) -> Result<Vec<Stri
     for file in files {
         let data = lake.get(file).await?;
         for b in parquet_io::decode(data, Some(&[key_column]))? {
-            let ids = b.column(0).as_any().downcast_ref::<StringArray>().ok_or_else(|| Error::ReadTable {
-                table: file.clone(),
-                source: format!("{key_column} is not a string column").into(),
-            })?;
+            let ids = b
+                .column(0)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or_else(|| Error::ReadTable {
+                    table: file.clone(),
+                    source: format!("{key_column} is not a string column").into(),
+                })?;
             out.extend(ids.iter().flatten().map(str::to_string));
         }
     }
@@ -663,7 +777,9 @@ async fn ingest_event_batch(
 ) -> Result<KindReport> {
     let kind = batch.kind;
     let table = kind.table();
-    let column = table.partition_column().expect("event tables are partitioned");
+    let column = table
+        .partition_column()
+        .expect("event tables are partitioned");
     let span = info_span!("batch", batch = id, sources = batch.sources.len());
     let _enter = span.enter();
 
@@ -683,7 +799,9 @@ async fn ingest_event_batch(
                 duplicates += 1;
                 continue;
             }
-            let slots = by_date.entry(part.dates[row]).or_insert_with(|| vec![Vec::new(); parsed.len()]);
+            let slots = by_date
+                .entry(part.dates[row])
+                .or_insert_with(|| vec![Vec::new(); parsed.len()]);
             slots[p].push(row as u32);
         }
     }
@@ -701,7 +819,10 @@ async fn ingest_event_batch(
             && file != own_file
             && !file.starts_with(['_', '.'])
         {
-            files_by_folder.entry(folder.to_string()).or_default().push(rel.clone());
+            files_by_folder
+                .entry(folder.to_string())
+                .or_default()
+                .push(rel.clone());
         }
     }
     let mut writes = Vec::new();
@@ -715,7 +836,13 @@ async fn ingest_event_batch(
             for id in read_ids(lake, kind, &existing).await? {
                 hashes.insert(id_hash(&id));
             }
-            index.folders.insert(folder.clone(), FolderIds { hashes, exact: None });
+            index.folders.insert(
+                folder.clone(),
+                FolderIds {
+                    hashes,
+                    exact: None,
+                },
+            );
         }
         let ids = index.folders.get_mut(&folder).expect("just inserted");
         for (p, rows) in slots.iter_mut().enumerate() {
@@ -725,7 +852,8 @@ async fn ingest_event_batch(
                 let duplicate = ids.hashes.contains(&id_hash(key)) && {
                     // A hash hit: confirm with the exact ids (rare).
                     if ids.exact.is_none() {
-                        ids.exact = Some(read_ids(lake, kind, &existing).await?.into_iter().collect());
+                        ids.exact =
+                            Some(read_ids(lake, kind, &existing).await?.into_iter().collect());
                     }
                     ids.exact.as_ref().is_some_and(|e| e.contains(key))
                 };
@@ -767,26 +895,30 @@ async fn ingest_event_batch(
             let failure: Mutex<Option<Error>> = Mutex::new(None);
             std::thread::scope(|scope| {
                 for _ in 0..threads.min(writes.len().max(1)) {
-                    scope.spawn(|| loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some((path, slots)) = writes.get(i) else { break };
-                        let result = (|| -> Result<()> {
-                            let mut parts = Vec::new();
-                            for (p, indices) in slots.iter().enumerate() {
-                                if !indices.is_empty() {
-                                    let idx = UInt32Array::from(indices.clone());
-                                    parts.push(take_record_batch(&rows[p], &idx)?);
+                    scope.spawn(|| {
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some((path, slots)) = writes.get(i) else {
+                                break;
+                            };
+                            let result = (|| -> Result<()> {
+                                let mut parts = Vec::new();
+                                for (p, indices) in slots.iter().enumerate() {
+                                    if !indices.is_empty() {
+                                        let idx = UInt32Array::from(indices.clone());
+                                        parts.push(take_record_batch(&rows[p], &idx)?);
+                                    }
                                 }
+                                let one = concat_batches(&schema, &parts)?;
+                                let data = parquet_io::encode(&schema, &[one])?;
+                                handle.block_on(lake.put(path, data))?;
+                                crash_point();
+                                Ok(())
+                            })();
+                            if let Err(e) = result {
+                                failure.lock().expect("no poison").get_or_insert(e);
+                                break;
                             }
-                            let one = concat_batches(&schema, &parts)?;
-                            let data = parquet_io::encode(&schema, &[one])?;
-                            handle.block_on(lake.put(path, data))?;
-                            crash_point();
-                            Ok(())
-                        })();
-                        if let Err(e) = result {
-                            failure.lock().expect("no poison").get_or_insert(e);
-                            break;
                         }
                     });
                 }
@@ -813,7 +945,11 @@ async fn ingest_event_batch(
     };
     commit(lake, &entry).await?;
     if !rejected.is_empty() {
-        warn!(rows = rejected.len(), "rows quarantined; see _quarantine/{}", kind.name());
+        warn!(
+            rows = rejected.len(),
+            "rows quarantined; see _quarantine/{}",
+            kind.name()
+        );
     }
     Ok(KindReport {
         rows_accepted: accepted,
@@ -836,7 +972,9 @@ fn key_column(kind: Kind) -> &'static str {
 
 /// `YYYY-MM-DD` of days since 1970-01-01.
 pub fn date_string(days: i32) -> String {
-    (chrono::NaiveDate::default() + chrono::Duration::days(i64::from(days))).format("%Y-%m-%d").to_string()
+    (chrono::NaiveDate::default() + chrono::Duration::days(i64::from(days)))
+        .format("%Y-%m-%d")
+        .to_string()
 }
 
 async fn commit(lake: &Store, entry: &LedgerEntry) -> Result<()> {
@@ -844,7 +982,11 @@ async fn commit(lake: &Store, entry: &LedgerEntry) -> Result<()> {
         table: LEDGER.into(),
         source: Box::new(e),
     })?;
-    lake.put(&format!("{LEDGER}/{}-{}.json", entry.kind, entry.batch_id), Bytes::from(json)).await?;
+    lake.put(
+        &format!("{LEDGER}/{}-{}.json", entry.kind, entry.batch_id),
+        Bytes::from(json),
+    )
+    .await?;
     crash_point();
     Ok(())
 }
@@ -873,7 +1015,11 @@ async fn write_quarantine(
         Some(path) => path,
         None => format!(
             "{}/{file}",
-            partition_folder(&folder, "ingest_date", &options.now.format("%Y-%m-%d").to_string())?
+            partition_folder(
+                &folder,
+                "ingest_date",
+                &options.now.format("%Y-%m-%d").to_string()
+            )?
         ),
     };
     let mut source_file = StringBuilder::new();
@@ -897,7 +1043,8 @@ async fn write_quarantine(
         Arc::new(at.finish().with_timezone("UTC")),
     ];
     let batch = RecordBatch::try_new(schema.clone(), columns)?;
-    lake.put(&path, parquet_io::encode(&schema, &[batch])?).await?;
+    lake.put(&path, parquet_io::encode(&schema, &[batch])?)
+        .await?;
     crash_point();
     Ok(())
 }
@@ -926,8 +1073,21 @@ async fn quarantine_whole_file(
     if ledger.committed.contains(&id) {
         return Ok(());
     }
-    let rejected = Rejected { source: 0, line: None, raw: lossy(head), reason: reason.to_string() };
-    write_quarantine(lake, kind, &id, &[&rejected], &[pending.source.path.as_str()], options).await?;
+    let rejected = Rejected {
+        source: 0,
+        line: None,
+        raw: lossy(head),
+        reason: reason.to_string(),
+    };
+    write_quarantine(
+        lake,
+        kind,
+        &id,
+        &[&rejected],
+        &[pending.source.path.as_str()],
+        options,
+    )
+    .await?;
     commit(
         lake,
         &LedgerEntry {
@@ -955,7 +1115,9 @@ async fn ingest_reference(
     options: &IngestOptions,
 ) -> Result<KindReport> {
     let table = kind.table();
-    let snapshot_path = table.snapshot_file().expect("reference tables are snapshots");
+    let snapshot_path = table
+        .snapshot_file()
+        .expect("reference tables are snapshots");
     let mut batch = Batch::new(kind);
     for (index, p) in pending.iter().enumerate() {
         let text = {
@@ -964,25 +1126,40 @@ async fn ingest_reference(
                 let raw = source::open_raw(&landing, &source)?;
                 let mut text = Vec::new();
                 std::io::Read::read_to_end(
-                    &mut source::decompress(raw, source.compression)
-                        .map_err(|e| Error::ReadFile { path: source.path.clone().into(), source: e })?,
+                    &mut source::decompress(raw, source.compression).map_err(|e| {
+                        Error::ReadFile {
+                            path: source.path.clone().into(),
+                            source: e,
+                        }
+                    })?,
                     &mut text,
                 )
-                .map_err(|e| Error::ReadFile { path: source.path.clone().into(), source: e })?;
+                .map_err(|e| Error::ReadFile {
+                    path: source.path.clone().into(),
+                    source: e,
+                })?;
                 Ok(text)
             })
             .await?
         };
         let lines = text.iter().filter(|&&b| b == b'\n').count() as u64 + 1;
         match p.source.format {
-            Some(Format::Csv) => batch.units.push(Unit::Csv { source: index, text }),
+            Some(Format::Csv) => batch.units.push(Unit::Csv {
+                source: index,
+                text,
+            }),
             _ => {
                 let start = batch.buf.len();
                 batch.buf.extend_from_slice(&text);
                 if !text.ends_with(b"\n") {
                     batch.buf.push(b'\n');
                 }
-                batch.units.push(Unit::Lines { source: index, first_line: 1, start, end: batch.buf.len() });
+                batch.units.push(Unit::Lines {
+                    source: index,
+                    first_line: 1,
+                    start,
+                    end: batch.buf.len(),
+                });
             }
         }
         batch.sources.push(LedgerSource {
@@ -998,12 +1175,20 @@ async fn ingest_reference(
     }
     let id = batch.id();
     if ledger.committed.contains(&id) {
-        return Ok(KindReport { batches_resumed: 1, ..Default::default() });
+        return Ok(KindReport {
+            batches_resumed: 1,
+            ..Default::default()
+        });
     }
     let parsed: Vec<Parsed> = (0..batch.units.len())
         .map(|u| {
             let item = match batch.units[u] {
-                Unit::Lines { first_line, start, end, .. } => (u, first_line, start, end),
+                Unit::Lines {
+                    first_line,
+                    start,
+                    end,
+                    ..
+                } => (u, first_line, start, end),
                 Unit::Csv { .. } => (u, 1, 0, 0),
             };
             parse_item(&batch, item, options.hash_key.as_deref())
@@ -1033,7 +1218,8 @@ async fn ingest_reference(
     }
     let indices = UInt32Array::from(winner.values().copied().collect::<Vec<_>>());
     let snapshot = take_record_batch(&all, &indices)?;
-    lake.put(&snapshot_path, parquet_io::encode(&schema, &[snapshot])?).await?;
+    lake.put(&snapshot_path, parquet_io::encode(&schema, &[snapshot])?)
+        .await?;
     crash_point();
 
     let rejected: Vec<&Rejected> = parsed.iter().flat_map(|p| p.rejected.iter()).collect();
@@ -1052,7 +1238,11 @@ async fn ingest_reference(
         },
     )
     .await?;
-    Ok(KindReport { rows_accepted: new_rows, rows_quarantined: rejected.len() as u64, ..Default::default() })
+    Ok(KindReport {
+        rows_accepted: new_rows,
+        rows_quarantined: rejected.len() as u64,
+        ..Default::default()
+    })
 }
 
 fn reference_keys(kind: Kind, batch: &RecordBatch) -> Result<Vec<String>> {
@@ -1068,9 +1258,13 @@ fn reference_keys(kind: Kind, batch: &RecordBatch) -> Result<Vec<String>> {
     let first = string(key_column(kind))?;
     if kind == Kind::Enrollments {
         let course = string("course_id")?;
-        Ok((0..batch.num_rows()).map(|i| format!("{}\u{1f}{}", first.value(i), course.value(i))).collect())
+        Ok((0..batch.num_rows())
+            .map(|i| format!("{}\u{1f}{}", first.value(i), course.value(i)))
+            .collect())
     } else {
-        Ok((0..first.len()).map(|i| first.value(i).to_string()).collect())
+        Ok((0..first.len())
+            .map(|i| first.value(i).to_string())
+            .collect())
     }
 }
 
@@ -1085,7 +1279,9 @@ static WRITES: AtomicUsize = AtomicUsize::new(0);
 fn crash_point() {
     static LIMIT: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
     let limit = LIMIT.get_or_init(|| {
-        std::env::var("LEARNLAKE_TEST_CRASH_AFTER_WRITES").ok().and_then(|v| v.parse().ok())
+        std::env::var("LEARNLAKE_TEST_CRASH_AFTER_WRITES")
+            .ok()
+            .and_then(|v| v.parse().ok())
     });
     if let Some(limit) = limit {
         let n = WRITES.fetch_add(1, Ordering::SeqCst) + 1;

@@ -18,7 +18,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use sha2::Sha256;
 
-use crate::lake::tables::{answer_fields, integrity_flag_fields, LakeTable};
+use crate::lake::tables::{LakeTable, answer_fields, integrity_flag_fields};
 
 /// The raw kinds of the landing area.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -160,7 +160,11 @@ impl Rows {
 
     /// The accepted rows as one batch of the kind's file schema.
     pub fn finish(&mut self) -> RecordBatch {
-        let schema: SchemaRef = self.kind.table().file_schema().expect("ingest tables have a schema");
+        let schema: SchemaRef = self
+            .kind
+            .table()
+            .file_schema()
+            .expect("ingest tables have a schema");
         let columns: Vec<ArrayRef> = match &mut self.builders {
             Builders::Activity(b) => b.finish(),
             Builders::Attempts(b) => b.finish(),
@@ -188,7 +192,10 @@ impl Rows {
         check_percent("score", raw.score)?;
         let details = match raw.details {
             Some(d) if !d.get().trim_start().starts_with('{') && d.get() != "null" => {
-                return Err(format!("details must be a JSON object, got {}", clip(d.get())));
+                return Err(format!(
+                    "details must be a JSON object, got {}",
+                    clip(d.get())
+                ));
             }
             Some(d) if d.get() == "null" => None,
             other => other,
@@ -204,7 +211,9 @@ impl Rows {
             .filter(|ip| !ip.is_empty())
             .and_then(|ip| self.hasher.as_mut().map(|h| h.hash(ip)));
 
-        let Builders::Activity(b) = &mut self.builders else { unreachable!() };
+        let Builders::Activity(b) = &mut self.builders else {
+            unreachable!()
+        };
         b.event_id.append_value(event_id);
         b.student_id.append_value(student_id);
         b.timestamp.append_value(timestamp);
@@ -217,11 +226,14 @@ impl Rows {
         b.resource_id.append_option(nonempty(&raw.resource_id));
         b.session_id.append_option(nonempty(&raw.session_id));
         b.duration_seconds.append_option(raw.duration_seconds);
-        b.interaction_count.append_value(raw.interaction_count.unwrap_or(1));
+        b.interaction_count
+            .append_value(raw.interaction_count.unwrap_or(1));
         b.progress.append_option(raw.progress);
         b.score.append_option(raw.score);
-        b.device_type.append_option(nonempty(&raw.device_type).or(nonempty(&device.device_type)));
-        b.browser.append_option(nonempty(&raw.browser).or(nonempty(&device.browser)));
+        b.device_type
+            .append_option(nonempty(&raw.device_type).or(nonempty(&device.device_type)));
+        b.browser
+            .append_option(nonempty(&raw.browser).or(nonempty(&device.browser)));
         b.os.append_option(nonempty(&raw.os).or(nonempty(&device.os)));
         b.ip_address.append_option(ip.as_deref());
         b.success.append_option(raw.success);
@@ -238,13 +250,22 @@ impl Rows {
         let assessment_id = match (raw.assessment_id.as_deref(), raw.quiz_id.as_deref()) {
             (Some(a), _) if !a.is_empty() => a,
             (_, Some(q)) if !q.is_empty() => q,
-            _ => return Err("missing required field \"assessment_id\" (or its alias \"quiz_id\")".into()),
+            _ => {
+                return Err(
+                    "missing required field \"assessment_id\" (or its alias \"quiz_id\")".into(),
+                );
+            }
         };
         check_id("assessment_id", assessment_id)?;
         let submitted = match (raw.submitted_at.as_deref(), raw.completed_at.as_deref()) {
             (Some(s), _) if !s.is_empty() => parse_timestamp("submitted_at", s)?,
             (_, Some(c)) if !c.is_empty() => parse_timestamp("completed_at", c)?,
-            _ => return Err("missing required field \"submitted_at\" (or its alias \"completed_at\")".into()),
+            _ => {
+                return Err(
+                    "missing required field \"submitted_at\" (or its alias \"completed_at\")"
+                        .into(),
+                );
+            }
         };
         let started = optional_timestamp("started_at", raw.started_at.as_deref())?;
         if let Some(s) = started
@@ -263,11 +284,16 @@ impl Rows {
             return Err(format!("attempt_number {n} is below 1"));
         }
         let assessment_type = nonempty(&raw.assessment_type);
-        let is_practice = raw.is_practice.unwrap_or(assessment_type == Some("practice"));
+        let is_practice = raw
+            .is_practice
+            .unwrap_or(assessment_type == Some("practice"));
         let passed = raw.passed.or(raw.passing_score.map(|p| score >= p));
         let mut flags = Vec::new();
         for (i, flag) in raw.integrity_flags.iter().flatten().enumerate() {
-            let at = optional_timestamp(&format!("integrity_flags[{i}].timestamp"), flag.timestamp.as_deref())?;
+            let at = optional_timestamp(
+                &format!("integrity_flags[{i}].timestamp"),
+                flag.timestamp.as_deref(),
+            )?;
             let details = match &flag.details {
                 None | Some(serde_json::Value::Null) => None,
                 Some(serde_json::Value::String(s)) => Some(s.clone()),
@@ -276,7 +302,9 @@ impl Rows {
             flags.push((flag.kind.clone(), at, details));
         }
 
-        let Builders::Attempts(b) = &mut self.builders else { unreachable!() };
+        let Builders::Attempts(b) = &mut self.builders else {
+            unreachable!()
+        };
         b.attempt_id.append_value(attempt_id);
         b.student_id.append_value(student_id);
         b.course_id.append_value(course_id);
@@ -299,10 +327,18 @@ impl Rows {
                 for a in answers {
                     append_str(s, 0, a.question_id.as_deref());
                     append_str(s, 1, a.question_type.as_deref());
-                    s.field_builder::<BooleanBuilder>(2).expect("is_correct").append_option(a.is_correct);
-                    s.field_builder::<Float64Builder>(3).expect("points").append_option(a.points_earned);
-                    s.field_builder::<Float64Builder>(4).expect("points").append_option(a.points_possible);
-                    s.field_builder::<Float64Builder>(5).expect("time").append_option(a.time_spent_seconds);
+                    s.field_builder::<BooleanBuilder>(2)
+                        .expect("is_correct")
+                        .append_option(a.is_correct);
+                    s.field_builder::<Float64Builder>(3)
+                        .expect("points")
+                        .append_option(a.points_earned);
+                    s.field_builder::<Float64Builder>(4)
+                        .expect("points")
+                        .append_option(a.points_possible);
+                    s.field_builder::<Float64Builder>(5)
+                        .expect("time")
+                        .append_option(a.time_spent_seconds);
                     append_str(s, 6, a.skill.as_deref());
                     s.append(true);
                 }
@@ -315,7 +351,9 @@ impl Rows {
                 let s = b.integrity_flags.values();
                 for (kind, at, details) in &flags {
                     append_str(s, 0, kind.as_deref());
-                    s.field_builder::<TimestampMicrosecondBuilder>(1).expect("ts").append_option(*at);
+                    s.field_builder::<TimestampMicrosecondBuilder>(1)
+                        .expect("ts")
+                        .append_option(*at);
                     append_str(s, 2, details.as_deref());
                     s.append(true);
                 }
@@ -333,7 +371,9 @@ impl Rows {
         if let Some(tz) = timezone
             && tz.parse::<chrono_tz::Tz>().is_err()
         {
-            return Err(format!("timezone {tz:?} is not an IANA time zone (e.g. \"Europe/London\")"));
+            return Err(format!(
+                "timezone {tz:?} is not an IANA time zone (e.g. \"Europe/London\")"
+            ));
         }
         for (field, value) in [
             ("email", &raw.email),
@@ -342,16 +382,22 @@ impl Rows {
         ] {
             check_email(field, nonempty(value))?;
         }
-        let Builders::Students(b) = &mut self.builders else { unreachable!() };
+        let Builders::Students(b) = &mut self.builders else {
+            unreachable!()
+        };
         b.student_id.append_value(student_id);
         b.name.append_option(nonempty(&raw.name));
         b.email.append_option(nonempty(&raw.email));
-        b.guardian_email.append_option(nonempty(&raw.guardian_email));
+        b.guardian_email
+            .append_option(nonempty(&raw.guardian_email));
         b.timezone.append_option(timezone);
         b.locale.append_option(nonempty(&raw.locale));
-        b.notify_reminders.append_value(raw.notify_reminders.unwrap_or(true));
-        b.notify_achievements.append_value(raw.notify_achievements.unwrap_or(true));
-        b.notify_deadlines.append_value(raw.notify_deadlines.unwrap_or(true));
+        b.notify_reminders
+            .append_value(raw.notify_reminders.unwrap_or(true));
+        b.notify_achievements
+            .append_value(raw.notify_achievements.unwrap_or(true));
+        b.notify_deadlines
+            .append_value(raw.notify_deadlines.unwrap_or(true));
         b.advisor_email.append_option(nonempty(&raw.advisor_email));
         self.keys.push(student_id.to_string());
         Ok(())
@@ -373,14 +419,17 @@ impl Rows {
         }
         check_percent("passing_score", raw.passing_score)?;
         check_email("instructor_email", nonempty(&raw.instructor_email))?;
-        let Builders::Courses(b) = &mut self.builders else { unreachable!() };
+        let Builders::Courses(b) = &mut self.builders else {
+            unreachable!()
+        };
         b.course_id.append_value(course_id);
         b.title.append_option(nonempty(&raw.title));
         b.start_date.append_option(start);
         b.end_date.append_option(end);
         b.total_lessons.append_option(raw.total_lessons);
         b.passing_score.append_option(raw.passing_score);
-        b.instructor_email.append_option(nonempty(&raw.instructor_email));
+        b.instructor_email
+            .append_option(nonempty(&raw.instructor_email));
         self.keys.push(course_id.to_string());
         Ok(())
     }
@@ -394,20 +443,26 @@ impl Rows {
         if let Some(s) = &status
             && !["active", "withdrawn", "completed", "paused"].contains(&s.as_str())
         {
-            return Err(format!("status {s:?} is not one of active, withdrawn, completed, paused"));
+            return Err(format!(
+                "status {s:?} is not one of active, withdrawn, completed, paused"
+            ));
         }
         let result = nonempty(&raw.final_result).map(str::to_ascii_lowercase);
         if let Some(r) = &result
             && !["pass", "distinction", "fail", "withdrawn"].contains(&r.as_str())
         {
-            return Err(format!("final_result {r:?} is not one of pass, distinction, fail, withdrawn"));
+            return Err(format!(
+                "final_result {r:?} is not one of pass, distinction, fail, withdrawn"
+            ));
         }
         if let (Some(e), Some(w)) = (enrolled_at, withdrawn_at)
             && w < e
         {
             return Err("withdrawn_at is before enrolled_at".into());
         }
-        let Builders::Enrollments(b) = &mut self.builders else { unreachable!() };
+        let Builders::Enrollments(b) = &mut self.builders else {
+            unreachable!()
+        };
         b.student_id.append_value(student_id);
         b.course_id.append_value(course_id);
         b.enrolled_at.append_option(enrolled_at);
@@ -423,10 +478,13 @@ impl Rows {
         let course_id = required_id("course_id", raw.course_id.as_deref())?;
         let due_at = optional_instant("due_at", raw.due_at.as_deref())?;
         check_non_negative("weight", raw.weight)?;
-        let Builders::Assessments(b) = &mut self.builders else { unreachable!() };
+        let Builders::Assessments(b) = &mut self.builders else {
+            unreachable!()
+        };
         b.assessment_id.append_value(assessment_id);
         b.course_id.append_value(course_id);
-        b.assessment_type.append_option(nonempty(&raw.assessment_type));
+        b.assessment_type
+            .append_option(nonempty(&raw.assessment_type));
         b.title.append_option(nonempty(&raw.title));
         b.due_at.append_option(due_at);
         b.weight.append_option(raw.weight);
@@ -718,9 +776,7 @@ struct AttemptBuilders {
 
 impl Default for AttemptBuilders {
     fn default() -> Self {
-        let list = |fields| {
-            ListBuilder::new(StructBuilder::from_fields(fields, 0))
-        };
+        let list = |fields| ListBuilder::new(StructBuilder::from_fields(fields, 0));
         let flags = integrity_flag_fields();
         let mut flag_builder = StructBuilder::from_fields(flags.clone(), 0);
         // The nested timestamp must carry the lake's UTC zone.
@@ -892,7 +948,8 @@ fn from_json<'de, T: Deserialize<'de>>(
             format!("field {path:?}: {}", strip_position(&inner.to_string()))
         }
     })?;
-    de.end().map_err(|e| format!("malformed JSON: trailing data after the object ({e})"))?;
+    de.end()
+        .map_err(|e| format!("malformed JSON: trailing data after the object ({e})"))?;
     Ok(value)
 }
 
@@ -900,17 +957,19 @@ fn from_csv<'de, T: Deserialize<'de>>(
     record: &'de csv::StringRecord,
     headers: &'de csv::StringRecord,
 ) -> Result<T, String> {
-    record.deserialize(Some(headers)).map_err(|e| match e.kind() {
-        csv::ErrorKind::Deserialize { err, .. } => match err.field() {
-            Some(i) => format!(
-                "field {:?}: {}",
-                headers.get(i as usize).unwrap_or("?"),
-                err.kind()
-            ),
-            None => err.kind().to_string(),
-        },
-        other => format!("{other:?}"),
-    })
+    record
+        .deserialize(Some(headers))
+        .map_err(|e| match e.kind() {
+            csv::ErrorKind::Deserialize { err, .. } => match err.field() {
+                Some(i) => format!(
+                    "field {:?}: {}",
+                    headers.get(i as usize).unwrap_or("?"),
+                    err.kind()
+                ),
+                None => err.kind().to_string(),
+            },
+            other => format!("{other:?}"),
+        })
 }
 
 /// serde_json appends "at line 1 column 57", which means nothing to a
@@ -943,7 +1002,10 @@ fn check_id(field: &str, value: &str) -> Result<(), String> {
         return Err(format!("{field} is longer than 256 bytes"));
     }
     if value.chars().any(char::is_control) {
-        return Err(format!("{field} {:?} contains control characters", clip(value)));
+        return Err(format!(
+            "{field} {:?} contains control characters",
+            clip(value)
+        ));
     }
     if value.trim() != value {
         return Err(format!("{field} {value:?} has leading or trailing spaces"));
@@ -974,9 +1036,7 @@ fn required_text<'a>(field: &str, value: Option<&'a str>) -> Result<&'a str, Str
 
 fn check_percent(field: &str, value: Option<f64>) -> Result<(), String> {
     match value {
-        Some(v) if !(0.0..=100.0).contains(&v) => {
-            Err(format!("{field} {v} is outside 0–100"))
-        }
+        Some(v) if !(0.0..=100.0).contains(&v) => Err(format!("{field} {v} is outside 0–100")),
         _ => Ok(()),
     }
 }
@@ -1040,8 +1100,12 @@ fn optional_instant(field: &str, text: Option<&str>) -> Result<Option<i64>, Stri
 }
 
 fn parse_date(field: &str, text: &str) -> Result<i32, String> {
-    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map_err(|e| format!("{field} {:?} is not a date like 2026-03-02 ({e})", clip(text)))?;
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|e| {
+        format!(
+            "{field} {:?} is not a date like 2026-03-02 ({e})",
+            clip(text)
+        )
+    })?;
     let days = date.signed_duration_since(NaiveDate::default()).num_days();
     if !(0..47_482).contains(&days) {
         return Err(format!("{field} {text:?} is outside 1970–2099"));
@@ -1158,13 +1222,24 @@ mod tests {
         assert_eq!(batch.num_rows(), 1);
         assert_eq!(rows.keys, ["e1"]);
         // 23:30 at -02:00 is 01:30 UTC on the next day.
-        assert_eq!(rows.dates, [utc_days(parse_timestamp("t", "2026-03-03T01:30:00Z").unwrap())]);
+        assert_eq!(
+            rows.dates,
+            [utc_days(
+                parse_timestamp("t", "2026-03-03T01:30:00Z").unwrap()
+            )]
+        );
         let col = |name: &str| batch.column_by_name(name).unwrap().clone();
         let category = col("activity_category");
-        let category = category.as_any().downcast_ref::<datafusion::arrow::array::StringArray>().unwrap();
+        let category = category
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::StringArray>()
+            .unwrap();
         assert_eq!(category.value(0), "learning");
         let ip = col("ip_address");
-        let ip = ip.as_any().downcast_ref::<datafusion::arrow::array::StringArray>().unwrap();
+        let ip = ip
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::StringArray>()
+            .unwrap();
         assert_eq!(ip.value(0).len(), 64);
         assert_ne!(ip.value(0), "10.0.0.1");
     }
@@ -1184,7 +1259,10 @@ mod tests {
         ];
         for (line, expected) in cases {
             let err = activity(&line).unwrap_err();
-            assert!(err.contains(expected), "{line}\n  got: {err}\n  want: {expected}");
+            assert!(
+                err.contains(expected),
+                "{line}\n  got: {err}\n  want: {expected}"
+            );
         }
     }
 
@@ -1200,21 +1278,38 @@ mod tests {
         let batch = rows.finish();
         assert_eq!(batch.num_rows(), 1);
         let passed = batch.column_by_name("passed").unwrap();
-        let passed = passed.as_any().downcast_ref::<datafusion::arrow::array::BooleanArray>().unwrap();
+        let passed = passed
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::BooleanArray>()
+            .unwrap();
         assert!(passed.value(0));
     }
 
     #[test]
     fn csv_reference_rows_parse_with_lenient_booleans() {
-        let headers = csv::StringRecord::from(vec!["student_id", "name", "timezone", "notify_reminders"]);
+        let headers =
+            csv::StringRecord::from(vec!["student_id", "name", "timezone", "notify_reminders"]);
         let mut rows = Rows::new(Kind::Students, None);
-        rows.push_csv(&csv::StringRecord::from(vec!["s1", "Zoë", "Asia/Tokyo", "no"]), &headers).unwrap();
+        rows.push_csv(
+            &csv::StringRecord::from(vec!["s1", "Zoë", "Asia/Tokyo", "no"]),
+            &headers,
+        )
+        .unwrap();
         let err = rows
-            .push_csv(&csv::StringRecord::from(vec!["s2", "Al", "Mars/Base", ""]), &headers)
+            .push_csv(
+                &csv::StringRecord::from(vec!["s2", "Al", "Mars/Base", ""]),
+                &headers,
+            )
             .unwrap_err();
-        assert!(err.contains("timezone \"Mars/Base\" is not an IANA time zone"), "{err}");
+        assert!(
+            err.contains("timezone \"Mars/Base\" is not an IANA time zone"),
+            "{err}"
+        );
         let err = rows
-            .push_csv(&csv::StringRecord::from(vec!["s3", "Al", "UTC", "maybe"]), &headers)
+            .push_csv(
+                &csv::StringRecord::from(vec!["s3", "Al", "UTC", "maybe"]),
+                &headers,
+            )
             .unwrap_err();
         assert!(err.contains("\"maybe\", expected a boolean"), "{err}");
         assert_eq!(rows.finish().num_rows(), 1);

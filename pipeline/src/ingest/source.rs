@@ -61,7 +61,10 @@ pub fn classify(landing: &Store, objects: &[ObjectMeta]) -> (Vec<Source>, Vec<St
         } else {
             (file, Compression::None)
         };
-        let format = match stem.rsplit_once('.').map(|(_, ext)| ext.to_ascii_lowercase()) {
+        let format = match stem
+            .rsplit_once('.')
+            .map(|(_, ext)| ext.to_ascii_lowercase())
+        {
             Some(ext) if ext == "jsonl" || ext == "ndjson" || ext == "json" => Some(Format::Ndjson),
             Some(ext) if ext == "csv" => Some(Format::Csv),
             _ => None,
@@ -92,12 +95,19 @@ fn kind_of(path: &str) -> Option<Kind> {
         None => (path, None),
     };
     let by_name = |name: &str| {
-        [Kind::Students, Kind::Courses, Kind::Enrollments, Kind::Assessments]
-            .into_iter()
-            .find(|k| {
-                name == k.name()
-                    || name.strip_prefix(k.name()).is_some_and(|r| r.starts_with(['.', '-', '_']))
-            })
+        [
+            Kind::Students,
+            Kind::Courses,
+            Kind::Enrollments,
+            Kind::Assessments,
+        ]
+        .into_iter()
+        .find(|k| {
+            name == k.name()
+                || name
+                    .strip_prefix(k.name())
+                    .is_some_and(|r| r.starts_with(['.', '-', '_']))
+        })
     };
     match (first, rest) {
         ("activity", Some(_)) => Some(Kind::Activity),
@@ -119,9 +129,14 @@ pub fn open_raw(landing: &Store, source: &Source) -> Result<Box<dyn Read + Send>
     let location = landing.path(&source.path);
     let meta = handle
         .block_on(landing.inner.head(&location))
-        .map_err(|e| Error::ObjectStore { location: landing.display(&source.path), source: e })?;
+        .map_err(|e| Error::ObjectStore {
+            location: landing.display(&source.path),
+            source: e,
+        })?;
     let reader = object_store::buffered::BufReader::new(landing.inner.clone(), &meta);
-    Ok(Box::new(tokio_util::io::SyncIoBridge::new_with_handle(reader, handle)))
+    Ok(Box::new(tokio_util::io::SyncIoBridge::new_with_handle(
+        reader, handle,
+    )))
 }
 
 /// Wraps a raw reader with the source's decompression.
@@ -131,7 +146,10 @@ pub fn decompress<'a>(
 ) -> std::io::Result<Box<dyn Read + Send + 'a>> {
     Ok(match compression {
         Compression::None => raw,
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, raw))),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+            1 << 20,
+            raw,
+        ))),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(raw)?),
     })
 }
@@ -152,17 +170,27 @@ pub struct Inspection {
 pub fn inspect(landing: &Store, source: &Source) -> Result<Inspection> {
     let raw = open_raw(landing, source)?;
     let mut hasher = Sha256::new();
-    let mut tee = HashingReader { inner: raw, hasher: &mut hasher };
+    let mut tee = HashingReader {
+        inner: raw,
+        hasher: &mut hasher,
+    };
     let mut head = Vec::new();
     let mut unreadable = None;
     if source.format.is_none() {
         unreadable = Some(format!(
             "unsupported file type {:?}: expected .jsonl, .ndjson{} (optionally .gz or .zst)",
             source.path.rsplit('/').next().unwrap_or_default(),
-            if source.kind.accepts_csv() { " or .csv" } else { "" }
+            if source.kind.accepts_csv() {
+                " or .csv"
+            } else {
+                ""
+            }
         ));
     } else if source.format == Some(Format::Csv) && !source.kind.accepts_csv() {
-        unreadable = Some(format!("{} must be NDJSON (.jsonl), not CSV", source.kind.name()));
+        unreadable = Some(format!(
+            "{} must be NDJSON (.jsonl), not CSV",
+            source.kind.name()
+        ));
     }
     let result = (|| -> std::io::Result<()> {
         let mut reader = decompress(Box::new(&mut tee), source.compression)?;
@@ -197,7 +225,11 @@ pub fn inspect(landing: &Store, source: &Source) -> Result<Inspection> {
     {
         unreadable = Some(reason);
     }
-    Ok(Inspection { sha256: hex::encode(hasher.finalize()), unreadable, head })
+    Ok(Inspection {
+        sha256: hex::encode(hasher.finalize()),
+        unreadable,
+        head,
+    })
 }
 
 fn not_text(head: &[u8]) -> Option<String> {

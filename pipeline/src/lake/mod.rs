@@ -51,7 +51,10 @@ mod tests {
     #[test]
     fn partition_values_cannot_escape_their_folder() {
         for bad in ["", "../x", "a/b", "a\\b", "x=y", "a\nb", "..", "\u{0}"] {
-            assert!(validate_partition_value("d", bad).is_err(), "{bad:?} accepted");
+            assert!(
+                validate_partition_value("d", bad).is_err(),
+                "{bad:?} accepted"
+            );
         }
         assert_eq!(
             partition_folder("activity", "event_date", "2026-03-02").unwrap(),

@@ -106,7 +106,10 @@ impl Store {
     /// `path` relative to the root, as `a/b/c`.
     pub fn relative(&self, path: &Path) -> String {
         match path.prefix_match(&self.prefix) {
-            Some(parts) => parts.map(|p| p.as_ref().to_string()).collect::<Vec<_>>().join("/"),
+            Some(parts) => parts
+                .map(|p| p.as_ref().to_string())
+                .collect::<Vec<_>>()
+                .join("/"),
             None => path.to_string(),
         }
     }
@@ -200,7 +203,10 @@ impl Store {
         if let Some(root) = &self.local_root
             && root.is_dir()
         {
-            walk(root, &mut removed).map_err(|source| Error::WriteFile { path: root.clone(), source })?;
+            walk(root, &mut removed).map_err(|source| Error::WriteFile {
+                path: root.clone(),
+                source,
+            })?;
         }
         Ok(removed)
     }
@@ -225,7 +231,10 @@ pub fn parse_location(location: &str) -> Result<Url> {
         None => Some(location),
         Some(("file", rest)) => Some(rest),
         Some((scheme, _)) => {
-            if !matches!(scheme, "s3" | "s3a" | "gs" | "az" | "abfs" | "abfss" | "azure" | "memory") {
+            if !matches!(
+                scheme,
+                "s3" | "s3a" | "gs" | "az" | "abfs" | "abfss" | "azure" | "memory"
+            ) {
                 return Err(invalid(format!(
                     "unsupported scheme {scheme:?}; use a path, file://, s3://, gs:// or az://"
                 )));
@@ -289,7 +298,10 @@ mod tests {
     async fn put_get_list_round_trip_on_a_local_root() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().to_str().unwrap(), true).unwrap();
-        store.put("a/b/c.txt", Bytes::from_static(b"hi")).await.unwrap();
+        store
+            .put("a/b/c.txt", Bytes::from_static(b"hi"))
+            .await
+            .unwrap();
         assert_eq!(store.get("a/b/c.txt").await.unwrap().as_ref(), b"hi");
         let listed = store.list("a").await.unwrap();
         assert_eq!(listed.len(), 1);

@@ -146,7 +146,11 @@ pub fn answer_fields() -> Fields {
 
 /// The struct of one element of `attempts.integrity_flags`.
 pub fn integrity_flag_fields() -> Fields {
-    Fields::from(vec![utf8("type", true), ts("timestamp", true), utf8("details", true)])
+    Fields::from(vec![
+        utf8("type", true),
+        ts("timestamp", true),
+        utf8("details", true),
+    ])
 }
 
 fn list_of(name: &str, fields: Fields) -> Field {
