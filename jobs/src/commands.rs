@@ -74,7 +74,15 @@ fn load_config(global: &Global, base: Option<(&str, &str)>) -> Result<Config> {
     Ok(config)
 }
 
-fn engine_options(config: &Config) -> EngineOptions {
+/// The in-process engine's settings. Ballista engines are accepted by the
+/// config but not wired in yet: refuse them rather than run locally unasked.
+fn engine_options(config: &Config) -> Result<EngineOptions> {
+    if config.engine.url != "local" {
+        bail!(
+            "engine.url {:?} is not supported by this build yet; use \"local\"",
+            config.engine.url
+        );
+    }
     let mut options = EngineOptions {
         memory_limit_bytes: config.engine.memory_limit_mb << 20,
         ..EngineOptions::default()
@@ -82,7 +90,7 @@ fn engine_options(config: &Config) -> EngineOptions {
     if let Some(n) = config.engine.target_partitions {
         options.target_partitions = n;
     }
-    options
+    Ok(options)
 }
 
 fn bar(total: u64, unit: &str) -> ProgressBar {
@@ -186,7 +194,7 @@ async fn run_ingest(config: &Config) -> Result<IngestReport> {
 
 async fn run_analyze(config: &Config, weeks: WeekSelection) -> Result<AnalyzeReport> {
     let lake = Store::open(&config.lake.url, false).context("opening the lake")?;
-    let ctx = engine::session(&lake, &engine_options(config)).await?;
+    let ctx = engine::session(&lake, &engine_options(config)?).await?;
     let options = AnalyzeOptions {
         weeks,
         tz: config.tz(),
@@ -250,7 +258,7 @@ async fn sql(
     output: Option<&Path>,
 ) -> Result<()> {
     let lake = Store::open(&config.lake.url, false)?;
-    let ctx = engine::session(&lake, &engine_options(config)).await?;
+    let ctx = engine::session(&lake, &engine_options(config)?).await?;
     let df = ctx.sql(query).await.context("planning the query")?;
     let schema = Arc::new(df.schema().as_arrow().clone());
     let batches = df.collect().await.context("running the query")?;
@@ -293,7 +301,7 @@ async fn sql(
 
 async fn tables(config: &Config) -> Result<()> {
     let lake = Store::open(&config.lake.url, false)?;
-    let ctx = engine::session(&lake, &engine_options(config)).await?;
+    let ctx = engine::session(&lake, &engine_options(config)?).await?;
     let mut names: Vec<String> = ctx
         .catalog("datafusion")
         .and_then(|c| c.schema("public"))
@@ -330,7 +338,7 @@ async fn tables(config: &Config) -> Result<()> {
 
 async fn schema(config: &Config, table: &str) -> Result<()> {
     let lake = Store::open(&config.lake.url, false)?;
-    let ctx = engine::session(&lake, &engine_options(config)).await?;
+    let ctx = engine::session(&lake, &engine_options(config)?).await?;
     let provider = ctx.table_provider(table).await.with_context(|| {
         format!(
             "no table {table:?} in the lake at {}; `learnlake tables` lists them",

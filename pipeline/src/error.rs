@@ -72,6 +72,9 @@ pub enum Error {
     #[error(transparent)]
     Parquet(#[from] datafusion::parquet::errors::ParquetError),
 
+    #[error("internal: {0}")]
+    Worker(String),
+
     #[error("generate: {0}")]
     Generate(String),
 

@@ -273,7 +273,7 @@ pub async fn analyze(
 
     // The history window: back to the earliest start of a course running in
     // these weeks, one UTC day of slack for the zone.
-    let history_from = history_start(ctx, first, last).await? - Duration::days(1);
+    let history_from = history_start(ctx, &options.queries, first, last).await? - Duration::days(1);
     let history_to = last.end.date_naive() + Duration::days(1);
     let common = |w: &Week| -> Vec<(&'static str, ScalarValue)> {
         vec![
@@ -300,16 +300,13 @@ pub async fn analyze(
     {
         let span = info_span!("student_day", from = %history_from, to = %last.end);
         let _enter = span.enter();
-        let (schema, batches) = if ctx.table_exist("activity")? {
-            run_query(ctx, &options.queries, "student_day", &common(&last)).await?
-        } else {
-            // No activity at all yet: an empty daily table of the right shape.
-            let text = options.queries.load("student_day")?;
-            let _ = text;
+        if !ctx.table_exist("activity")? {
             return Err(Error::Config(
                 "the lake has no activity yet; run `learnlake ingest` first".into(),
             ));
-        };
+        }
+        let (schema, batches) =
+            run_query(ctx, &options.queries, "student_day", &common(&last)).await?;
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         info!(rows, "daily aggregate ready");
         ctx.deregister_table("student_day")?;
@@ -362,21 +359,17 @@ pub async fn analyze(
 
 /// The earliest start_date of the courses running during first..last (or
 /// 1970 when one of them has none).
-async fn history_start(ctx: &SessionContext, first: Week, last: Week) -> Result<NaiveDate> {
-    let sql = "SELECT MIN(COALESCE(start_date, DATE '1970-01-01')) FROM courses \
-               WHERE (start_date IS NULL OR start_date <= $to) AND (end_date IS NULL OR end_date >= $from)";
-    let map = [
-        ("from".to_string(), date(first.period_start).into()),
-        ("to".to_string(), date(last.last_day()).into()),
-    ]
-    .into_iter()
-    .collect();
-    let batches = ctx
-        .sql(sql)
-        .await?
-        .with_param_values(ParamValues::Map(map))?
-        .collect()
-        .await?;
+async fn history_start(
+    ctx: &SessionContext,
+    queries: &Queries,
+    first: Week,
+    last: Week,
+) -> Result<NaiveDate> {
+    let params = [
+        ("from", date(first.period_start)),
+        ("to", date(last.last_day())),
+    ];
+    let (_, batches) = run_query(ctx, queries, "history_start", &params).await?;
     let start = batches
         .first()
         .and_then(|b| {

@@ -333,7 +333,7 @@ fn progress(options: &IngestOptions, bytes: u64) {
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| Error::Generate(format!("worker thread failed: {e}")))?
+        .map_err(|e| Error::Worker(format!("a worker thread failed: {e}")))?
 }
 
 // ---------------------------------------------------------------------------
@@ -428,7 +428,7 @@ async fn ingest_events(
     }
     reader
         .await
-        .map_err(|e| Error::Generate(format!("reader thread failed: {e}")))??;
+        .map_err(|e| Error::Worker(format!("the reader thread failed: {e}")))??;
     Ok(report)
 }
 
@@ -444,7 +444,7 @@ fn cut_batches(
     let mut batch = Batch::new(kind);
     let send = |batch: Batch| -> Result<()> {
         tx.blocking_send(batch)
-            .map_err(|_| Error::Generate("ingest stopped".into()))
+            .map_err(|_| Error::Worker("ingest stopped before the reader finished".into()))
     };
     for (index, p) in pending.iter().enumerate() {
         let source = &p.source;
@@ -475,9 +475,7 @@ fn cut_batches(
                 text,
             });
             batch.sources.push(ledger_source(1, lines, true));
-            if let Some(p) = &options.progress {
-                p(source.size);
-            }
+            progress(options, source.size);
             if batch.text_len() >= options.batch_bytes {
                 send(std::mem::replace(&mut batch, Batch::new(kind)))?;
             }
@@ -526,9 +524,7 @@ fn cut_batches(
             });
             batch.sources.push(ledger_source(first_line, line_no, true));
         }
-        if let Some(p) = &options.progress {
-            p(source.size);
-        }
+        progress(options, source.size);
     }
     if !batch.sources.is_empty() {
         send(batch)?;
@@ -563,7 +559,7 @@ fn work_items(batch: &Batch, threads: usize) -> Vec<(usize, u64, usize, usize)> 
                 while pos < end {
                     let mut cut = (pos + target).min(end);
                     if cut < end {
-                        cut = match memchr_newline(&batch.buf[cut..end]) {
+                        cut = match batch.buf[cut..end].iter().position(|&b| b == b'\n') {
                             Some(i) => cut + i + 1,
                             None => end,
                         };
@@ -576,10 +572,6 @@ fn work_items(batch: &Batch, threads: usize) -> Vec<(usize, u64, usize, usize)> 
         }
     }
     items
-}
-
-fn memchr_newline(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&b| b == b'\n')
 }
 
 fn parse_item(batch: &Batch, item: (usize, u64, usize, usize), hash_key: Option<&[u8]>) -> Parsed {
@@ -747,6 +739,22 @@ fn id_hash(id: &str) -> u64 {
     h.finish()
 }
 
+/// The data files of one partition folder, except this batch's own file
+/// (left by an interrupted attempt at the same batch).
+async fn partition_files(lake: &Store, folder: &str, own_file: &str) -> Result<Vec<String>> {
+    Ok(lake
+        .list(folder)
+        .await?
+        .iter()
+        .map(|meta| lake.relative(&meta.location))
+        .filter(|rel| {
+            rel.rsplit_once('/').is_some_and(|(_, file)| {
+                file.ends_with(".parquet") && file != own_file && !file.starts_with(['_', '.'])
+            })
+        })
+        .collect())
+}
+
 async fn read_ids(lake: &Store, kind: Kind, files: &[String]) -> Result<Vec<String>> {
     let key_column = key_column(kind);
     let mut out = Vec::new();
@@ -810,28 +818,13 @@ async fn ingest_event_batch(
     // Dedup against what the lake already holds in the same partitions,
     // ignoring this batch's own files (a rewrite after a crash).
     let own_file = format!("part-{id}.parquet");
-    let existing = lake.list(table.name()).await?;
-    let mut files_by_folder: HashMap<String, Vec<String>> = HashMap::new();
-    for meta in &existing {
-        let rel = lake.relative(&meta.location);
-        if let Some((folder, file)) = rel.rsplit_once('/')
-            && file.ends_with(".parquet")
-            && file != own_file
-            && !file.starts_with(['_', '.'])
-        {
-            files_by_folder
-                .entry(folder.to_string())
-                .or_default()
-                .push(rel.clone());
-        }
-    }
     let mut writes = Vec::new();
     let mut accepted = 0u64;
     for (date, mut slots) in by_date {
         let value = date_string(date);
         let folder = partition_folder(table.name(), column, &value)?;
-        let existing = files_by_folder.get(&folder).cloned().unwrap_or_default();
         if !index.folders.contains_key(&folder) {
+            let existing = partition_files(lake, &folder, &own_file).await?;
             let mut hashes = HashSet::new();
             for id in read_ids(lake, kind, &existing).await? {
                 hashes.insert(id_hash(&id));
@@ -852,8 +845,8 @@ async fn ingest_event_batch(
                 let duplicate = ids.hashes.contains(&id_hash(key)) && {
                     // A hash hit: confirm with the exact ids (rare).
                     if ids.exact.is_none() {
-                        ids.exact =
-                            Some(read_ids(lake, kind, &existing).await?.into_iter().collect());
+                        let files = partition_files(lake, &folder, &own_file).await?;
+                        ids.exact = Some(read_ids(lake, kind, &files).await?.into_iter().collect());
                     }
                     ids.exact.as_ref().is_some_and(|e| e.contains(key))
                 };

@@ -81,11 +81,6 @@ impl LakeTable {
             _ => None,
         }
     }
-
-    /// Looks a table up by name.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.name() == name)
-    }
 }
 
 /// `Timestamp(Microsecond, "UTC")`, the lake's one timestamp type.
