@@ -7,8 +7,8 @@ over the same Parquet lake, in the same run.
 DuckDB gets the project's query files with a thin dialect shim (macros for
 local_date/local_hour, and textual rewrites of the few DataFusion spellings
 DuckDB lacks: named_struct, date/timestamp casts to integers). It runs the same
-plan: student_day once over the history window, then student_week for each
-week. Both sides use all cores. learnlake also writes its partitions; DuckDB
+plan: student_day, lesson_day and counted_attempts once over the history
+window, then week_enrollments and student_week for each week. Both sides use all cores. learnlake also writes its partitions; DuckDB
 only materialises results (so the comparison favours DuckDB slightly).
 """
 import argparse
@@ -87,7 +87,7 @@ def main():
     con.execute("CREATE MACRO local_date(ts, z) AS CAST(timezone(z, ts) AS DATE)")
     con.execute("CREATE MACRO local_hour(ts, z) AS hour(timezone(z, ts))")
     queries = {n: duck_dialect(open(os.path.join(ROOT, "queries", f"{n}.sql")).read())
-               for n in ("student_day", "student_week")}
+               for n in ("student_day", "lesson_day", "counted_attempts", "week_enrollments", "student_week")}
     # Strip the leading comment block so DuckDB sees one statement.
     queries = {n: "\n".join(l for l in q.splitlines() if not l.lstrip().startswith("--")) for n, q in queries.items()}
     history_from = min(con.execute("SELECT MIN(start_date) FROM courses").fetchone()[0], weeks[0]) - dt.timedelta(days=1)
@@ -104,10 +104,13 @@ def main():
         }
         return {k: v for k, v in values.items() if f"${k}" in sql}
 
-    q = queries["student_day"]
-    con.execute(f"CREATE TEMP TABLE student_day AS {q}", params(q, weeks[-1]))
+    for daily in ("student_day", "lesson_day", "counted_attempts"):
+        q = queries[daily]
+        con.execute(f"CREATE TEMP TABLE {daily} AS {q}", params(q, weeks[-1]))
     rows = 0
     for monday in weeks:
+        q = queries["week_enrollments"]
+        con.execute(f"CREATE OR REPLACE TEMP TABLE week_enrollments AS {q}", params(q, monday))
         q = queries["student_week"]
         rows += len(con.execute(q, params(q, monday)).fetchall())
     dk_seconds = time.time() - t

@@ -1,8 +1,10 @@
 -- student_week: one row per enrollment active during the week, with or
 -- without activity. Every column is defined in docs/ANALYTICS.md.
 --
--- Reads: enrollments, courses, assessments, attempts, activity, and
--- student_day (the daily aggregate of queries/student_day.sql).
+-- Reads: assessments, activity, the tables that `learnlake analyze`
+-- computes once per run over the history window (student_day, lesson_day,
+-- counted_attempts) and the week's week_enrollments, each from
+-- queries/<name>.sql.
 -- Parameters (bound by the engine, never spliced into this text):
 --   $zone                       institution time zone (IANA name)
 --   $period_start               the week's Monday, local date (DATE)
@@ -13,26 +15,9 @@
 --   $session_gap_seconds        gap that ends an inferred session
 
 WITH
--- Enrollments active during the week, with their start day.
+-- Enrollments active during the week (queries/week_enrollments.sql).
 enr AS (
-    SELECT
-        e.student_id,
-        e.course_id,
-        c.start_date,
-        c.total_lessons,
-        local_date(e.enrolled_at, $zone) AS enrolled_local,
-        COALESCE(local_date(e.enrolled_at, $zone), c.start_date) AS enrolled_day,
-        CASE
-            WHEN e.enrolled_at IS NULL THEN c.start_date
-            WHEN c.start_date IS NULL THEN local_date(e.enrolled_at, $zone)
-            ELSE GREATEST(c.start_date, local_date(e.enrolled_at, $zone))
-        END AS start_day
-    FROM enrollments e
-    JOIN courses c ON c.course_id = e.course_id
-    WHERE (e.enrolled_at IS NULL OR e.enrolled_at < $week_end)
-      AND (e.withdrawn_at IS NULL OR e.withdrawn_at >= $week_start)
-      AND (c.start_date IS NULL OR c.start_date <= $period_start + INTERVAL '6 days')
-      AND (c.end_date IS NULL OR c.end_date >= $period_start)
+    SELECT * FROM week_enrollments
 ),
 
 -- Active days of these enrollments in the history window, up to the week's end.
@@ -80,18 +65,12 @@ to_date AS (
     GROUP BY student_id, course_id
 ),
 
--- Runs of consecutive active days (gaps and islands).
+-- Runs of consecutive active days: student_day's run_key is the same for
+-- the days of one run (gaps and islands, numbered once per analysis).
 runs AS (
     SELECT student_id, course_id, MAX(day_number) AS run_end, COUNT(*) AS run_length
-    FROM (
-        SELECT
-            student_id,
-            course_id,
-            day_number,
-            day_number - ROW_NUMBER() OVER (PARTITION BY student_id, course_id ORDER BY day_number) AS island
-        FROM days
-    ) numbered
-    GROUP BY student_id, course_id, island
+    FROM days
+    GROUP BY student_id, course_id, run_key
 ),
 
 streaks AS (
@@ -104,23 +83,22 @@ streaks AS (
     GROUP BY student_id, course_id
 ),
 
--- Event-level reads: lesson completions to date, and this week's sessions.
+-- Lessons completed since the start, from the daily lesson_day table
+-- (a local day before the week's end is an instant before $week_end).
 -- (distinct values first, then counts: both steps can spill to disk)
 lessons AS (
     SELECT student_id, course_id, COUNT(*) AS lessons_completed_to_date
     FROM (
-        SELECT DISTINCT a.student_id, a.course_id, a.lesson_id
-        FROM activity a
-        JOIN enr e ON e.student_id = a.student_id AND e.course_id = a.course_id
-        WHERE a.event_date BETWEEN $history_from AND $history_to
-          AND a."timestamp" < $week_end
-          AND a.activity_type = 'lesson_complete'
-          AND a.lesson_id IS NOT NULL
-          AND (e.start_date IS NULL OR local_date(a."timestamp", $zone) >= e.start_date)
+        SELECT DISTINCT l.student_id, l.course_id, l.lesson_id
+        FROM lesson_day l
+        JOIN enr e ON e.student_id = l.student_id AND e.course_id = l.course_id
+        WHERE l.day < $period_start + INTERVAL '7 days'
+          AND (e.start_date IS NULL OR l.day >= e.start_date)
     ) completed
     GROUP BY student_id, course_id
 ),
 
+-- This week's events, for sessions.
 week_events AS (
     SELECT a.student_id, a.course_id, a.session_id, a."timestamp"
     FROM activity a
@@ -151,15 +129,13 @@ inferred_sessions AS (
     GROUP BY student_id, course_id
 ),
 
--- Non-practice attempts of these enrollments, up to the week's end.
+-- Attempts that count, of these enrollments, up to the week's end.
 att AS (
     SELECT t.attempt_id, t.student_id, t.course_id, t.assessment_id, t.score, t.submitted_at, t.skill
-    FROM attempts t
+    FROM counted_attempts t
     JOIN enr e ON e.student_id = t.student_id AND e.course_id = t.course_id
-    WHERE t.submitted_date BETWEEN $history_from AND $history_to
-      AND t.submitted_at < $week_end
-      AND NOT t.is_practice
-      AND (e.start_date IS NULL OR local_date(t.submitted_at, $zone) >= e.start_date)
+    WHERE t.submitted_at < $week_end
+      AND (e.start_date IS NULL OR t.day >= e.start_date)
 ),
 
 best AS (

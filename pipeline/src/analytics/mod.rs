@@ -2,9 +2,10 @@
 //! week, computed by the SQL in `queries/` (see docs/ANALYTICS.md).
 //!
 //! For a set of weeks, analysis
-//! 1. runs `queries/student_day.sql` once over the activity of the whole
-//!    history window (partition-pruned) and keeps it as the table
-//!    `student_day`, the daily building block of every week;
+//! 1. runs `queries/student_day.sql`, `lesson_day.sql` and
+//!    `counted_attempts.sql` once over the whole history window
+//!    (partition-pruned) and keeps the results in memory as tables of those
+//!    names, the building blocks of every week;
 //! 2. runs `queries/student_week.sql` per week, with the week bound as
 //!    parameters, and replaces that week's partition atomically;
 //! 3. runs `queries/course_week.sql` per week over the fresh student_week.
@@ -164,10 +165,24 @@ pub async fn run_query(
     let df = df.with_param_values(ParamValues::Map(map)).map_err(wrap)?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let planned = started.elapsed();
-    let batches = df.collect().await.map_err(wrap)?;
+    if std::env::var_os("LEARNLAKE_EXPLAIN_ANALYZE").is_some() {
+        // For tuning: run the query once more under EXPLAIN ANALYZE and log
+        // the plan with its metrics (rows, time per operator).
+        let explained = df.clone().explain(false, true).map_err(wrap)?;
+        let batches = explained.collect().await.map_err(wrap)?;
+        let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)?;
+        info!(query = name, "EXPLAIN ANALYZE\n{text}");
+    }
+    let task = df.task_ctx();
+    let plan = df.create_physical_plan().await.map_err(wrap)?;
+    let optimized = started.elapsed();
+    let batches = datafusion::physical_plan::collect(plan, Arc::new(task))
+        .await
+        .map_err(wrap)?;
     tracing::debug!(
         query = name,
         plan_ms = planned.as_millis() as u64,
+        physical_plan_ms = optimized.as_millis() as u64,
         total_ms = started.elapsed().as_millis() as u64,
         "query ran"
     );
@@ -234,6 +249,11 @@ pub fn weeks_between(from: NaiveDate, to: NaiveDate, tz: Tz) -> Vec<Week> {
     weeks
 }
 
+/// The building blocks of student_week: each is computed once per run over
+/// the history window by `queries/<name>.sql` and kept in memory under that
+/// name, so the weeks read neither activity's history nor attempts again.
+const RUN_TABLES: [&str; 3] = ["student_day", "lesson_day", "counted_attempts"];
+
 /// Computes and writes student_week and course_week for the selected weeks.
 pub async fn analyze(
     lake: &Store,
@@ -297,28 +317,22 @@ pub async fn analyze(
         ]
     };
 
-    {
-        let span = info_span!("student_day", from = %history_from, to = %last.end);
+    if !ctx.table_exist("activity")? {
+        return Err(Error::Config(
+            "the lake has no activity yet; run `learnlake ingest` first".into(),
+        ));
+    }
+    for table in RUN_TABLES {
+        let span = info_span!("run_table", table, from = %history_from, to = %last.end);
         let _enter = span.enter();
-        if !ctx.table_exist("activity")? {
-            return Err(Error::Config(
-                "the lake has no activity yet; run `learnlake ingest` first".into(),
-            ));
-        }
-        let (schema, batches) =
-            run_query(ctx, &options.queries, "student_day", &common(&last)).await?;
-        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        info!(rows, "daily aggregate ready");
-        ctx.deregister_table("student_day")?;
-        ctx.register_table(
-            "student_day",
-            Arc::new(MemTable::try_new(schema, vec![batches])?),
-        )?;
+        let rows = materialize(ctx, &options.queries, table, &common(&last)).await?;
+        info!(rows, "table ready");
     }
 
     for week in &student_weeks {
         let span = info_span!("student_week", period_start = %week.period_start);
         let _enter = span.enter();
+        materialize(ctx, &options.queries, "week_enrollments", &common(week)).await?;
         let (schema, batches) =
             run_query(ctx, &options.queries, "student_week", &common(week)).await?;
         let rows = write_partition(
@@ -355,6 +369,24 @@ pub async fn analyze(
     engine::register_lake(ctx, lake).await?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Runs `queries/<name>.sql` and keeps the result in memory as the table
+/// `name`, replacing an earlier one; returns its row count.
+async fn materialize(
+    ctx: &SessionContext,
+    queries: &Queries,
+    name: &str,
+    params: &[(&str, ScalarValue)],
+) -> Result<usize> {
+    let (schema, batches) = run_query(ctx, queries, name, params).await?;
+    let rows = batches.iter().map(RecordBatch::num_rows).sum();
+    // The executed plan's schema may be more exact than the logical one
+    // (a window's result is known non-null), and a MemTable insists.
+    let schema = batches.first().map_or(schema, RecordBatch::schema);
+    ctx.deregister_table(name)?;
+    ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
+    Ok(rows)
 }
 
 /// The earliest start_date of the courses running during first..last (or

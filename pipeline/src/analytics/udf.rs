@@ -65,6 +65,47 @@ pub fn local_micros(tz: &Tz, micros: i64) -> i64 {
     micros + i64::from(offset) * 1_000_000
 }
 
+/// A zone's UTC offsets, looked up once per UTC hour: a batch of events
+/// spans few hours, and chrono-tz's search per value dominated the cost.
+/// Exact as long as a zone changes its offset at most once within an hour,
+/// which holds for every zone in the tz database.
+struct Offsets {
+    tz: Tz,
+    /// Direct-mapped: (UTC hour, offset in µs) by hour modulo the size.
+    slots: [(i64, i64); 64],
+}
+
+impl Offsets {
+    fn new(tz: Tz) -> Self {
+        Self {
+            tz,
+            slots: [(i64::MIN, 0); 64],
+        }
+    }
+
+    fn offset_micros(&self, micros: i64) -> i64 {
+        local_micros(&self.tz, micros) - micros
+    }
+
+    /// `micros` shifted to local time.
+    fn local(&mut self, micros: i64) -> i64 {
+        let hour = micros.div_euclid(MICROS_PER_HOUR);
+        let slot = hour.rem_euclid(64) as usize;
+        if self.slots[slot].0 == hour {
+            return micros + self.slots[slot].1;
+        }
+        let first = self.offset_micros(hour * MICROS_PER_HOUR);
+        let last = self.offset_micros(hour * MICROS_PER_HOUR + MICROS_PER_HOUR - 1);
+        if first == last {
+            self.slots[slot] = (hour, first);
+            micros + first
+        } else {
+            // The hour of a change: per value.
+            local_micros(&self.tz, micros)
+        }
+    }
+}
+
 impl ScalarUDFImpl for LocalTime {
     fn name(&self) -> &str {
         match self.field {
@@ -102,8 +143,9 @@ impl ScalarUDFImpl for LocalTime {
             ))
         })?;
         let field = self.field;
-        let convert = move |micros: i64| {
-            let local = local_micros(&tz, micros);
+        let mut offsets = Offsets::new(tz);
+        let mut convert = move |micros: i64| {
+            let local = offsets.local(micros);
             match field {
                 Field::Date => local.div_euclid(MICROS_PER_DAY),
                 Field::Hour => local.rem_euclid(MICROS_PER_DAY) / MICROS_PER_HOUR,
@@ -136,9 +178,11 @@ impl ScalarUDFImpl for LocalTime {
                             .map(|v| v.map(|m| convert(m) as i32))
                             .collect::<Date32Array>(),
                     ),
-                    Field::Hour => {
-                        Arc::new(ts.iter().map(|v| v.map(convert)).collect::<Int64Array>())
-                    }
+                    Field::Hour => Arc::new(
+                        ts.iter()
+                            .map(|v| v.map(&mut convert))
+                            .collect::<Int64Array>(),
+                    ),
                 };
                 Ok(ColumnarValue::Array(out))
             }
@@ -154,6 +198,27 @@ mod tests {
         DateTime::parse_from_rfc3339(text)
             .unwrap()
             .timestamp_micros()
+    }
+
+    #[test]
+    fn cached_offsets_match_the_zone_around_changes() {
+        for zone in [
+            "Europe/London",
+            "America/New_York",
+            "Australia/Lord_Howe",
+            "Asia/Kolkata",
+        ] {
+            let tz: Tz = zone.parse().unwrap();
+            let mut offsets = Offsets::new(tz);
+            // Every 7 minutes over 2026, through both changes of each zone;
+            // then backwards, so the cache is hit from both sides.
+            let start = micros("2026-01-01T00:00:00Z");
+            let step = 7 * 60 * 1_000_000;
+            let all: Vec<i64> = (0..75_000).map(|i| start + i * step).collect();
+            for &m in all.iter().chain(all.iter().rev()) {
+                assert_eq!(offsets.local(m), local_micros(&tz, m), "{zone} at {m}");
+            }
+        }
     }
 
     #[test]

@@ -48,7 +48,9 @@ pub async fn session(lake: &Store, options: &EngineOptions) -> Result<SessionCon
             DiskManagerBuilder::default().with_mode(DiskManagerMode::OsTmpDirectory),
         )
         .build_arc()?;
-    let config = SessionConfig::new()
+    // DATAFUSION_* variables tune the engine (e.g.
+    // DATAFUSION_EXECUTION_BATCH_SIZE); the settings below always apply.
+    let config = SessionConfig::from_env()?
         .with_target_partitions(options.target_partitions)
         .with_information_schema(true)
         .set_bool("datafusion.execution.parquet.pushdown_filters", true)
@@ -112,11 +114,7 @@ pub async fn register_folder(
     partition: Option<&str>,
     schema: Option<datafusion::arrow::datatypes::SchemaRef>,
 ) -> Result<bool> {
-    let has_files = lake
-        .list(folder)
-        .await?
-        .iter()
-        .any(|m| m.location.as_ref().ends_with(".parquet"));
+    let has_files = lake.contains_file(folder, ".parquet").await?;
     ctx.deregister_table(name)?;
     if !has_files {
         debug!(table = name, "no files yet; not registered");

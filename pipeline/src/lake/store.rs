@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
@@ -165,6 +165,26 @@ impl Store {
         };
         found.sort_by(|a, b| a.location.cmp(&b.location));
         Ok(found)
+    }
+
+    /// Whether any object under `rel` has a name ending in `suffix`; stops
+    /// at the first one instead of listing the whole folder.
+    pub async fn contains_file(&self, rel: &str, suffix: &str) -> Result<bool> {
+        let path = self.path(rel);
+        let mut listing = self.inner.list(Some(&path));
+        while let Some(item) = listing.next().await {
+            match item {
+                Ok(meta) if meta.location.as_ref().ends_with(suffix) => return Ok(true),
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(source) => {
+                    return Err(Error::ObjectStore {
+                        location: self.display(rel),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(false)
     }
 
     /// Deletes an object; a missing one is not an error.

@@ -1,0 +1,28 @@
+-- week_enrollments: the enrollments active during the week, with their
+-- start day (docs/ANALYTICS.md, "Which rows"). `learnlake analyze` runs it
+-- before student_week for each week and keeps the result as the table
+-- `week_enrollments`, which student_week joins many times.
+--
+-- Parameters (bound by the engine):
+--   $zone                   institution time zone (IANA name)
+--   $period_start           the week's Monday, local date (DATE)
+--   $week_start, $week_end  the week's bounds as UTC instants (TIMESTAMP)
+
+SELECT
+    e.student_id,
+    e.course_id,
+    c.start_date,
+    c.total_lessons,
+    local_date(e.enrolled_at, $zone) AS enrolled_local,
+    COALESCE(local_date(e.enrolled_at, $zone), c.start_date) AS enrolled_day,
+    CASE
+        WHEN e.enrolled_at IS NULL THEN c.start_date
+        WHEN c.start_date IS NULL THEN local_date(e.enrolled_at, $zone)
+        ELSE GREATEST(c.start_date, local_date(e.enrolled_at, $zone))
+    END AS start_day
+FROM enrollments e
+JOIN courses c ON c.course_id = e.course_id
+WHERE (e.enrolled_at IS NULL OR e.enrolled_at < $week_end)
+  AND (e.withdrawn_at IS NULL OR e.withdrawn_at >= $week_start)
+  AND (c.start_date IS NULL OR c.start_date <= $period_start + INTERVAL '6 days')
+  AND (c.end_date IS NULL OR c.end_date >= $period_start)
