@@ -125,20 +125,19 @@ impl Rows {
 
     /// Parses and appends one NDJSON line; on error returns the reason.
     pub fn push_json(&mut self, line: &[u8]) -> Result<(), String> {
-        let mut de = serde_json::Deserializer::from_slice(line);
         match self.kind {
             Kind::Activity => {
-                let raw: RawActivity = from_json(&mut de)?;
+                let raw: RawActivity = from_json(line)?;
                 self.push_activity(raw)
             }
             Kind::Attempts => {
-                let raw: RawAttempt = from_json(&mut de)?;
+                let raw: RawAttempt = from_json(line)?;
                 self.push_attempt(raw)
             }
-            Kind::Students => self.push_student(from_json(&mut de)?),
-            Kind::Courses => self.push_course(from_json(&mut de)?),
-            Kind::Enrollments => self.push_enrollment(from_json(&mut de)?),
-            Kind::Assessments => self.push_assessment(from_json(&mut de)?),
+            Kind::Students => self.push_student(from_json(line)?),
+            Kind::Courses => self.push_course(from_json(line)?),
+            Kind::Enrollments => self.push_enrollment(from_json(line)?),
+            Kind::Assessments => self.push_assessment(from_json(line)?),
         }
     }
 
@@ -934,10 +933,15 @@ impl AssessmentBuilders {
 // ---------------------------------------------------------------------------
 // Checks and conversions.
 
-fn from_json<'de, T: Deserialize<'de>>(
-    de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'de>>,
-) -> Result<T, String> {
-    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
+/// Parses one JSON object. Valid lines take the plain serde_json path; only
+/// a line that fails is parsed again with path tracking, for a reason that
+/// names the field.
+fn from_json<'de, T: Deserialize<'de>>(line: &'de [u8]) -> Result<T, String> {
+    if let Ok(value) = serde_json::from_slice(line) {
+        return Ok(value);
+    }
+    let mut de = serde_json::Deserializer::from_slice(line);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
