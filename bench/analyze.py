@@ -8,8 +8,9 @@ DuckDB gets the project's query files with a thin dialect shim (macros for
 local_date/local_hour, and textual rewrites of the few DataFusion spellings
 DuckDB lacks: named_struct, date/timestamp casts to integers). It runs the same
 plan: student_day, lesson_day and counted_attempts once over the history
-window, then week_enrollments and student_week for each week. Both sides use all cores. learnlake also writes its partitions; DuckDB
-only materialises results (so the comparison favours DuckDB slightly).
+window, then week_enrollments and student_week for each week. Both sides
+use all cores. learnlake also writes its partitions; DuckDB only materialises
+results (so the comparison favours DuckDB slightly).
 """
 import argparse
 import datetime as dt

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{learnlake, learnlake_ok, scratch};
+use crate::{ingest_ok, learnlake, learnlake_ok, scratch};
 
 const ZONE: &str = "Europe/London";
 
@@ -121,17 +121,7 @@ fn hand_computed_weeks_match_every_definition() {
     let landing = hand_landing(&dir);
     let lake = dir.join("lake");
     let lake_s = lake.to_str().unwrap();
-    learnlake_ok(
-        &dir,
-        &[
-            "--lake",
-            lake_s,
-            "--landing",
-            landing.to_str().unwrap(),
-            "ingest",
-        ],
-        &[],
-    );
+    ingest_ok(&dir, &lake, &landing, &[]);
     learnlake_ok(
         &dir,
         &[
@@ -244,17 +234,7 @@ fn reanalyzing_in_any_order_gives_the_same_partitions() {
     let landing = hand_landing(&dir);
     let run = |lake: &Path, weeks: &[&str]| {
         let lake_s = lake.to_str().unwrap();
-        learnlake_ok(
-            &dir,
-            &[
-                "--lake",
-                lake_s,
-                "--landing",
-                landing.to_str().unwrap(),
-                "ingest",
-            ],
-            &[],
-        );
+        ingest_ok(&dir, lake, &landing, &[]);
         for w in weeks {
             learnlake_ok(
                 &dir,
@@ -357,11 +337,7 @@ fn generated_data_agrees_with_an_independent_duckdb_implementation() {
         ],
         &[],
     );
-    learnlake_ok(
-        &dir,
-        &["--lake", lake_s, "--landing", landing_s, "ingest"],
-        &[("LEARNLAKE_HASH_KEY", "x")],
-    );
+    ingest_ok(&dir, &lake, &landing, &[("LEARNLAKE_HASH_KEY", "x")]);
     for (zone, weeks) in [
         (
             "Europe/London",

@@ -14,7 +14,7 @@ use learnlake_pipeline::engine::{self, EngineOptions};
 use learnlake_pipeline::lake::Store;
 use sqllogictest::{DBOutput, DefaultColumnType};
 
-use crate::{learnlake_ok, scratch};
+use crate::{ingest_ok, learnlake_ok, scratch};
 
 struct Lake {
     ctx: SessionContext,
@@ -100,17 +100,7 @@ async fn golden_slt_files_over_data_samples() {
     let lake = dir.join("lake");
     let lake_s = lake.to_str().unwrap();
     let env = [("LEARNLAKE_HASH_KEY", "golden")];
-    learnlake_ok(
-        &dir,
-        &[
-            "--lake",
-            lake_s,
-            "--landing",
-            samples().to_str().unwrap(),
-            "ingest",
-        ],
-        &env,
-    );
+    ingest_ok(&dir, &lake, &samples(), &env);
     learnlake_ok(
         &dir,
         &["--lake", lake_s, "--timezone", "Europe/London", "analyze"],

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::{fingerprint, learnlake, learnlake_ok, scratch, second_reader};
+use crate::{fingerprint, ingest, ingest_ok, learnlake, learnlake_ok, scratch, second_reader};
 
 const KEY: (&str, &str) = ("LEARNLAKE_HASH_KEY", "test-key");
 
@@ -137,14 +137,7 @@ fn hostile_input_keeps_every_valid_row_once_and_quarantines_the_rest() {
     let (generated, valid_hostile) = hostile_landing(&dir);
     let lake = dir.join("lake");
     let landing = dir.join("landing");
-    let args = [
-        "--lake",
-        lake.to_str().unwrap(),
-        "--landing",
-        landing.to_str().unwrap(),
-        "ingest",
-    ];
-    let out = learnlake_ok(&dir, &args, &[KEY]);
+    let out = ingest_ok(&dir, &lake, &landing, &[KEY]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("quarantined"),
@@ -269,16 +262,9 @@ fn ingesting_twice_changes_nothing() {
     hostile_landing(&dir);
     let lake = dir.join("lake");
     let landing = dir.join("landing");
-    let args = [
-        "--lake",
-        lake.to_str().unwrap(),
-        "--landing",
-        landing.to_str().unwrap(),
-        "ingest",
-    ];
-    learnlake_ok(&dir, &args, &[KEY]);
+    ingest_ok(&dir, &lake, &landing, &[KEY]);
     let first = fingerprint(&lake, &[]);
-    let out = learnlake_ok(&dir, &args, &[KEY]);
+    let out = ingest_ok(&dir, &lake, &landing, &[KEY]);
     assert_eq!(
         fingerprint(&lake, &[]),
         first,
@@ -300,19 +286,7 @@ fn an_ingest_killed_anywhere_completes_to_the_same_lake() {
     let landing = dir.join("landing");
     // Small batches, so one run commits many.
     std::fs::write(dir.join("learnlake.toml"), "[ingest]\nbatch_mb = 1\n").unwrap();
-    let run = |lake: &Path, env: &[(&str, &str)]| {
-        learnlake(
-            &dir,
-            &[
-                "--lake",
-                lake.to_str().unwrap(),
-                "--landing",
-                landing.to_str().unwrap(),
-                "ingest",
-            ],
-            env,
-        )
-    };
+    let run = |lake: &Path, env: &[(&str, &str)]| ingest(&dir, lake, &landing, env);
     let clean = dir.join("clean");
     assert!(run(&clean, &[KEY]).status.success());
     let expected_files = fingerprint(&clean, &["_meta", "_quarantine"]);

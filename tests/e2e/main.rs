@@ -37,6 +37,22 @@ pub fn learnlake_ok(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     out
 }
 
+/// The arguments of `learnlake --lake LAKE --landing LANDING ingest`.
+fn ingest_args<'a>(lake: &'a Path, landing: &'a Path) -> [&'a str; 5] {
+    let path = |p: &'a Path| p.to_str().expect("test paths are UTF-8");
+    ["--lake", path(lake), "--landing", path(landing), "ingest"]
+}
+
+/// Ingests `landing` into `lake`, extra environment.
+pub fn ingest(cwd: &Path, lake: &Path, landing: &Path, env: &[(&str, &str)]) -> Output {
+    learnlake(cwd, &ingest_args(lake, landing), env)
+}
+
+/// Like [`ingest`], but the command must succeed.
+pub fn ingest_ok(cwd: &Path, lake: &Path, landing: &Path, env: &[(&str, &str)]) -> Output {
+    learnlake_ok(cwd, &ingest_args(lake, landing), env)
+}
+
 /// What DuckDB and pyarrow see in a lake.
 pub fn second_reader(lake: &Path) -> serde_json::Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/second_reader.py");

@@ -329,15 +329,9 @@ impl Rows {
                     s.field_builder::<BooleanBuilder>(2)
                         .expect("is_correct")
                         .append_option(a.is_correct);
-                    s.field_builder::<Float64Builder>(3)
-                        .expect("points")
-                        .append_option(a.points_earned);
-                    s.field_builder::<Float64Builder>(4)
-                        .expect("points")
-                        .append_option(a.points_possible);
-                    s.field_builder::<Float64Builder>(5)
-                        .expect("time")
-                        .append_option(a.time_spent_seconds);
+                    append_f64(s, 3, a.points_earned);
+                    append_f64(s, 4, a.points_possible);
+                    append_f64(s, 5, a.time_spent_seconds);
                     append_str(s, 6, a.skill.as_deref());
                     s.append(true);
                 }
@@ -1132,6 +1126,13 @@ fn append_str(builder: &mut StructBuilder, index: usize, value: Option<&str>) {
     builder
         .field_builder::<StringBuilder>(index)
         .expect("string field")
+        .append_option(value);
+}
+
+fn append_f64(builder: &mut StructBuilder, index: usize, value: Option<f64>) {
+    builder
+        .field_builder::<Float64Builder>(index)
+        .expect("float field")
         .append_option(value);
 }
 
