@@ -2,15 +2,18 @@
 """Benchmark: learnlake analyze vs DuckDB running the same SQL (queries/*.sql)
 over the same Parquet lake, in the same run.
 
-    bench/analyze.py LAKE_DIR [--zone Europe/London] [--weeks N] [--bin PATH]
+    bench/analyze.py LAKE_DIR [--zone Europe/London] [--weeks N] [--repeat R] [--bin PATH]
 
 DuckDB gets the project's query files with a thin dialect shim (macros for
 local_date/local_hour, and textual rewrites of the few DataFusion spellings
 DuckDB lacks: named_struct, date/timestamp casts to integers). It runs the same
 plan: student_day, lesson_day and counted_attempts once over the history
 window, then week_enrollments and student_week for each week. Both sides
-use all cores. learnlake also writes its partitions; DuckDB only materialises
-results (so the comparison favours DuckDB slightly).
+use all cores. learnlake also computes the week before the first (for
+course_week's changes), course_week, and writes Parquet partitions; DuckDB
+keeps each week's result in a temporary table (so the comparison favours
+DuckDB slightly). The engines run alternately R times; the ratio is of the
+medians, since this machine's timings vary by ±15 % from run to run.
 """
 import argparse
 import datetime as dt
@@ -18,6 +21,7 @@ import json
 import os
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -52,6 +56,8 @@ def main():
     ap.add_argument("lake")
     ap.add_argument("--zone", default="Europe/London")
     ap.add_argument("--weeks", type=int, default=12)
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs of each engine, alternating; medians are reported")
     ap.add_argument("--bin", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/learnlake-target")), "release/learnlake"))
     args = ap.parse_args()
     lake, zone = os.path.abspath(args.lake), ZoneInfo(args.zone)
@@ -61,11 +67,35 @@ def main():
     first = con.execute(
         f"SELECT MIN(\"timestamp\") FROM read_parquet('{lake}/activity/*/*.parquet', hive_partitioning = true)"
     ).fetchone()[0]
+    events = con.execute(f"SELECT COUNT(*) FROM read_parquet('{lake}/activity/*/*.parquet')").fetchone()[0]
+    con.close()
     first_local = first.astimezone(zone).date()
     monday = first_local - dt.timedelta(days=first_local.weekday())
     weeks = [monday + dt.timedelta(days=7 * i) for i in range(args.weeks)]
 
-    # --- learnlake -------------------------------------------------------
+    runs = {"learnlake": [], "duckdb": []}
+    for _ in range(args.repeat):
+        runs["learnlake"].append(run_learnlake(args, lake, weeks))
+        runs["duckdb"].append(run_duckdb(args, lake, zone, weeks))
+
+    ll_rows = duckdb.connect().execute(f"SELECT COUNT(*) FROM read_parquet('{lake}/student_week/*/*.parquet')").fetchone()[0]
+    median = {k: statistics.median(r["seconds"] for r in v) for k, v in runs.items()}
+    result = {
+        "events": events, "weeks": len(weeks),
+        "student_week_rows": {"learnlake": ll_rows, "duckdb": runs["duckdb"][-1]["rows"]},
+        "learnlake": {"median_seconds": round(median["learnlake"], 2),
+                      "seconds": [r["seconds"] for r in runs["learnlake"]],
+                      "peak_rss_mb": max(r["peak_rss_mb"] for r in runs["learnlake"])},
+        "duckdb": {"median_seconds": round(median["duckdb"], 2),
+                   "seconds": [r["seconds"] for r in runs["duckdb"]],
+                   "peak_rss_mb": max(r["peak_rss_mb"] for r in runs["duckdb"]),
+                   "phases_last_run": runs["duckdb"][-1]["phases"]},
+        "ratio_learnlake_over_duckdb": round(median["learnlake"] / median["duckdb"], 2),
+    }
+    print(json.dumps(result, indent=1))
+
+
+def run_learnlake(args, lake, weeks):
     for table in ("student_week", "course_week"):
         subprocess.run(["rm", "-rf", f"{lake}/{table}"], check=True)
     t = time.time()
@@ -73,13 +103,19 @@ def main():
         ["/usr/bin/time", "-f", "%M", args.bin, "--lake", lake, "--timezone", args.zone, "analyze",
          "--from", str(weeks[0]), "--to", str(weeks[-1])],
         capture_output=True, text=True, env={**os.environ, "LEARNLAKE_LOG": "warn"})
-    ll_seconds = time.time() - t
+    seconds = time.time() - t
     if out.returncode != 0:
         sys.exit(f"learnlake analyze failed:\n{out.stderr}")
-    ll_rss_mb = int(out.stderr.strip().splitlines()[-1]) / 1024
+    rss_mb = int(out.stderr.strip().splitlines()[-1]) / 1024
+    return {"seconds": round(seconds, 2), "peak_rss_mb": round(rss_mb)}
 
-    # --- DuckDB, same SQL ----------------------------------------------------
+
+def run_duckdb(args, lake, zone, weeks):
+    """The same query files in DuckDB, in a fresh in-memory database. Peak
+    RSS is this (Python) process's, so it is the maximum over the runs."""
     t = time.time()
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
     hive = "hive_partitioning = true, hive_types = {'%s': DATE}"
     con.execute(f"CREATE VIEW activity AS SELECT * FROM read_parquet('{lake}/activity/*/*.parquet', {hive % 'event_date'})")
     con.execute(f"CREATE VIEW attempts AS SELECT * FROM read_parquet('{lake}/attempts/*/*.parquet', {hive % 'submitted_date'})")
@@ -105,27 +141,27 @@ def main():
         }
         return {k: v for k, v in values.items() if f"${k}" in sql}
 
+    phases = {}
     for daily in ("student_day", "lesson_day", "counted_attempts"):
         q = queries[daily]
+        started = time.time()
         con.execute(f"CREATE TEMP TABLE {daily} AS {q}", params(q, weeks[-1]))
+        phases[daily] = round(time.time() - started, 2)
     rows = 0
+    started = time.time()
     for monday in weeks:
         q = queries["week_enrollments"]
         con.execute(f"CREATE OR REPLACE TEMP TABLE week_enrollments AS {q}", params(q, monday))
         q = queries["student_week"]
-        rows += len(con.execute(q, params(q, monday)).fetchall())
+        # kept inside DuckDB, so it is not slowed by building Python objects
+        con.execute(f"CREATE OR REPLACE TEMP TABLE student_week AS {q}", params(q, monday))
+        rows += con.execute("SELECT COUNT(*) FROM student_week").fetchone()[0]
+    phases["student_week (all weeks)"] = round(time.time() - started, 2)
     dk_seconds = time.time() - t
     dk_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    ll_rows = con.execute(f"SELECT COUNT(*) FROM read_parquet('{lake}/student_week/*/*.parquet')").fetchone()[0]
-    events = con.execute("SELECT COUNT(*) FROM activity").fetchone()[0]
-    result = {
-        "events": events, "weeks": len(weeks), "student_week_rows": {"learnlake": ll_rows, "duckdb": rows},
-        "learnlake": {"seconds": round(ll_seconds, 2), "peak_rss_mb": round(ll_rss_mb)},
-        "duckdb": {"seconds": round(dk_seconds, 2), "peak_rss_mb": round(dk_rss_mb)},
-        "ratio_learnlake_over_duckdb": round(ll_seconds / dk_seconds, 2),
-    }
-    print(json.dumps(result, indent=1))
+    con.close()
+    return {"seconds": round(dk_seconds, 2), "peak_rss_mb": round(dk_rss_mb), "phases": phases, "rows": rows}
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
--- counted_attempts: the assessment attempts that count (is_practice = false)
--- in the history window, with their local day. `learnlake analyze` runs it
--- once and keeps the result as the table `counted_attempts`, which every
--- week of student_week then reads instead of the attempts partitions.
+-- counted_attempts: the assessment attempts that count (is_practice = false,
+-- submitted from the course's start_date on) in the history window, with
+-- their local day. `learnlake analyze` runs it once and keeps the result as
+-- the table `counted_attempts`, which every week of student_week then reads
+-- instead of the attempts partitions.
 --
 -- Parameters (bound by the engine, see docs/ANALYTICS.md):
 --   $zone          institution time zone (IANA name)
@@ -10,15 +11,18 @@
 --   $week_end      nothing at or after this instant is read (TIMESTAMP)
 
 SELECT
-    attempt_id,
-    student_id,
-    course_id,
-    assessment_id,
-    score,
-    submitted_at,
-    skill,
-    local_date(submitted_at, $zone) AS day
-FROM attempts
-WHERE submitted_date BETWEEN $history_from AND $history_to
-  AND submitted_at < $week_end
-  AND NOT is_practice
+    t.attempt_id,
+    t.student_id,
+    t.course_id,
+    t.assessment_id,
+    t.score,
+    t.submitted_at,
+    t.skill,
+    local_date(t.submitted_at, $zone) AS day
+FROM attempts t
+LEFT JOIN courses c ON c.course_id = t.course_id
+WHERE t.submitted_date BETWEEN $history_from AND $history_to
+  AND t.submitted_at < $week_end
+  AND NOT t.is_practice
+  -- only attempts from the course's start on count
+  AND (c.start_date IS NULL OR local_date(t.submitted_at, $zone) >= c.start_date)

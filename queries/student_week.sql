@@ -1,18 +1,13 @@
 -- student_week: one row per enrollment active during the week, with or
 -- without activity. Every column is defined in docs/ANALYTICS.md.
 --
--- Reads: assessments, activity, the tables that `learnlake analyze`
--- computes once per run over the history window (student_day, lesson_day,
--- counted_attempts) and the week's week_enrollments, each from
--- queries/<name>.sql.
+-- Reads: assessments, the tables that `learnlake analyze` computes once per
+-- run over the history window (student_day, lesson_day, counted_attempts)
+-- and the week's week_enrollments, each from queries/<name>.sql.
 -- Parameters (bound by the engine, never spliced into this text):
---   $zone                       institution time zone (IANA name)
 --   $period_start               the week's Monday, local date (DATE)
 --   $week_start, $week_end      the week's bounds as UTC instants (TIMESTAMP)
---   $week_start_date, $week_end_date   UTC dates of those bounds (partition pruning)
---   $history_from, $history_to  UTC date partitions of the history window (DATE)
 --   $high_below, $medium_below  risk level thresholds on success_probability
---   $session_gap_seconds        gap that ends an inferred session
 
 WITH
 -- Enrollments active during the week (queries/week_enrollments.sql).
@@ -20,13 +15,13 @@ enr AS (
     SELECT * FROM week_enrollments
 ),
 
--- Active days of these enrollments in the history window, up to the week's end.
+-- Active days in the history window, up to the week's end (student_day
+-- holds only days from the course's start on). Rows of enrollments not
+-- active this week fall away at the final join with enr.
 days AS (
     SELECT d.*, CAST(CAST(d.day AS INT) AS BIGINT) AS day_number
     FROM student_day d
-    JOIN enr e ON e.student_id = d.student_id AND e.course_id = d.course_id
     WHERE d.day < $period_start + INTERVAL '7 days'
-      AND (e.start_date IS NULL OR d.day >= e.start_date)
 ),
 
 this_week AS (
@@ -44,7 +39,8 @@ this_week AS (
         SUM(events_morning)     AS events_morning,
         SUM(events_afternoon)   AS events_afternoon,
         SUM(events_evening)     AS events_evening,
-        SUM(events_night)       AS events_night
+        SUM(events_night)       AS events_night,
+        SUM(sessions)           AS sessions
     FROM days
     WHERE day >= $period_start
     GROUP BY student_id, course_id
@@ -89,53 +85,18 @@ streaks AS (
 lessons AS (
     SELECT student_id, course_id, COUNT(*) AS lessons_completed_to_date
     FROM (
-        SELECT DISTINCT l.student_id, l.course_id, l.lesson_id
-        FROM lesson_day l
-        JOIN enr e ON e.student_id = l.student_id AND e.course_id = l.course_id
-        WHERE l.day < $period_start + INTERVAL '7 days'
-          AND (e.start_date IS NULL OR l.day >= e.start_date)
+        SELECT DISTINCT student_id, course_id, lesson_id
+        FROM lesson_day
+        WHERE day < $period_start + INTERVAL '7 days'
     ) completed
     GROUP BY student_id, course_id
 ),
 
--- This week's events, for sessions.
-week_events AS (
-    SELECT a.student_id, a.course_id, a.session_id, a."timestamp"
-    FROM activity a
-    JOIN enr e ON e.student_id = a.student_id AND e.course_id = a.course_id
-    WHERE a.event_date BETWEEN $week_start_date AND $week_end_date
-      AND a."timestamp" >= $week_start
-      AND a."timestamp" < $week_end
-      AND (e.start_date IS NULL OR local_date(a."timestamp", $zone) >= e.start_date)
-),
-
-named_sessions AS (
-    SELECT student_id, course_id, COUNT(*) AS n
-    FROM (SELECT DISTINCT student_id, course_id, session_id FROM week_events WHERE session_id IS NOT NULL) s
-    GROUP BY student_id, course_id
-),
-
-inferred_sessions AS (
-    SELECT student_id, course_id,
-           SUM(CASE WHEN previous IS NULL
-                      OR CAST("timestamp" AS BIGINT) - CAST(previous AS BIGINT) > $session_gap_seconds * 1000000
-                    THEN 1 ELSE 0 END) AS n
-    FROM (
-        SELECT student_id, course_id, "timestamp",
-               LAG("timestamp") OVER (PARTITION BY student_id, course_id ORDER BY "timestamp") AS previous
-        FROM week_events
-        WHERE session_id IS NULL
-    ) ordered
-    GROUP BY student_id, course_id
-),
-
--- Attempts that count, of these enrollments, up to the week's end.
+-- Attempts that count, up to the week's end.
 att AS (
-    SELECT t.attempt_id, t.student_id, t.course_id, t.assessment_id, t.score, t.submitted_at, t.skill
-    FROM counted_attempts t
-    JOIN enr e ON e.student_id = t.student_id AND e.course_id = t.course_id
-    WHERE t.submitted_at < $week_end
-      AND (e.start_date IS NULL OR t.day >= e.start_date)
+    SELECT attempt_id, student_id, course_id, assessment_id, score, submitted_at, skill
+    FROM counted_attempts
+    WHERE submitted_at < $week_end
 ),
 
 best AS (
@@ -264,7 +225,7 @@ base AS (
         COALESCE(w.events_afternoon, 0)     AS events_afternoon,
         COALESCE(w.events_evening, 0)       AS events_evening,
         COALESCE(w.events_night, 0)         AS events_night,
-        COALESCE(ns.n, 0) + COALESCE(inf.n, 0) AS sessions,
+        COALESCE(w.sessions, 0)             AS sessions,
         COALESCE(t.active_days_to_date, 0)  AS active_days_to_date,
         COALESCE(ls.lessons_completed_to_date, 0) AS lessons_completed_to_date,
         m.mastery,
@@ -280,8 +241,6 @@ base AS (
     LEFT JOIN scores s             ON s.student_id = e.student_id  AND s.course_id = e.course_id
     LEFT JOIN due d                ON d.student_id = e.student_id  AND d.course_id = e.course_id
     LEFT JOIN late l               ON l.student_id = e.student_id  AND l.course_id = e.course_id
-    LEFT JOIN named_sessions ns    ON ns.student_id = e.student_id AND ns.course_id = e.course_id
-    LEFT JOIN inferred_sessions inf ON inf.student_id = e.student_id AND inf.course_id = e.course_id
     LEFT JOIN lessons ls           ON ls.student_id = e.student_id AND ls.course_id = e.course_id
     LEFT JOIN mastery m            ON m.student_id = e.student_id  AND m.course_id = e.course_id
     LEFT JOIN recent r             ON r.student_id = e.student_id  AND r.course_id = e.course_id

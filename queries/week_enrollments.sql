@@ -1,7 +1,7 @@
 -- week_enrollments: the enrollments active during the week, with their
 -- start day (docs/ANALYTICS.md, "Which rows"). `learnlake analyze` runs it
 -- before student_week for each week and keeps the result as the table
--- `week_enrollments`, which student_week joins many times.
+-- `week_enrollments`, which student_week reads twice.
 --
 -- Parameters (bound by the engine):
 --   $zone                   institution time zone (IANA name)

@@ -228,6 +228,93 @@ fn hand_computed_weeks_match_every_definition() {
     );
 }
 
+/// Sessions by hand: named ones counted once per week they touch, inferred
+/// ones for events without a session_id (30-minute gaps), across a week
+/// boundary and a course that starts mid-week.
+#[test]
+fn sessions_count_per_week_named_and_inferred() {
+    let (_tmp, dir) = scratch();
+    let landing = dir.join("landing");
+    std::fs::create_dir_all(landing.join("activity")).unwrap();
+    std::fs::write(
+        landing.join("courses.csv"),
+        "course_id,title,start_date,end_date,total_lessons,passing_score,instructor_email\n\
+         C1,Algebra,2026-03-04,,4,60,t@example.edu\n",
+    )
+    .unwrap();
+    std::fs::write(
+        landing.join("students.csv"),
+        "student_id,name,timezone\ns1,A,Europe/London\n",
+    )
+    .unwrap();
+    std::fs::write(
+        landing.join("enrollments.csv"),
+        "student_id,course_id,enrolled_at,status,withdrawn_at,final_result\n\
+         s1,C1,2026-03-01T09:00:00Z,active,,\n",
+    )
+    .unwrap();
+    let ev = |id: &str, ts: &str, session: Option<&str>| {
+        let session = session.map_or(String::new(), |s| format!(",\"session_id\":\"{s}\""));
+        format!(
+            "{{\"event_id\":\"{id}\",\"student_id\":\"s1\",\"course_id\":\"C1\",\"timestamp\":\"{ts}\",\"activity_type\":\"video_play\"{session}}}"
+        )
+    };
+    // London is on GMT (= UTC) throughout.
+    let events = [
+        // Named. x: Tuesday is before the course starts (Wednesday 4th).
+        ev("n1", "2026-03-03T10:00:00Z", Some("x")),
+        ev("n2", "2026-03-04T10:00:00Z", Some("x")),
+        // z: two events on one day.
+        ev("n3", "2026-03-05T12:00:00Z", Some("z")),
+        ev("n4", "2026-03-05T12:30:00Z", Some("z")),
+        // y: from Sunday night into Monday, so in both weeks.
+        ev("n5", "2026-03-08T23:50:00Z", Some("y")),
+        ev("n6", "2026-03-09T00:10:00Z", Some("y")),
+        // Without a session_id. Tuesday's event is before the course starts,
+        // so Wednesday 00:09 starts a session although only 10 minutes later.
+        ev("u1", "2026-03-03T23:59:00Z", None),
+        ev("u2", "2026-03-04T00:09:00Z", None),
+        // Thursday: 10:00 and 10:20 are one session, 11:00 (40 minutes on) another.
+        ev("u3", "2026-03-05T10:00:00Z", None),
+        ev("u4", "2026-03-05T10:20:00Z", None),
+        ev("u5", "2026-03-05T11:00:00Z", None),
+        // Sunday 23:45, then Monday 00:05: 20 minutes apart, but a new week.
+        ev("u6", "2026-03-08T23:45:00Z", None),
+        ev("u7", "2026-03-09T00:05:00Z", None),
+        ev("u8", "2026-03-09T00:30:00Z", None),
+    ];
+    std::fs::write(landing.join("activity/events.jsonl"), events.join("\n")).unwrap();
+    let lake = dir.join("lake");
+    ingest_ok(&dir, &lake, &landing, &[]);
+    learnlake_ok(
+        &dir,
+        &[
+            "--lake",
+            lake.to_str().unwrap(),
+            "--timezone",
+            ZONE,
+            "analyze",
+            "--from",
+            "2026-03-02",
+            "--to",
+            "2026-03-09",
+        ],
+        &[],
+    );
+    let sessions = query_csv(
+        &dir,
+        &lake,
+        "SELECT CAST(period_start AS VARCHAR) AS week, events, sessions FROM student_week ORDER BY 1",
+    );
+    // Week of the 2nd: named x, z, y and inferred Wed 00:09, Thu 10:00,
+    // Thu 11:00, Sun 23:45 (Tuesday's two events do not count).
+    // Week of the 9th: named y and inferred Mon 00:05 (00:30 continues it).
+    assert_eq!(
+        sessions,
+        "week,events,sessions\n2026-03-02,9,7\n2026-03-09,3,2\n"
+    );
+}
+
 #[test]
 fn reanalyzing_in_any_order_gives_the_same_partitions() {
     let (_tmp, dir) = scratch();
@@ -337,6 +424,9 @@ fn generated_data_agrees_with_an_independent_duckdb_implementation() {
         ],
         &[],
     );
+    // Generated events all carry a session_id; take it from every third one so
+    // inferred sessions (and days mixing both kinds) are checked too.
+    drop_every_third_session_id(&landing.join("activity"));
     ingest_ok(&dir, &lake, &landing, &[("LEARNLAKE_HASH_KEY", "x")]);
     for (zone, weeks) in [
         (
@@ -413,5 +503,27 @@ fn generated_data_agrees_with_an_independent_duckdb_implementation() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+}
+
+/// Removes `session_id` from every third line of the NDJSON files in `folder`.
+fn drop_every_third_session_id(folder: &Path) {
+    for entry in std::fs::read_dir(folder).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut out = String::with_capacity(text.len());
+        for (i, line) in text.lines().enumerate() {
+            // (lines that are not JSON objects stay as they are, for the quarantine)
+            let parsed = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(line);
+            match parsed {
+                Ok(mut event) if i % 3 == 0 && event.contains_key("session_id") => {
+                    event.remove("session_id");
+                    out.push_str(&serde_json::to_string(&event).unwrap());
+                }
+                _ => out.push_str(line),
+            }
+            out.push('\n');
+        }
+        std::fs::write(&path, out).unwrap();
     }
 }

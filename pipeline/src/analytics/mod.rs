@@ -26,8 +26,9 @@ use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
+use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
-use tracing::{info, info_span};
+use tracing::{Instrument, info, info_span};
 
 use crate::engine;
 use crate::lake::{LakeTable, Store, parquet_io, partition_folder};
@@ -303,8 +304,6 @@ pub async fn analyze(
             ("period_start", date(w.period_start)),
             ("week_start", ts(w.start)),
             ("week_end", ts(w.end)),
-            ("week_start_date", date(w.start.date_naive())),
-            ("week_end_date", date(w.end.date_naive())),
             ("high_below", ScalarValue::Float64(Some(options.high_below))),
             (
                 "medium_below",
@@ -322,53 +321,123 @@ pub async fn analyze(
             "the lake has no activity yet; run `learnlake ingest` first".into(),
         ));
     }
+    // A lake may have activity but no attempts or assessments (yet).
+    for table in [LakeTable::Attempts, LakeTable::Assessments] {
+        engine::register_empty_if_missing(ctx, table)?;
+    }
     for table in RUN_TABLES {
         let span = info_span!("run_table", table, from = %history_from, to = %last.end);
-        let _enter = span.enter();
-        let rows = materialize(ctx, &options.queries, table, &common(&last)).await?;
-        info!(rows, "table ready");
+        async {
+            let rows = materialize(ctx, &options.queries, table, &common(&last)).await?;
+            info!(rows, "table ready");
+            Ok::<_, Error>(())
+        }
+        .instrument(span)
+        .await?;
     }
 
-    for week in &student_weeks {
-        let span = info_span!("student_week", period_start = %week.period_start);
-        let _enter = span.enter();
-        materialize(ctx, &options.queries, "week_enrollments", &common(week)).await?;
-        let (schema, batches) =
-            run_query(ctx, &options.queries, "student_week", &common(week)).await?;
-        let rows = write_partition(
-            lake,
-            LakeTable::StudentWeek,
-            week.period_start,
-            &schema,
-            &batches,
-        )
+    // Weeks are independent: WEEKS_IN_FLIGHT of them run side by side, each
+    // in its own session (for its week_enrollments), so one week's planning
+    // and writing overlap another's execution.
+    let mut sessions = Vec::with_capacity(WEEKS_IN_FLIGHT);
+    for _ in 0..WEEKS_IN_FLIGHT {
+        sessions.push(week_session(ctx).await?);
+    }
+    let free = std::sync::Mutex::new(sessions);
+    let written: Vec<(Week, usize)> = futures::stream::iter(student_weeks.iter().copied())
+        .map(|week| {
+            let free = &free;
+            let params = common(&week);
+            async move {
+                let week_ctx = free
+                    .lock()
+                    .expect("not poisoned")
+                    .pop()
+                    .expect("one per week in flight");
+                let result = student_week(lake, &week_ctx, &options.queries, week, &params).await;
+                free.lock().expect("not poisoned").push(week_ctx);
+                result.map(|rows| (week, rows))
+            }
+            .instrument(info_span!("student_week", period_start = %week.period_start))
+        })
+        .buffered(WEEKS_IN_FLIGHT)
+        .try_collect()
         .await?;
-        info!(rows, "student_week written");
-        if requested.contains(week) {
+    for (week, rows) in written {
+        if requested.contains(&week) {
             report.weeks.entry(week.period_start).or_default().0 = rows;
         }
     }
     engine::register_lake(ctx, lake).await?;
     for week in &requested {
         let span = info_span!("course_week", period_start = %week.period_start);
-        let _enter = span.enter();
         let mut params = common(week);
         params.push(("previous_start", date(week.previous(tz).period_start)));
-        let (schema, batches) = run_query(ctx, &options.queries, "course_week", &params).await?;
-        let rows = write_partition(
-            lake,
-            LakeTable::CourseWeek,
-            week.period_start,
-            &schema,
-            &batches,
-        )
+        let rows = async {
+            let (schema, batches) =
+                run_query(ctx, &options.queries, "course_week", &params).await?;
+            let rows = write_partition(
+                lake,
+                LakeTable::CourseWeek,
+                week.period_start,
+                &schema,
+                &batches,
+            )
+            .await?;
+            info!(rows, "course_week written");
+            Ok::<_, Error>(rows)
+        }
+        .instrument(span)
         .await?;
-        info!(rows, "course_week written");
         report.weeks.entry(week.period_start).or_default().1 = rows;
     }
     engine::register_lake(ctx, lake).await?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Weeks of student_week computed at the same time.
+const WEEKS_IN_FLIGHT: usize = 2;
+
+/// A session for one week's queries: the same engine (settings, memory pool,
+/// object stores, functions) and the same tables as `ctx`, but its own
+/// namespace, so each week in flight can keep its own `week_enrollments`.
+async fn week_session(ctx: &SessionContext) -> Result<SessionContext> {
+    let week_ctx = SessionContext::new_with_config_rt(ctx.copied_config(), ctx.runtime_env());
+    for udf in udf::functions() {
+        week_ctx.register_udf(udf);
+    }
+    let catalog = ctx.catalog("datafusion").expect("the default catalog");
+    let schema = catalog.schema("public").expect("the default schema");
+    for name in schema.table_names() {
+        if let Some(table) = schema.table(&name).await? {
+            week_ctx.register_table(name.as_str(), table)?;
+        }
+    }
+    Ok(week_ctx)
+}
+
+/// Computes one week of student_week and replaces its partition; returns
+/// the rows written.
+async fn student_week(
+    lake: &Store,
+    ctx: &SessionContext,
+    queries: &Queries,
+    week: Week,
+    params: &[(&str, ScalarValue)],
+) -> Result<usize> {
+    materialize(ctx, queries, "week_enrollments", params).await?;
+    let (schema, batches) = run_query(ctx, queries, "student_week", params).await?;
+    let rows = write_partition(
+        lake,
+        LakeTable::StudentWeek,
+        week.period_start,
+        &schema,
+        &batches,
+    )
+    .await?;
+    info!(rows, "student_week written");
+    Ok(rows)
 }
 
 /// Runs `queries/<name>.sql` and keeps the result in memory as the table

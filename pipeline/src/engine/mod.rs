@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
@@ -133,4 +134,27 @@ pub async fn register_folder(
     };
     ctx.register_table(name, Arc::new(ListingTable::try_new(config)?))?;
     Ok(true)
+}
+
+/// Registers `table` as an empty table of its lake schema (partition column
+/// included) unless it is registered already: analysis reads attempts and
+/// assessments, which a lake may not have yet.
+pub fn register_empty_if_missing(ctx: &SessionContext, table: LakeTable) -> Result<()> {
+    if ctx.table_exist(table.name())? {
+        return Ok(());
+    }
+    let Some(schema) = table.file_schema() else {
+        return Ok(());
+    };
+    let mut fields: Vec<_> = schema.fields().iter().cloned().collect();
+    if let Some(column) = table.partition_column() {
+        fields.push(Arc::new(Field::new(column, DataType::Date32, false)));
+    }
+    let schema = Arc::new(Schema::new(fields));
+    ctx.register_table(
+        table.name(),
+        Arc::new(MemTable::try_new(schema, vec![Vec::new()])?),
+    )?;
+    debug!(table = table.name(), "no files yet; registered empty");
+    Ok(())
 }
