@@ -7,9 +7,8 @@ over the same Parquet lake, in the same run.
 DuckDB gets the project's query files with a thin dialect shim (macros for
 local_date/local_hour, and textual rewrites of the few DataFusion spellings
 DuckDB lacks: named_struct, date/timestamp casts to integers). It runs the same
-plan: student_day, lesson_day and counted_attempts once over the history
-window, then week_enrollments and student_week for each week. Both sides
-use all cores. learnlake also computes the week before the first (for
+plan: student_day and counted_attempts once over the history window, then
+week_enrollments and student_week for each week. Both sides use all cores. learnlake also computes the week before the first (for
 course_week's changes), course_week, and writes Parquet partitions; DuckDB
 keeps each week's result in a temporary table (so the comparison favours
 DuckDB slightly). The engines run alternately R times; the ratio is of the
@@ -124,7 +123,7 @@ def run_duckdb(args, lake, zone, weeks):
     con.execute("CREATE MACRO local_date(ts, z) AS CAST(timezone(z, ts) AS DATE)")
     con.execute("CREATE MACRO local_hour(ts, z) AS hour(timezone(z, ts))")
     queries = {n: duck_dialect(open(os.path.join(ROOT, "queries", f"{n}.sql")).read())
-               for n in ("student_day", "lesson_day", "counted_attempts", "week_enrollments", "student_week")}
+               for n in ("student_day", "counted_attempts", "week_enrollments", "student_week")}
     # Strip the leading comment block so DuckDB sees one statement.
     queries = {n: "\n".join(l for l in q.splitlines() if not l.lstrip().startswith("--")) for n, q in queries.items()}
     history_from = min(con.execute("SELECT MIN(start_date) FROM courses").fetchone()[0], weeks[0]) - dt.timedelta(days=1)
@@ -142,7 +141,7 @@ def run_duckdb(args, lake, zone, weeks):
         return {k: v for k, v in values.items() if f"${k}" in sql}
 
     phases = {}
-    for daily in ("student_day", "lesson_day", "counted_attempts"):
+    for daily in ("student_day", "counted_attempts"):
         q = queries[daily]
         started = time.time()
         con.execute(f"CREATE TEMP TABLE {daily} AS {q}", params(q, weeks[-1]))

@@ -15,6 +15,7 @@ WITH events AS (
         student_id,
         course_id,
         session_id,
+        CASE WHEN activity_type = 'lesson_complete' THEN lesson_id END AS lesson_completed,
         "timestamp",
         local_date("timestamp", $zone) AS day,
         local_hour("timestamp", $zone) AS hour,
@@ -28,7 +29,8 @@ WITH events AS (
 ),
 
 -- The events of one named session on one day, or (session_id NULL) a day's
--- events without a session; only days from the course's start on count.
+-- events without a session, with lesson completions apart (one piece per
+-- lesson completed); only days from the course's start on count.
 pieces AS (
     SELECT p.*
     FROM (
@@ -37,6 +39,7 @@ pieces AS (
             course_id,
             day,
             session_id,
+            lesson_completed,
             COUNT(*)                                                         AS events,
             SUM(interaction_count)                                           AS interactions,
             SUM(seconds)                                                     AS seconds,
@@ -49,7 +52,7 @@ pieces AS (
             SUM(CASE WHEN hour >= 18             THEN 1 ELSE 0 END)          AS events_evening,
             SUM(CASE WHEN hour < 6               THEN 1 ELSE 0 END)          AS events_night
         FROM events
-        GROUP BY student_id, course_id, day, session_id
+        GROUP BY student_id, course_id, day, session_id, lesson_completed
     ) p
     LEFT JOIN courses c ON c.course_id = p.course_id
     WHERE c.start_date IS NULL OR p.day >= c.start_date
@@ -57,23 +60,42 @@ pieces AS (
 
 -- A named session counts once in each week it has events: on its first day
 -- of that week (its previous day, if any, lies before the week's Monday).
--- (The window spans a student's course, ordered by session then day: a
+-- A lesson counts as completed on the first day it was.
+-- (Each window spans a student's course, ordered by session or lesson: a
 -- window per session would be one per row, which DataFusion runs slowly.)
-named AS (
+firsts AS (
     SELECT
-        *,
+        student_id,
+        course_id,
+        day,
+        events,
+        interactions,
+        seconds,
+        seconds_learning,
+        seconds_assessment,
+        seconds_social,
+        seconds_system,
+        events_morning,
+        events_afternoon,
+        events_evening,
+        events_night,
         CASE WHEN session_id IS NOT NULL
                   AND (previous_session IS NULL
                        OR previous_session <> session_id
-                       OR previous_day < CAST(date_trunc('week', day) AS DATE))
-             THEN 1 ELSE 0 END AS sessions_starting
+                       OR previous_session_day < CAST(date_trunc('week', day) AS DATE))
+             THEN 1 ELSE 0 END AS sessions_starting,
+        CASE WHEN lesson_completed IS NOT NULL
+                  AND (previous_lesson IS NULL OR previous_lesson <> lesson_completed)
+             THEN 1 ELSE 0 END AS lessons_first_completed
     FROM (
         SELECT
             pieces.*,
-            LAG(session_id) OVER w AS previous_session,
-            LAG(day) OVER w        AS previous_day
+            LAG(session_id) OVER by_session     AS previous_session,
+            LAG(day) OVER by_session            AS previous_session_day,
+            LAG(lesson_completed) OVER by_lesson AS previous_lesson
         FROM pieces
-        WINDOW w AS (PARTITION BY student_id, course_id ORDER BY session_id, day)
+        WINDOW by_session AS (PARTITION BY student_id, course_id ORDER BY session_id, day),
+               by_lesson  AS (PARTITION BY student_id, course_id ORDER BY lesson_completed, day)
     ) ordered
 ),
 
@@ -125,8 +147,9 @@ daily AS (
         SUM(events_afternoon)         AS events_afternoon,
         SUM(events_evening)           AS events_evening,
         SUM(events_night)             AS events_night,
-        SUM(sessions_starting)        AS named_sessions
-    FROM named
+        SUM(sessions_starting)        AS named_sessions,
+        SUM(lessons_first_completed)  AS lessons_first_completed
+    FROM firsts
     GROUP BY student_id, course_id, day
 )
 
@@ -148,6 +171,9 @@ SELECT
     -- sessions that start on this day for the week's count (a week's sum is
     -- its sessions)
     d.named_sessions + COALESCE(i.sessions_starting, 0) AS sessions,
+    -- lessons first completed on this day (their count up to a day is the
+    -- lessons completed by then)
+    d.lessons_first_completed,
     -- Gaps and islands: consecutive active days share a run_key. Dropping
     -- a student's last days (a week's end) leaves the keys of the other
     -- days' runs intact.

@@ -2,8 +2,8 @@
 -- without activity. Every column is defined in docs/ANALYTICS.md.
 --
 -- Reads: assessments, the tables that `learnlake analyze` computes once per
--- run over the history window (student_day, lesson_day, counted_attempts)
--- and the week's week_enrollments, each from queries/<name>.sql.
+-- run over the history window (student_day, counted_attempts) and the
+-- week's week_enrollments, each from queries/<name>.sql.
 -- Parameters (bound by the engine, never spliced into this text):
 --   $period_start               the week's Monday, local date (DATE)
 --   $week_start, $week_end      the week's bounds as UTC instants (TIMESTAMP)
@@ -52,6 +52,7 @@ to_date AS (
         course_id,
         SUM(interactions) AS interactions_to_date,
         COUNT(*)          AS active_days_to_date,
+        SUM(lessons_first_completed) AS lessons_completed_to_date,
         MAX(day_number)   AS last_active_day,
         -- interactions of each of the three previous weeks
         SUM(CASE WHEN day >= $period_start - INTERVAL '7 days'  AND day < $period_start                      THEN interactions ELSE 0 END) AS prev_1,
@@ -76,19 +77,6 @@ streaks AS (
         MAX(run_length) AS longest_streak_days,
         MAX(CASE WHEN run_end = CAST(CAST($period_start AS INT) AS BIGINT) + 6 THEN run_length ELSE 0 END) AS current_streak_days
     FROM runs
-    GROUP BY student_id, course_id
-),
-
--- Lessons completed since the start, from the daily lesson_day table
--- (a local day before the week's end is an instant before $week_end).
--- (distinct values first, then counts: both steps can spill to disk)
-lessons AS (
-    SELECT student_id, course_id, COUNT(*) AS lessons_completed_to_date
-    FROM (
-        SELECT DISTINCT student_id, course_id, lesson_id
-        FROM lesson_day
-        WHERE day < $period_start + INTERVAL '7 days'
-    ) completed
     GROUP BY student_id, course_id
 ),
 
@@ -227,7 +215,7 @@ base AS (
         COALESCE(w.events_night, 0)         AS events_night,
         COALESCE(w.sessions, 0)             AS sessions,
         COALESCE(t.active_days_to_date, 0)  AS active_days_to_date,
-        COALESCE(ls.lessons_completed_to_date, 0) AS lessons_completed_to_date,
+        COALESCE(t.lessons_completed_to_date, 0) AS lessons_completed_to_date,
         m.mastery,
         r.recent_mean,
         r.recent_variance,
@@ -241,7 +229,6 @@ base AS (
     LEFT JOIN scores s             ON s.student_id = e.student_id  AND s.course_id = e.course_id
     LEFT JOIN due d                ON d.student_id = e.student_id  AND d.course_id = e.course_id
     LEFT JOIN late l               ON l.student_id = e.student_id  AND l.course_id = e.course_id
-    LEFT JOIN lessons ls           ON ls.student_id = e.student_id AND ls.course_id = e.course_id
     LEFT JOIN mastery m            ON m.student_id = e.student_id  AND m.course_id = e.course_id
     LEFT JOIN recent r             ON r.student_id = e.student_id  AND r.course_id = e.course_id
     LEFT JOIN skills sk            ON sk.student_id = e.student_id AND sk.course_id = e.course_id

@@ -230,7 +230,7 @@ fn hand_computed_weeks_match_every_definition() {
 
 /// Sessions by hand: named ones counted once per week they touch, inferred
 /// ones for events without a session_id (30-minute gaps), across a week
-/// boundary and a course that starts mid-week.
+/// boundary and a course that starts mid-week; lessons completed again.
 #[test]
 fn sessions_count_per_week_named_and_inferred() {
     let (_tmp, dir) = scratch();
@@ -253,23 +253,28 @@ fn sessions_count_per_week_named_and_inferred() {
          s1,C1,2026-03-01T09:00:00Z,active,,\n",
     )
     .unwrap();
-    let ev = |id: &str, ts: &str, session: Option<&str>| {
+    let event = |id: &str, ts: &str, session: Option<&str>, lesson: Option<&str>| {
         let session = session.map_or(String::new(), |s| format!(",\"session_id\":\"{s}\""));
+        let kind = lesson.map_or("\"video_play\"".to_string(), |l| {
+            format!("\"lesson_complete\",\"lesson_id\":\"{l}\"")
+        });
         format!(
-            "{{\"event_id\":\"{id}\",\"student_id\":\"s1\",\"course_id\":\"C1\",\"timestamp\":\"{ts}\",\"activity_type\":\"video_play\"{session}}}"
+            "{{\"event_id\":\"{id}\",\"student_id\":\"s1\",\"course_id\":\"C1\",\"timestamp\":\"{ts}\",\"activity_type\":{kind}{session}}}"
         )
     };
+    let ev = |id: &str, ts: &str, session: Option<&str>| event(id, ts, session, None);
     // London is on GMT (= UTC) throughout.
     let events = [
-        // Named. x: Tuesday is before the course starts (Wednesday 4th).
-        ev("n1", "2026-03-03T10:00:00Z", Some("x")),
-        ev("n2", "2026-03-04T10:00:00Z", Some("x")),
-        // z: two events on one day.
-        ev("n3", "2026-03-05T12:00:00Z", Some("z")),
+        // Named. x: Tuesday is before the course starts (Wednesday 4th), so
+        // its lesson L3 does not count either.
+        event("n1", "2026-03-03T10:00:00Z", Some("x"), Some("L3")),
+        event("n2", "2026-03-04T10:00:00Z", Some("x"), Some("L1")),
+        // z: two events on one day; L1 again.
+        event("n3", "2026-03-05T12:00:00Z", Some("z"), Some("L1")),
         ev("n4", "2026-03-05T12:30:00Z", Some("z")),
         // y: from Sunday night into Monday, so in both weeks.
         ev("n5", "2026-03-08T23:50:00Z", Some("y")),
-        ev("n6", "2026-03-09T00:10:00Z", Some("y")),
+        event("n6", "2026-03-09T00:10:00Z", Some("y"), Some("L2")),
         // Without a session_id. Tuesday's event is before the course starts,
         // so Wednesday 00:09 starts a session although only 10 minutes later.
         ev("u1", "2026-03-03T23:59:00Z", None),
@@ -281,7 +286,7 @@ fn sessions_count_per_week_named_and_inferred() {
         // Sunday 23:45, then Monday 00:05: 20 minutes apart, but a new week.
         ev("u6", "2026-03-08T23:45:00Z", None),
         ev("u7", "2026-03-09T00:05:00Z", None),
-        ev("u8", "2026-03-09T00:30:00Z", None),
+        event("u8", "2026-03-09T00:30:00Z", None, Some("L1")),
     ];
     std::fs::write(landing.join("activity/events.jsonl"), events.join("\n")).unwrap();
     let lake = dir.join("lake");
@@ -304,14 +309,16 @@ fn sessions_count_per_week_named_and_inferred() {
     let sessions = query_csv(
         &dir,
         &lake,
-        "SELECT CAST(period_start AS VARCHAR) AS week, events, sessions FROM student_week ORDER BY 1",
+        "SELECT CAST(period_start AS VARCHAR) AS week, events, sessions, lessons_completed_to_date \
+         FROM student_week ORDER BY 1",
     );
     // Week of the 2nd: named x, z, y and inferred Wed 00:09, Thu 10:00,
     // Thu 11:00, Sun 23:45 (Tuesday's two events do not count).
     // Week of the 9th: named y and inferred Mon 00:05 (00:30 continues it).
+    // Lessons: L1 (twice) by the 8th, then L2 and L1 once more.
     assert_eq!(
         sessions,
-        "week,events,sessions\n2026-03-02,9,7\n2026-03-09,3,2\n"
+        "week,events,sessions,lessons_completed_to_date\n2026-03-02,9,7,1\n2026-03-09,3,2,2\n"
     );
 }
 

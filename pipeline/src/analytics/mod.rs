@@ -2,12 +2,12 @@
 //! week, computed by the SQL in `queries/` (see docs/ANALYTICS.md).
 //!
 //! For a set of weeks, analysis
-//! 1. runs `queries/student_day.sql`, `lesson_day.sql` and
-//!    `counted_attempts.sql` once over the whole history window
-//!    (partition-pruned) and keeps the results in memory as tables of those
-//!    names, the building blocks of every week;
-//! 2. runs `queries/student_week.sql` per week, with the week bound as
-//!    parameters, and replaces that week's partition atomically;
+//! 1. runs `queries/student_day.sql` and `counted_attempts.sql` once over
+//!    the whole history window (partition-pruned) and keeps the results in
+//!    memory as tables of those names, the building blocks of every week;
+//! 2. runs `queries/week_enrollments.sql` and `student_week.sql` per week,
+//!    with the week bound as parameters, two weeks at a time, and replaces
+//!    that week's partition atomically;
 //! 3. runs `queries/course_week.sql` per week over the fresh student_week.
 //!
 //! Every result depends only on the lake's raw tables and the week, so weeks
@@ -253,7 +253,7 @@ pub fn weeks_between(from: NaiveDate, to: NaiveDate, tz: Tz) -> Vec<Week> {
 /// The building blocks of student_week: each is computed once per run over
 /// the history window by `queries/<name>.sql` and kept in memory under that
 /// name, so the weeks read neither activity's history nor attempts again.
-const RUN_TABLES: [&str; 3] = ["student_day", "lesson_day", "counted_attempts"];
+const RUN_TABLES: [&str; 2] = ["student_day", "counted_attempts"];
 
 /// Computes and writes student_week and course_week for the selected weeks.
 pub async fn analyze(

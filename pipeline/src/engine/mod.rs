@@ -51,14 +51,18 @@ pub async fn session(lake: &Store, options: &EngineOptions) -> Result<SessionCon
         .build_arc()?;
     // DATAFUSION_* variables tune the engine (e.g.
     // DATAFUSION_EXECUTION_BATCH_SIZE); the settings below always apply.
-    let config = SessionConfig::from_env()?
+    let mut config = SessionConfig::from_env()?
         .with_target_partitions(options.target_partitions)
         .with_information_schema(true)
-        .set_bool("datafusion.execution.parquet.pushdown_filters", true)
         .set_bool(
             "datafusion.execution.listing_table_ignore_subdirectory",
             false,
         );
+    // Filters are evaluated while decoding Parquet (late materialization),
+    // unless DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS says otherwise.
+    if std::env::var_os("DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS").is_none() {
+        config = config.set_bool("datafusion.execution.parquet.pushdown_filters", true);
+    }
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     // local_date(ts, zone) and local_hour(ts, zone), for the analytics SQL and for users.
     for udf in crate::analytics::udf::functions() {
