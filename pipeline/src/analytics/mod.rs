@@ -6,8 +6,8 @@
 //!    the whole history window (partition-pruned) and keeps the results in
 //!    memory as tables of those names, the building blocks of every week;
 //! 2. runs `queries/week_enrollments.sql` and `student_week.sql` per week,
-//!    with the week bound as parameters, two weeks at a time, and replaces
-//!    that week's partition atomically;
+//!    with the week bound as parameters, one week per core at a time, and
+//!    replaces that week's partition atomically;
 //! 3. runs `queries/course_week.sql` per week over the fresh student_week.
 //!
 //! Every result depends only on the lake's raw tables and the week, so weeks
@@ -15,7 +15,7 @@
 
 pub mod udf;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -26,7 +26,6 @@ use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
-use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use tracing::{Instrument, info, info_span};
 
@@ -336,36 +335,41 @@ pub async fn analyze(
         .await?;
     }
 
-    // Weeks are independent: WEEKS_IN_FLIGHT of them run side by side, each
-    // in its own session (for its week_enrollments), so one week's planning
-    // and writing overlap another's execution.
-    let mut sessions = Vec::with_capacity(WEEKS_IN_FLIGHT);
-    for _ in 0..WEEKS_IN_FLIGHT {
-        sessions.push(week_session(ctx).await?);
-    }
-    let free = std::sync::Mutex::new(sessions);
-    let written: Vec<(Week, usize)> = futures::stream::iter(student_weeks.iter().copied())
-        .map(|week| {
-            let free = &free;
-            let params = common(&week);
-            async move {
-                let week_ctx = free
-                    .lock()
-                    .expect("not poisoned")
-                    .pop()
-                    .expect("one per week in flight");
-                let result = student_week(lake, &week_ctx, &options.queries, week, &params).await;
-                free.lock().expect("not poisoned").push(week_ctx);
-                result.map(|rows| (week, rows))
+    // Weeks are independent and small: one worker per core (target
+    // partitions), each a task with its own single-partition session (and
+    // week_enrollments), takes weeks from one queue. Whole weeks side by side
+    // keep the cores busier than splitting each week's small operators, and
+    // one week's planning and writing overlap another's execution.
+    let queue: VecDeque<(Week, Vec<(&'static str, ScalarValue)>)> =
+        student_weeks.iter().map(|w| (*w, common(w))).collect();
+    let queue = Arc::new(std::sync::Mutex::new(queue));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..ctx.copied_config().target_partitions().max(1) {
+        let week_ctx = week_session(ctx).await?;
+        let (queue, lake, queries) = (queue.clone(), lake.clone(), options.queries.clone());
+        workers.spawn(async move {
+            let mut written = Vec::new();
+            loop {
+                let next = queue.lock().expect("not poisoned").pop_front();
+                let Some((week, params)) = next else {
+                    return Ok::<_, Error>(written);
+                };
+                let span = info_span!("student_week", period_start = %week.period_start);
+                let rows = student_week(&lake, &week_ctx, &queries, week, &params)
+                    .instrument(span)
+                    .await?;
+                written.push((week, rows));
             }
-            .instrument(info_span!("student_week", period_start = %week.period_start))
-        })
-        .buffered(WEEKS_IN_FLIGHT)
-        .try_collect()
-        .await?;
-    for (week, rows) in written {
-        if requested.contains(&week) {
-            report.weeks.entry(week.period_start).or_default().0 = rows;
+        });
+    }
+    // The first failure ends the run (dropping the set stops the others).
+    while let Some(joined) = workers.join_next().await {
+        let written =
+            joined.map_err(|e| Error::Worker(format!("a student_week worker: {e}")))??;
+        for (week, rows) in written {
+            if requested.contains(&week) {
+                report.weeks.entry(week.period_start).or_default().0 = rows;
+            }
         }
     }
     engine::register_lake(ctx, lake).await?;
@@ -396,14 +400,13 @@ pub async fn analyze(
     Ok(report)
 }
 
-/// Weeks of student_week computed at the same time.
-const WEEKS_IN_FLIGHT: usize = 2;
-
 /// A session for one week's queries: the same engine (settings, memory pool,
-/// object stores, functions) and the same tables as `ctx`, but its own
-/// namespace, so each week in flight can keep its own `week_enrollments`.
+/// object stores, functions) and the same tables as `ctx`, but one partition
+/// and its own namespace, so each week in flight keeps its own
+/// `week_enrollments`.
 async fn week_session(ctx: &SessionContext) -> Result<SessionContext> {
-    let week_ctx = SessionContext::new_with_config_rt(ctx.copied_config(), ctx.runtime_env());
+    let config = ctx.copied_config().with_target_partitions(1);
+    let week_ctx = SessionContext::new_with_config_rt(config, ctx.runtime_env());
     for udf in udf::functions() {
         week_ctx.register_udf(udf);
     }
