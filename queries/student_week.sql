@@ -93,8 +93,11 @@ best AS (
     GROUP BY student_id, course_id, assessment_id
 ),
 
+-- Means are rounded to 9 decimals: summation order varies with parallelism,
+-- and a last-bit difference must not break a tie in the ranks or cross a
+-- threshold (grade bands, readiness).
 scores AS (
-    SELECT student_id, course_id, AVG(best_score) AS score_to_date
+    SELECT student_id, course_id, ROUND(AVG(best_score), 9) AS score_to_date
     FROM best
     GROUP BY student_id, course_id
 ),
@@ -137,7 +140,7 @@ mastery AS (
 ),
 
 recent AS (
-    SELECT student_id, course_id, AVG(score) AS recent_mean, VAR_POP(score) AS recent_variance
+    SELECT student_id, course_id, ROUND(AVG(score), 9) AS recent_mean, ROUND(VAR_POP(score), 9) AS recent_variance
     FROM (
         SELECT student_id, course_id, score,
                ROW_NUMBER() OVER (PARTITION BY student_id, course_id
