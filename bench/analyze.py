@@ -135,7 +135,6 @@ def run_duckdb(args, lake, zone, weeks):
         values = {
             "zone": args.zone, "history_from": history_from, "history_to": history_to,
             "period_start": monday, "week_start": start, "week_end": end,
-            "week_start_date": start.date(), "week_end_date": end.date(),
             "high_below": 0.4, "medium_below": 0.7, "session_gap_seconds": 1800,
         }
         return {k: v for k, v in values.items() if f"${k}" in sql}

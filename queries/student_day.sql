@@ -65,20 +65,7 @@ pieces AS (
 -- window per session would be one per row, which DataFusion runs slowly.)
 firsts AS (
     SELECT
-        student_id,
-        course_id,
-        day,
-        events,
-        interactions,
-        seconds,
-        seconds_learning,
-        seconds_assessment,
-        seconds_social,
-        seconds_system,
-        events_morning,
-        events_afternoon,
-        events_evening,
-        events_night,
+        *,
         CASE WHEN session_id IS NOT NULL
                   AND (previous_session IS NULL
                        OR previous_session <> session_id
@@ -106,28 +93,19 @@ inferred AS (
     SELECT student_id, course_id, day, COUNT(*) AS sessions_starting
     FROM (
         SELECT
-            student_id,
-            course_id,
-            day,
-            "timestamp",
-            previous,
-            local_date(previous, $zone) AS previous_day
-        FROM (
-            SELECT
-                e.student_id,
-                e.course_id,
-                e.day,
-                e."timestamp",
-                LAG(e."timestamp") OVER (PARTITION BY e.student_id, e.course_id ORDER BY e."timestamp") AS previous
-            FROM events e
-            LEFT JOIN courses c ON c.course_id = e.course_id
-            WHERE e.session_id IS NULL
-              AND (c.start_date IS NULL OR e.day >= c.start_date)
-        ) ordered
-    ) located
+            e.student_id,
+            e.course_id,
+            e.day,
+            e."timestamp",
+            LAG(e."timestamp") OVER (PARTITION BY e.student_id, e.course_id ORDER BY e."timestamp") AS previous
+        FROM events e
+        LEFT JOIN courses c ON c.course_id = e.course_id
+        WHERE e.session_id IS NULL
+          AND (c.start_date IS NULL OR e.day >= c.start_date)
+    ) ordered
     WHERE previous IS NULL
        OR CAST("timestamp" AS BIGINT) - CAST(previous AS BIGINT) > $session_gap_seconds * 1000000
-       OR previous_day < CAST(date_trunc('week', day) AS DATE)
+       OR local_date(previous, $zone) < CAST(date_trunc('week', day) AS DATE)
     GROUP BY student_id, course_id, day
 ),
 

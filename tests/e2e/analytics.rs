@@ -8,38 +8,48 @@ use crate::{ingest_ok, learnlake, learnlake_ok, scratch};
 
 const ZONE: &str = "Europe/London";
 
-/// A tiny landing area whose analytics are computed by hand below.
-fn hand_landing(dir: &Path) -> PathBuf {
+/// `dir/landing` with an `activity/` folder and the courses, students and
+/// enrollments CSV files holding these rows (under their headers).
+fn reference_landing(dir: &Path, courses: &str, students: &str, enrollments: &str) -> PathBuf {
     let landing = dir.join("landing");
     std::fs::create_dir_all(landing.join("activity")).unwrap();
-    std::fs::create_dir_all(landing.join("attempts")).unwrap();
-    std::fs::write(
-        landing.join("courses.csv"),
-        "course_id,title,start_date,end_date,total_lessons,passing_score,instructor_email\n\
-         C1,Algebra,2026-03-02,,4,60,t@example.edu\n",
-    )
-    .unwrap();
-    std::fs::write(
-        landing.join("assessments.jsonl"),
-        "{\"assessment_id\":\"A1\",\"course_id\":\"C1\",\"assessment_type\":\"quiz\",\"due_at\":\"2026-03-05T12:00:00Z\",\"weight\":1}\n\
-         {\"assessment_id\":\"A2\",\"course_id\":\"C1\",\"assessment_type\":\"exam\",\"due_at\":\"2026-03-20T12:00:00Z\",\"weight\":2}\n",
-    )
-    .unwrap();
-    std::fs::write(
-        landing.join("students.csv"),
-        "student_id,name,timezone\ns1,A,Europe/London\ns2,B,Europe/London\ns3,C,Europe/London\n\
+    for (file, header, rows) in [
+        (
+            "courses.csv",
+            "course_id,title,start_date,end_date,total_lessons,passing_score,instructor_email",
+            courses,
+        ),
+        ("students.csv", "student_id,name,timezone", students),
+        (
+            "enrollments.csv",
+            "student_id,course_id,enrolled_at,status,withdrawn_at,final_result",
+            enrollments,
+        ),
+    ] {
+        std::fs::write(landing.join(file), format!("{header}\n{rows}")).unwrap();
+    }
+    landing
+}
+
+/// A tiny landing area whose analytics are computed by hand below.
+fn hand_landing(dir: &Path) -> PathBuf {
+    let landing = reference_landing(
+        dir,
+        "C1,Algebra,2026-03-02,,4,60,t@example.edu\n",
+        "s1,A,Europe/London\ns2,B,Europe/London\ns3,C,Europe/London\n\
          s4,D,Europe/London\ns5,E,Europe/London\ns6,F,Asia/Tokyo\n",
-    )
-    .unwrap();
-    std::fs::write(
-        landing.join("enrollments.csv"),
-        "student_id,course_id,enrolled_at,status,withdrawn_at,final_result\n\
-         s1,C1,2026-03-01T09:00:00Z,active,,\n\
+        "s1,C1,2026-03-01T09:00:00Z,active,,\n\
          s2,C1,2026-03-04T10:00:00Z,active,,\n\
          s3,C1,2026-03-02T09:00:00Z,active,,\n\
          s4,C1,2026-03-11T10:00:00Z,active,,\n\
          s5,C1,2026-03-02T09:00:00Z,withdrawn,2026-03-10T09:00:00Z,\n\
          s6,C1,2026-03-02T09:00:00Z,active,,\n",
+    );
+    std::fs::create_dir_all(landing.join("attempts")).unwrap();
+    std::fs::write(
+        landing.join("assessments.jsonl"),
+        "{\"assessment_id\":\"A1\",\"course_id\":\"C1\",\"assessment_type\":\"quiz\",\"due_at\":\"2026-03-05T12:00:00Z\",\"weight\":1}\n\
+         {\"assessment_id\":\"A2\",\"course_id\":\"C1\",\"assessment_type\":\"exam\",\"due_at\":\"2026-03-20T12:00:00Z\",\"weight\":2}\n",
     )
     .unwrap();
     let ev = |id: &str, s: &str, ts: &str, kind: &str, n: i64, extra: &str| {
@@ -234,25 +244,12 @@ fn hand_computed_weeks_match_every_definition() {
 #[test]
 fn sessions_count_per_week_named_and_inferred() {
     let (_tmp, dir) = scratch();
-    let landing = dir.join("landing");
-    std::fs::create_dir_all(landing.join("activity")).unwrap();
-    std::fs::write(
-        landing.join("courses.csv"),
-        "course_id,title,start_date,end_date,total_lessons,passing_score,instructor_email\n\
-         C1,Algebra,2026-03-04,,4,60,t@example.edu\n",
-    )
-    .unwrap();
-    std::fs::write(
-        landing.join("students.csv"),
-        "student_id,name,timezone\ns1,A,Europe/London\n",
-    )
-    .unwrap();
-    std::fs::write(
-        landing.join("enrollments.csv"),
-        "student_id,course_id,enrolled_at,status,withdrawn_at,final_result\n\
-         s1,C1,2026-03-01T09:00:00Z,active,,\n",
-    )
-    .unwrap();
+    let landing = reference_landing(
+        &dir,
+        "C1,Algebra,2026-03-04,,4,60,t@example.edu\n",
+        "s1,A,Europe/London\n",
+        "s1,C1,2026-03-01T09:00:00Z,active,,\n",
+    );
     let event = |id: &str, ts: &str, session: Option<&str>, lesson: Option<&str>| {
         let session = session.map_or(String::new(), |s| format!(",\"session_id\":\"{s}\""));
         let kind = lesson.map_or("\"video_play\"".to_string(), |l| {

@@ -377,20 +377,14 @@ pub async fn analyze(
         let span = info_span!("course_week", period_start = %week.period_start);
         let mut params = common(week);
         params.push(("previous_start", date(week.previous(tz).period_start)));
-        let rows = async {
-            let (schema, batches) =
-                run_query(ctx, &options.queries, "course_week", &params).await?;
-            let rows = write_partition(
-                lake,
-                LakeTable::CourseWeek,
-                week.period_start,
-                &schema,
-                &batches,
-            )
-            .await?;
-            info!(rows, "course_week written");
-            Ok::<_, Error>(rows)
-        }
+        let rows = query_into_partition(
+            lake,
+            ctx,
+            &options.queries,
+            LakeTable::CourseWeek,
+            week.period_start,
+            &params,
+        )
         .instrument(span)
         .await?;
         report.weeks.entry(week.period_start).or_default().1 = rows;
@@ -430,16 +424,30 @@ async fn student_week(
     params: &[(&str, ScalarValue)],
 ) -> Result<usize> {
     materialize(ctx, queries, "week_enrollments", params).await?;
-    let (schema, batches) = run_query(ctx, queries, "student_week", params).await?;
-    let rows = write_partition(
+    query_into_partition(
         lake,
+        ctx,
+        queries,
         LakeTable::StudentWeek,
         week.period_start,
-        &schema,
-        &batches,
+        params,
     )
-    .await?;
-    info!(rows, "student_week written");
+    .await
+}
+
+/// Runs `queries/<table>.sql` and replaces the table's partition of the
+/// week starting `period_start` with the result; returns the rows written.
+async fn query_into_partition(
+    lake: &Store,
+    ctx: &SessionContext,
+    queries: &Queries,
+    table: LakeTable,
+    period_start: NaiveDate,
+    params: &[(&str, ScalarValue)],
+) -> Result<usize> {
+    let (schema, batches) = run_query(ctx, queries, table.name(), params).await?;
+    let rows = write_partition(lake, table, period_start, &schema, &batches).await?;
+    info!(rows, "{} written", table.name());
     Ok(rows)
 }
 
