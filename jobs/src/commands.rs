@@ -200,7 +200,7 @@ async fn run_analyze(config: &Config, weeks: WeekSelection) -> Result<AnalyzeRep
         tz: config.tz(),
         high_below: config.risk.high_below,
         medium_below: config.risk.medium_below,
-        session_gap_minutes: 30,
+        session_gap_minutes: config.analytics.session_gap_minutes,
         queries: Queries::locate(None)?,
     };
     let report = analytics::analyze(&lake, &ctx, &options)

@@ -25,6 +25,8 @@ pub struct Config {
     pub engine: EngineConfig,
     /// Ingest tuning.
     pub ingest: IngestConfig,
+    /// Analytics settings.
+    pub analytics: AnalyticsConfig,
     /// Risk level thresholds on success_probability.
     pub risk: RiskConfig,
     /// Privacy settings.
@@ -75,6 +77,15 @@ pub struct IngestConfig {
     pub batch_mb: usize,
     /// Parser threads (default: the number of cores).
     pub threads: Option<usize>,
+}
+
+/// `[analytics]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnalyticsConfig {
+    /// Events without a session_id form inferred sessions; a gap longer
+    /// than this, in minutes, starts a new one (30).
+    pub session_gap_minutes: i64,
 }
 
 /// `[risk]`
@@ -146,6 +157,7 @@ impl Default for Config {
             engine: EngineConfig::default(),
             ingest: IngestConfig::default(),
             risk: RiskConfig::default(),
+            analytics: AnalyticsConfig::default(),
             privacy: PrivacyConfig::default(),
             email: EmailConfig::default(),
             jobs: Vec::new(),
@@ -194,6 +206,14 @@ impl Default for RiskConfig {
         Self {
             high_below: 0.4,
             medium_below: 0.7,
+        }
+    }
+}
+
+impl Default for AnalyticsConfig {
+    fn default() -> Self {
+        Self {
+            session_gap_minutes: 30,
         }
     }
 }
@@ -330,6 +350,9 @@ impl Config {
         if self.ingest.batch_mb == 0 {
             problems.push("ingest.batch_mb: must be at least 1".into());
         }
+        if self.analytics.session_gap_minutes < 1 {
+            problems.push("analytics.session_gap_minutes: must be at least 1".into());
+        }
         let r = &self.risk;
         if !(0.0 <= r.high_below && r.high_below <= r.medium_below && r.medium_below <= 1.0) {
             problems.push(format!(
@@ -440,6 +463,19 @@ steps = ["ingest", "analyze", "report", "notify", "flags"]
         );
         assert!(
             err.contains("jobs[0].steps: unknown step \"dance\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_session_gap_is_read_and_checked() {
+        let config = Config::from_toml("[analytics]\nsession_gap_minutes = 45\n").unwrap();
+        assert_eq!(config.analytics.session_gap_minutes, 45);
+        assert_eq!(Config::default().analytics.session_gap_minutes, 30);
+        let config = Config::from_toml("[analytics]\nsession_gap_minutes = 0\n").unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("analytics.session_gap_minutes: must be at least 1"),
             "{err}"
         );
     }

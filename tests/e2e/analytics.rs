@@ -317,6 +317,32 @@ fn sessions_count_per_week_named_and_inferred() {
         sessions,
         "week,events,sessions,lessons_completed_to_date\n2026-03-02,9,7,1\n2026-03-09,3,2,2\n"
     );
+
+    // The gap is configurable: at 45 minutes, Thursday's 40-minute gap no
+    // longer starts a session.
+    let config = dir.join("learnlake.toml");
+    std::fs::write(&config, "[analytics]\nsession_gap_minutes = 45\n").unwrap();
+    learnlake_ok(
+        &dir,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--lake",
+            lake.to_str().unwrap(),
+            "--timezone",
+            ZONE,
+            "analyze",
+            "--week",
+            "2026-03-02",
+        ],
+        &[],
+    );
+    let sessions = query_csv(
+        &dir,
+        &lake,
+        "SELECT sessions FROM student_week WHERE period_start = DATE '2026-03-02'",
+    );
+    assert_eq!(sessions, "sessions\n6\n");
 }
 
 #[test]
