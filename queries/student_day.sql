@@ -1,5 +1,7 @@
--- student_day: one row per (student, course, local day) with activity on or
--- after the course's start_date. The daily building block of student_week;
+-- student_day: one row per (student, course, local day) with activity of an
+-- enrollment, from the enrollment's history start on (the earlier of the
+-- course's start_date and the day of enrolled_at: work done before the
+-- course starts counts). The daily building block of student_week;
 -- `learnlake analyze` runs it once over the history window and keeps the
 -- result as the table `student_day`.
 --
@@ -28,9 +30,20 @@ WITH events AS (
       AND course_id IS NOT NULL
 ),
 
+-- Each enrollment's history start (NULL: no bound). Activity of a student
+-- in a course they are not enrolled in is nobody's row.
+history AS (
+    SELECT
+        e.student_id,
+        e.course_id,
+        LEAST(c.start_date, local_date(e.enrolled_at, $zone)) AS history_start
+    FROM enrollments e
+    LEFT JOIN courses c ON c.course_id = e.course_id
+),
+
 -- The events of one named session on one day, or (session_id NULL) a day's
 -- events without a session, with lesson completions apart (one piece per
--- lesson completed); only days from the course's start on count.
+-- lesson completed); only days from the enrollment's history start on count.
 pieces AS (
     SELECT p.*
     FROM (
@@ -54,8 +67,8 @@ pieces AS (
         FROM events
         GROUP BY student_id, course_id, day, session_id, lesson_completed
     ) p
-    LEFT JOIN courses c ON c.course_id = p.course_id
-    WHERE c.start_date IS NULL OR p.day >= c.start_date
+    JOIN history h ON h.student_id = p.student_id AND h.course_id = p.course_id
+    WHERE h.history_start IS NULL OR p.day >= h.history_start
 ),
 
 -- A named session counts once in each week it has events: on its first day
@@ -87,7 +100,7 @@ firsts AS (
 ),
 
 -- Inferred sessions, for events without a session_id: ordered by time, one
--- starts at an event with no earlier event in its week (from the course's
+-- starts at an event with no earlier event in its week (from the history
 -- start on) and after every gap over $session_gap_seconds.
 inferred AS (
     SELECT student_id, course_id, day, COUNT(*) AS sessions_starting
@@ -99,9 +112,9 @@ inferred AS (
             e."timestamp",
             LAG(e."timestamp") OVER (PARTITION BY e.student_id, e.course_id ORDER BY e."timestamp") AS previous
         FROM events e
-        LEFT JOIN courses c ON c.course_id = e.course_id
+        JOIN history h ON h.student_id = e.student_id AND h.course_id = e.course_id
         WHERE e.session_id IS NULL
-          AND (c.start_date IS NULL OR e.day >= c.start_date)
+          AND (h.history_start IS NULL OR e.day >= h.history_start)
     ) ordered
     WHERE previous IS NULL
        OR CAST("timestamp" AS BIGINT) - CAST(previous AS BIGINT) > $session_gap_seconds * 1000000

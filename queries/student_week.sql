@@ -16,7 +16,8 @@ enr AS (
 ),
 
 -- Active days in the history window, up to the week's end (student_day
--- holds only days from the course's start on). Rows of enrollments not
+-- holds only days from each enrollment's history start on, which may be
+-- before the course's start). Rows of enrollments not
 -- active this week fall away at the final join with enr.
 days AS (
     SELECT d.*, CAST(CAST(d.day AS INT) AS BIGINT) AS day_number

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use indicatif::{ProgressBar, ProgressStyle};
-use learnlake_pipeline::analytics::{self, AnalyzeOptions, AnalyzeReport, Queries, WeekSelection};
+use learnlake_pipeline::analytics::{self, AnalyzeOptions, AnalyzeReport, WeekSelection};
 use learnlake_pipeline::config::Config;
 use learnlake_pipeline::engine::{self, EngineOptions};
 use learnlake_pipeline::generate::{self, GenerateOptions};
@@ -201,7 +201,7 @@ async fn run_analyze(config: &Config, weeks: WeekSelection) -> Result<AnalyzeRep
         high_below: config.risk.high_below,
         medium_below: config.risk.medium_below,
         session_gap_minutes: config.analytics.session_gap_minutes,
-        queries: Queries::locate(None)?,
+        ..AnalyzeOptions::default()
     };
     let report = analytics::analyze(&lake, &ctx, &options)
         .await

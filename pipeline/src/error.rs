@@ -63,6 +63,22 @@ pub enum Error {
         source: datafusion::error::DataFusionError,
     },
 
+    #[error("engine setting {key} = {value:?}: {source}")]
+    EngineSetting {
+        key: String,
+        value: String,
+        #[source]
+        source: datafusion::error::DataFusionError,
+    },
+
+    /// The weeks asked of `analyze` do not name weeks (the CLI's usage error).
+    #[error("cannot analyze: {0}")]
+    InvalidWeeks(String),
+
+    /// There is nothing to analyze yet (a failed run, not a usage error).
+    #[error("nothing to analyze: {0}")]
+    NothingToAnalyze(String),
+
     #[error(transparent)]
     DataFusion(#[from] datafusion::error::DataFusionError),
 

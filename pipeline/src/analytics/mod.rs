@@ -1,10 +1,12 @@
 //! Weekly analytics: `student_week` and `course_week`, one partition per
 //! week, computed by the SQL in `queries/` (see docs/ANALYTICS.md).
 //!
-//! For a set of weeks, analysis
-//! 1. runs `queries/student_day.sql` and `counted_attempts.sql` once over
-//!    the whole history window (partition-pruned) and keeps the results in
-//!    memory as tables of those names, the building blocks of every week;
+//! The SQL is compiled in ([`queries`]); a configured folder overrides any
+//! file by name. For a set of weeks, analysis
+//! 1. finds the history window (`history_start.sql`), runs
+//!    `student_day.sql` and `counted_attempts.sql` once over it
+//!    (partition-pruned) and keeps the results in memory as tables of those
+//!    names, the building blocks of every week;
 //! 2. runs `queries/week_enrollments.sql` and `student_week.sql` per week,
 //!    with the week bound as parameters, one week per core at a time, and
 //!    replaces that week's partition atomically;
@@ -13,11 +15,12 @@
 //! Every result depends only on the lake's raw tables and the week, so weeks
 //! can be computed in any order, and again, with the same rows.
 
-pub mod udf;
+pub mod queries;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -29,7 +32,8 @@ use datafusion::prelude::SessionContext;
 use serde::Serialize;
 use tracing::{Instrument, info, info_span};
 
-use crate::engine;
+pub use self::queries::Queries;
+use crate::engine::{self, Tuning, udf};
 use crate::lake::{LakeTable, Store, parquet_io, partition_folder};
 use crate::{Error, Result};
 
@@ -84,12 +88,17 @@ pub fn local_midnight(day: NaiveDate, tz: Tz) -> DateTime<Utc> {
 pub enum WeekSelection {
     /// Every week from the first to the last activity or attempt.
     AllWithData,
-    /// The weeks containing these dates, from..=to.
+    /// The weeks from the one starting on the Monday `from` to the one
+    /// starting on the Monday `to`, both included (`from == to` is one week).
     Range(NaiveDate, NaiveDate),
 }
 
+/// Called with (weeks done, weeks total) after each week's student_week
+/// partition is written.
+pub type Progress = Arc<dyn Fn(usize, usize) + Send + Sync>;
+
 /// How to analyze.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AnalyzeOptions {
     pub weeks: WeekSelection,
     pub tz: Tz,
@@ -98,8 +107,39 @@ pub struct AnalyzeOptions {
     pub medium_below: f64,
     /// Gap that ends an inferred session.
     pub session_gap_minutes: i64,
-    /// Where `*.sql` live.
-    pub queries: Queries,
+    /// A folder whose `<query>.sql` files replace the built-in queries of
+    /// the same name (`[analytics] queries`, `LEARNLAKE_QUERIES`).
+    pub queries: Option<PathBuf>,
+    /// Progress per week, for a bar or log lines.
+    pub progress: Option<Progress>,
+}
+
+impl Default for AnalyzeOptions {
+    fn default() -> Self {
+        Self {
+            weeks: WeekSelection::AllWithData,
+            tz: Tz::UTC,
+            high_below: 0.4,
+            medium_below: 0.7,
+            session_gap_minutes: 30,
+            queries: None,
+            progress: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for AnalyzeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnalyzeOptions")
+            .field("weeks", &self.weeks)
+            .field("tz", &self.tz)
+            .field("high_below", &self.high_below)
+            .field("medium_below", &self.medium_below)
+            .field("session_gap_minutes", &self.session_gap_minutes)
+            .field("queries", &self.queries)
+            .field("progress", &self.progress.as_ref().map(|_| "…"))
+            .finish()
+    }
 }
 
 /// What analysis wrote.
@@ -108,40 +148,6 @@ pub struct AnalyzeReport {
     /// period_start → (student_week rows, course_week rows).
     pub weeks: BTreeMap<NaiveDate, (usize, usize)>,
     pub seconds: f64,
-}
-
-/// The folder of query files, read at run time.
-#[derive(Clone, Debug)]
-pub struct Queries {
-    pub dir: PathBuf,
-}
-
-impl Queries {
-    /// `LEARNLAKE_QUERIES`, else `./queries`, else the source tree's `queries/`.
-    pub fn locate(configured: Option<&Path>) -> Result<Self> {
-        let candidates = configured
-            .map(Path::to_path_buf)
-            .into_iter()
-            .chain(std::env::var_os("LEARNLAKE_QUERIES").map(PathBuf::from))
-            .chain([
-                PathBuf::from("queries"),
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../queries"),
-            ]);
-        for dir in candidates {
-            if dir.join("student_week.sql").is_file() {
-                return Ok(Self { dir });
-            }
-        }
-        Err(Error::Config(
-            "cannot find the queries folder (student_week.sql, …); run from the project root or set LEARNLAKE_QUERIES".into(),
-        ))
-    }
-
-    /// The text of `<name>.sql`.
-    pub fn load(&self, name: &str) -> Result<String> {
-        let path = self.dir.join(format!("{name}.sql"));
-        std::fs::read_to_string(&path).map_err(|source| Error::ReadFile { path, source })
-    }
 }
 
 /// Runs a query file with named parameters and collects the result.
@@ -165,7 +171,7 @@ pub async fn run_query(
     let df = df.with_param_values(ParamValues::Map(map)).map_err(wrap)?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let planned = started.elapsed();
-    if std::env::var_os("LEARNLAKE_EXPLAIN_ANALYZE").is_some() {
+    if Tuning::of(ctx).explain_analyze {
         // For tuning: run the query once more under EXPLAIN ANALYZE and log
         // the plan with its metrics (rows, time per operator).
         let explained = df.clone().explain(false, true).map_err(wrap)?;
@@ -201,34 +207,23 @@ fn days(d: NaiveDate) -> i32 {
     d.signed_duration_since(NaiveDate::default()).num_days() as i32
 }
 
-/// The weeks that hold activity or attempts.
-async fn weeks_with_data(ctx: &SessionContext, tz: Tz) -> Result<Vec<Week>> {
-    let mut bounds: Vec<i64> = Vec::new();
-    for (table, column) in [("activity", "timestamp"), ("attempts", "submitted_at")] {
-        if !ctx.table_exist(table)? {
-            continue;
-        }
-        let batches = ctx
-            .sql(&format!(
-                "SELECT MIN(\"{column}\"), MAX(\"{column}\") FROM {table}"
-            ))
-            .await?
-            .collect()
-            .await?;
-        for b in &batches {
-            for c in 0..2 {
-                if let Some(a) = b
-                    .column(c)
-                    .as_any()
-                    .downcast_ref::<TimestampMicrosecondArray>()
-                    && a.is_valid(0)
-                {
-                    bounds.push(a.value(0));
-                }
+/// The weeks that hold activity or attempts (`queries/data_span.sql`).
+async fn weeks_with_data(ctx: &SessionContext, queries: &Queries, tz: Tz) -> Result<Vec<Week>> {
+    let (_, batches) = run_query(ctx, queries, "data_span", &[]).await?;
+    let mut bounds = [None, None];
+    for b in batches.iter().filter(|b| b.num_rows() > 0) {
+        for (c, bound) in bounds.iter_mut().enumerate() {
+            if let Some(a) = b
+                .column(c)
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                && a.is_valid(0)
+            {
+                *bound = Some(a.value(0));
             }
         }
     }
-    let (Some(&first), Some(&last)) = (bounds.iter().min(), bounds.iter().max()) else {
+    let [Some(first), Some(last)] = bounds else {
         return Ok(Vec::new());
     };
     let local_day = |micros: i64| {
@@ -236,6 +231,26 @@ async fn weeks_with_data(ctx: &SessionContext, tz: Tz) -> Result<Vec<Week>> {
             + Duration::days(udf::local_micros(&tz, micros).div_euclid(86_400_000_000))
     };
     Ok(weeks_between(local_day(first), local_day(last), tz))
+}
+
+/// The weeks of a [`WeekSelection::Range`]: `from` and `to` must be Mondays
+/// (a week is named by its Monday, `period_start`), `from` not after `to`.
+pub fn weeks_of_range(from: NaiveDate, to: NaiveDate, tz: Tz) -> Result<Vec<Week>> {
+    for (what, day) in [("--from", from), ("--to", to)] {
+        if day.weekday() != chrono::Weekday::Mon {
+            let monday = Week::containing(day, tz).period_start;
+            return Err(Error::InvalidWeeks(format!(
+                "{what} {day} is a {}; a week is named by its Monday (the week holding {day} is {monday})",
+                day.format("%A")
+            )));
+        }
+    }
+    if from > to {
+        return Err(Error::InvalidWeeks(format!(
+            "--from {from} is after --to {to}; give the earlier week first"
+        )));
+    }
+    Ok(weeks_between(from, to, tz))
 }
 
 /// Every week from the one containing `from` to the one containing `to`.
@@ -262,21 +277,41 @@ pub async fn analyze(
 ) -> Result<AnalyzeReport> {
     let started = std::time::Instant::now();
     let tz = options.tz;
-    for table in ["enrollments", "courses"] {
-        if !ctx.table_exist(table)? {
-            return Err(Error::Config(format!(
-                "the lake has no {table} yet; ingest the reference files (landing/{table}.csv) before analyze"
-            )));
-        }
+    let queries = Queries::new(options.queries.as_deref())?;
+    // A usage error is reported before anything is read.
+    let range = match &options.weeks {
+        WeekSelection::AllWithData => None,
+        WeekSelection::Range(from, to) => Some(weeks_of_range(*from, *to, tz)?),
+    };
+    if !ctx.table_exist("enrollments")? {
+        return Err(Error::NothingToAnalyze(
+            "the lake has no enrollments yet; ingest the reference files (landing/enrollments.csv, courses.csv, …) first".into(),
+        ));
     }
-    let requested: Vec<Week> = match &options.weeks {
-        WeekSelection::AllWithData => weeks_with_data(ctx, tz).await?,
-        WeekSelection::Range(from, to) => weeks_between(*from, *to, tz),
+    if !ctx.table_exist("activity")? && !ctx.table_exist("attempts")? {
+        return Err(Error::NothingToAnalyze(
+            "the lake has no activity and no attempts yet; put them in landing/activity/ and landing/attempts/ and run `learnlake ingest` first".into(),
+        ));
+    }
+    // A lake may lack some tables (yet): analyzed as if they were empty.
+    // An enrollment of an unknown course still counts (docs/ANALYTICS.md).
+    for table in [
+        LakeTable::Activity,
+        LakeTable::Attempts,
+        LakeTable::Courses,
+        LakeTable::Assessments,
+    ] {
+        engine::register_empty_if_missing(ctx, table)?;
+    }
+    let requested: Vec<Week> = match range {
+        Some(weeks) => weeks,
+        None => weeks_with_data(ctx, &queries, tz).await?,
     };
     let mut report = AnalyzeReport::default();
     if requested.is_empty() {
-        info!("no weeks with data; nothing to analyze");
-        return Ok(report);
+        return Err(Error::NothingToAnalyze(
+            "the lake's activity and attempts tables hold no rows".into(),
+        ));
     }
     // course_week compares with the previous week's student_week, so that
     // week must exist too (computed, never guessed).
@@ -291,9 +326,10 @@ pub async fn analyze(
     let first = *student_weeks.first().expect("not empty");
     let last = *student_weeks.last().expect("not empty");
 
-    // The history window: back to the earliest start of a course running in
-    // these weeks, one UTC day of slack for the zone.
-    let history_from = history_start(ctx, &options.queries, first, last).await? - Duration::days(1);
+    // The history window: back to the earliest history start of an
+    // enrollment that can be active in these weeks, one UTC day of slack for
+    // the zone.
+    let history_from = history_start(ctx, &queries, tz, first, last).await? - Duration::days(1);
     let history_to = last.end.date_naive() + Duration::days(1);
     let common = |w: &Week| -> Vec<(&'static str, ScalarValue)> {
         vec![
@@ -315,19 +351,10 @@ pub async fn analyze(
         ]
     };
 
-    if !ctx.table_exist("activity")? {
-        return Err(Error::Config(
-            "the lake has no activity yet; run `learnlake ingest` first".into(),
-        ));
-    }
-    // A lake may have activity but no attempts or assessments (yet).
-    for table in [LakeTable::Attempts, LakeTable::Assessments] {
-        engine::register_empty_if_missing(ctx, table)?;
-    }
     for table in RUN_TABLES {
         let span = info_span!("run_table", table, from = %history_from, to = %last.end);
         async {
-            let rows = materialize(ctx, &options.queries, table, &common(&last)).await?;
+            let rows = materialize(ctx, &queries, table, &common(&last)).await?;
             info!(rows, "table ready");
             Ok::<_, Error>(())
         }
@@ -342,11 +369,14 @@ pub async fn analyze(
     // one week's planning and writing overlap another's execution.
     let queue: VecDeque<(Week, Vec<(&'static str, ScalarValue)>)> =
         student_weeks.iter().map(|w| (*w, common(w))).collect();
+    let total = queue.len();
     let queue = Arc::new(std::sync::Mutex::new(queue));
+    let done = Arc::new(AtomicUsize::new(0));
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..ctx.copied_config().target_partitions().max(1) {
         let week_ctx = week_session(ctx).await?;
-        let (queue, lake, queries) = (queue.clone(), lake.clone(), options.queries.clone());
+        let (queue, lake, queries) = (queue.clone(), lake.clone(), queries.clone());
+        let (done, progress) = (done.clone(), options.progress.clone());
         workers.spawn(async move {
             let mut written = Vec::new();
             loop {
@@ -359,6 +389,10 @@ pub async fn analyze(
                     .instrument(span)
                     .await?;
                 written.push((week, rows));
+                let n = done.fetch_add(1, Ordering::SeqCst) + 1;
+                if let Some(progress) = &progress {
+                    progress(n, total);
+                }
             }
         });
     }
@@ -380,7 +414,7 @@ pub async fn analyze(
         let rows = query_into_partition(
             lake,
             ctx,
-            &options.queries,
+            &queries,
             LakeTable::CourseWeek,
             week.period_start,
             &params,
@@ -401,9 +435,7 @@ pub async fn analyze(
 async fn week_session(ctx: &SessionContext) -> Result<SessionContext> {
     let config = ctx.copied_config().with_target_partitions(1);
     let week_ctx = SessionContext::new_with_config_rt(config, ctx.runtime_env());
-    for udf in udf::functions() {
-        week_ctx.register_udf(udf);
-    }
+    engine::register_functions(&week_ctx);
     let catalog = ctx.catalog("datafusion").expect("the default catalog");
     let schema = catalog.schema("public").expect("the default schema");
     for name in schema.table_names() {
@@ -469,15 +501,18 @@ async fn materialize(
     Ok(rows)
 }
 
-/// The earliest start_date of the courses running during first..last (or
-/// 1970 when one of them has none).
+/// The first local day of the history window of the weeks first..last
+/// (`queries/history_start.sql`): no row of those weeks counts anything
+/// earlier.
 async fn history_start(
     ctx: &SessionContext,
     queries: &Queries,
+    tz: Tz,
     first: Week,
     last: Week,
 ) -> Result<NaiveDate> {
     let params = [
+        ("zone", ScalarValue::Utf8(Some(tz.name().to_string()))),
         ("from", date(first.period_start)),
         ("to", date(last.last_day())),
     ];
@@ -590,5 +625,215 @@ mod tests {
         );
         let starts: Vec<String> = weeks.iter().map(|w| w.period_start.to_string()).collect();
         assert_eq!(starts, ["2026-02-02", "2026-02-09", "2026-02-16"]);
+    }
+}
+
+#[cfg(test)]
+mod sql_tests {
+    //! The enrollment rules of queries/week_enrollments.sql and
+    //! history_start.sql, on in-memory tables holding exactly the columns
+    //! those queries read.
+
+    use datafusion::arrow::array::{
+        Date32Array, Int64Array, StringArray, TimestampMicrosecondArray,
+    };
+    use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
+
+    use super::*;
+
+    fn day(text: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap()
+    }
+
+    fn micros(text: Option<&str>) -> Option<i64> {
+        text.map(|t| {
+            DateTime::parse_from_rfc3339(t)
+                .unwrap()
+                .with_timezone(&Utc)
+                .timestamp_micros()
+        })
+    }
+
+    /// (student, course, enrolled_at, status, withdrawn_at)
+    type Enrollment = (
+        &'static str,
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+        Option<&'static str>,
+    );
+
+    fn tables(enrollments: &[Enrollment]) -> SessionContext {
+        let ctx = SessionContext::new();
+        engine::register_functions(&ctx);
+        let ts = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("student_id", DataType::Utf8, false),
+            Field::new("course_id", DataType::Utf8, false),
+            Field::new("enrolled_at", ts(), true),
+            Field::new("status", DataType::Utf8, true),
+            Field::new("withdrawn_at", ts(), true),
+        ]));
+        let column = |f: fn(&Enrollment) -> Option<&'static str>| {
+            enrollments.iter().map(f).collect::<StringArray>()
+        };
+        let instants = |f: fn(&Enrollment) -> Option<&'static str>| {
+            enrollments
+                .iter()
+                .map(|e| micros(f(e)))
+                .collect::<TimestampMicrosecondArray>()
+                .with_timezone("UTC")
+        };
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(column(|e| Some(e.0))),
+                Arc::new(column(|e| Some(e.1))),
+                Arc::new(instants(|e| e.2)),
+                Arc::new(column(|e| e.3)),
+                Arc::new(instants(|e| e.4)),
+            ],
+        )
+        .unwrap();
+        let table = MemTable::try_new(schema, vec![vec![batch]]).unwrap();
+        ctx.register_table("enrollments", Arc::new(table)).unwrap();
+        // One known course, C1, from Monday 9 March 2026; CX is unknown.
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("course_id", DataType::Utf8, false),
+            Field::new("start_date", DataType::Date32, true),
+            Field::new("end_date", DataType::Date32, true),
+            Field::new("total_lessons", DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["C1"])),
+                Arc::new(Date32Array::from(vec![Some(days(day("2026-03-09")))])),
+                Arc::new(Date32Array::from(vec![None::<i32>])),
+                Arc::new(Int64Array::from(vec![Some(4)])),
+            ],
+        )
+        .unwrap();
+        let table = MemTable::try_new(schema, vec![vec![batch]]).unwrap();
+        ctx.register_table("courses", Arc::new(table)).unwrap();
+        ctx
+    }
+
+    const ENROLLMENTS: [Enrollment; 8] = [
+        (
+            "s1",
+            "C1",
+            Some("2026-03-01T09:00:00Z"),
+            Some("active"),
+            None,
+        ),
+        // withdrawn with no date (ingest normally fills one in): never active
+        (
+            "s2",
+            "C1",
+            Some("2026-02-01T09:00:00Z"),
+            Some("withdrawn"),
+            None,
+        ),
+        // withdrawn during the week: active that week
+        (
+            "s3",
+            "C1",
+            Some("2026-03-01T09:00:00Z"),
+            Some("withdrawn"),
+            Some("2026-03-10T09:00:00Z"),
+        ),
+        // withdrawn before the week
+        (
+            "s4",
+            "C1",
+            Some("2026-02-10T09:00:00Z"),
+            Some("withdrawn"),
+            Some("2026-03-05T09:00:00Z"),
+        ),
+        // a course that is in no courses file: kept, taken as running
+        (
+            "s5",
+            "CX",
+            Some("2026-03-02T09:00:00Z"),
+            Some("active"),
+            None,
+        ),
+        // no status at all
+        ("s6", "C1", None, None, None),
+        // enrolled after the week
+        (
+            "s7",
+            "C1",
+            Some("2026-03-20T09:00:00Z"),
+            Some("active"),
+            None,
+        ),
+        // a date in withdrawn_at decides, whatever the status says
+        (
+            "s8",
+            "C1",
+            Some("2026-03-01T09:00:00Z"),
+            Some("active"),
+            Some("2026-03-06T09:00:00Z"),
+        ),
+    ];
+
+    fn strings(batches: &[RecordBatch], column: usize) -> Vec<String> {
+        let mut out: Vec<String> = batches
+            .iter()
+            .flat_map(|b| {
+                let a = b
+                    .column(column)
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .unwrap()
+                    .clone();
+                (0..a.len()).map(move |i| a.value(i).to_string())
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[tokio::test]
+    async fn week_enrollments_follow_withdrawals_and_keep_unknown_courses() {
+        let ctx = tables(&ENROLLMENTS);
+        let week = Week::containing(day("2026-03-09"), Tz::UTC);
+        let params = [
+            ("zone", ScalarValue::Utf8(Some("UTC".into()))),
+            ("period_start", date(week.period_start)),
+            ("week_start", ts(week.start)),
+            ("week_end", ts(week.end)),
+        ];
+        let (_, batches) = run_query(&ctx, &Queries::default(), "week_enrollments", &params)
+            .await
+            .unwrap();
+        assert_eq!(strings(&batches, 0), ["s1", "s3", "s5", "s6"]);
+    }
+
+    #[tokio::test]
+    async fn the_history_starts_at_the_earliest_enrollment_or_course_start() {
+        let run = |enrollments: &'static [Enrollment]| async move {
+            let ctx = tables(enrollments);
+            let week = Week::containing(day("2026-03-09"), Tz::UTC);
+            history_start(&ctx, &Queries::default(), Tz::UTC, week, week)
+                .await
+                .unwrap()
+        };
+        // s1 enrolled on 1 March, before C1's start; s2 (withdrawn, no date)
+        // and s4 (withdrawn before the week) do not reach back further.
+        assert_eq!(run(&ENROLLMENTS).await, day("2026-03-01"));
+        // Only enrollments without a date: the course start, capped at the
+        // first week's Monday.
+        assert_eq!(
+            run(&[("s6", "C1", None, None, None)]).await,
+            day("2026-03-09")
+        );
+        // An unknown course and no enrolled_at: no bound at all.
+        assert_eq!(
+            run(&[("s9", "CX", None, None, None)]).await,
+            day("1970-01-01")
+        );
     }
 }

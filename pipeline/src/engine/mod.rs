@@ -1,5 +1,12 @@
 //! The SQL engine: a DataFusion session over the lake, with a bounded memory
-//! pool that spills to disk, and every lake table registered by name.
+//! pool that spills to disk, every lake table registered by name, and the
+//! SQL functions learnlake adds ([`udf`]).
+//!
+//! Everything the engine is tuned by arrives in [`EngineOptions`]; nothing
+//! here reads the environment (the binary collects `DATAFUSION_*` and
+//! `LEARNLAKE_EXPLAIN_ANALYZE` at its edge).
+
+pub mod udf;
 
 use std::sync::Arc;
 
@@ -16,8 +23,8 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use tracing::debug;
 
-use crate::Result;
 use crate::lake::{LakeTable, Store};
+use crate::{Error, Result};
 
 /// Engine settings.
 #[derive(Clone, Debug)]
@@ -26,6 +33,13 @@ pub struct EngineOptions {
     pub memory_limit_bytes: usize,
     /// DataFusion target_partitions.
     pub target_partitions: usize,
+    /// DataFusion settings by their full key (`datafusion.execution.batch_size`
+    /// = `"4096"`), applied after learnlake's own defaults, so they can
+    /// override them (e.g. `datafusion.execution.parquet.pushdown_filters`).
+    pub datafusion: Vec<(String, String)>,
+    /// Run each analytics query once more under EXPLAIN ANALYZE and log its
+    /// plan with metrics (for tuning; costs a second run of every query).
+    pub explain_analyze: bool,
 }
 
 impl Default for EngineOptions {
@@ -33,7 +47,26 @@ impl Default for EngineOptions {
         Self {
             memory_limit_bytes: 4 << 30,
             target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            datafusion: Vec::new(),
+            explain_analyze: false,
         }
+    }
+}
+
+/// learnlake's switches that travel with a session (as a config extension),
+/// so every query run on it, and on the sessions derived from it, sees them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tuning {
+    /// See [`EngineOptions::explain_analyze`].
+    pub explain_analyze: bool,
+}
+
+impl Tuning {
+    /// The switches of `ctx` (defaults for a session not made by [`session`]).
+    pub fn of(ctx: &SessionContext) -> Self {
+        ctx.copied_config()
+            .get_extension::<Tuning>()
+            .map_or_else(Self::default, |t| *t)
     }
 }
 
@@ -49,28 +82,41 @@ pub async fn session(lake: &Store, options: &EngineOptions) -> Result<SessionCon
             DiskManagerBuilder::default().with_mode(DiskManagerMode::OsTmpDirectory),
         )
         .build_arc()?;
-    // DATAFUSION_* variables tune the engine (e.g.
-    // DATAFUSION_EXECUTION_BATCH_SIZE); the settings below always apply.
-    let mut config = SessionConfig::from_env()?
+    let mut config = SessionConfig::new()
         .with_target_partitions(options.target_partitions)
         .with_information_schema(true)
         .set_bool(
             "datafusion.execution.listing_table_ignore_subdirectory",
             false,
-        );
-    // Filters are evaluated while decoding Parquet (late materialization),
-    // unless DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS says otherwise.
-    if std::env::var_os("DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS").is_none() {
-        config = config.set_bool("datafusion.execution.parquet.pushdown_filters", true);
+        )
+        // Filters are evaluated while decoding Parquet (late materialization).
+        .set_bool("datafusion.execution.parquet.pushdown_filters", true)
+        .with_extension(Arc::new(Tuning {
+            explain_analyze: options.explain_analyze,
+        }));
+    for (key, value) in &options.datafusion {
+        config
+            .options_mut()
+            .set(key, value)
+            .map_err(|source| Error::EngineSetting {
+                key: key.clone(),
+                value: value.clone(),
+                source,
+            })?;
     }
     let ctx = SessionContext::new_with_config_rt(config, runtime);
-    // local_date(ts, zone) and local_hour(ts, zone), for the analytics SQL and for users.
-    for udf in crate::analytics::udf::functions() {
-        ctx.register_udf(udf);
-    }
+    register_functions(&ctx);
     ctx.register_object_store(&lake.base_url(), lake.inner.clone());
     register_lake(&ctx, lake).await?;
     Ok(ctx)
+}
+
+/// Registers learnlake's SQL functions on `ctx`: `local_date(ts, zone)` and
+/// `local_hour(ts, zone)`, for the analytics SQL and for users.
+pub fn register_functions(ctx: &SessionContext) {
+    for udf in udf::functions() {
+        ctx.register_udf(udf);
+    }
 }
 
 /// Registers (or re-registers) every lake table that has files, plus the
