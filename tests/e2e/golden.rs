@@ -120,30 +120,68 @@ async fn golden_slt_files_over_data_samples() {
     files.sort();
     assert!(!files.is_empty(), "no .slt files in {}", slt_dir.display());
     let complete = std::env::var("LEARNLAKE_COMPLETE").is_ok_and(|v| v == "1");
+    let failures = run_slt_files(&ctx, &files, complete).await;
+    assert!(
+        failures.is_empty(),
+        "{} .slt file(s) failed (regenerate with LEARNLAKE_COMPLETE=1 after an intended change, and review the diff):\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// Runs (or, with `complete`, rewrites) every file; returns one message per
+/// failing file, so that all of them are reported, not only the first.
+async fn run_slt_files(ctx: &SessionContext, files: &[PathBuf], complete: bool) -> Vec<String> {
+    let mut failures = Vec::new();
     for file in files {
         let ctx = ctx.clone();
         let mut runner = sqllogictest::Runner::new(move || {
             let ctx = ctx.clone();
             async move { Ok::<_, QueryError>(Lake { ctx }) }
         });
-        if complete {
+        // The `query TTI` letters are checked, not only the values.
+        runner.with_column_validator(sqllogictest::strict_column_validator);
+        let result = if complete {
             runner
                 .update_test_file(
-                    &file,
+                    file,
                     " ",
                     sqllogictest::default_validator,
                     sqllogictest::default_normalizer,
-                    sqllogictest::default_column_validator,
+                    sqllogictest::strict_column_validator,
                 )
                 .await
-                .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+                .map_err(|e| e.to_string())
         } else {
-            runner.run_file_async(&file).await.unwrap_or_else(|e| {
-                panic!(
-                    "{}: {e}\n(regenerate with LEARNLAKE_COMPLETE=1 after an intended change)",
-                    file.display()
-                )
-            });
+            runner
+                .run_file_async(file)
+                .await
+                .map_err(|e| e.display(false).to_string())
+        };
+        if let Err(e) = result {
+            failures.push(format!("{}: {e}", file.display()));
         }
     }
+    failures
+}
+
+/// The runner itself can fail: a wrong column type fails a file whose
+/// values are right, and every failing file is reported.
+#[tokio::test]
+async fn the_slt_runner_checks_types_and_reports_every_failing_file() {
+    let (_tmp, dir) = scratch();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let files = [
+        write("a_right.slt", "query TI\nSELECT 'x', 1\n----\nx 1\n"),
+        write("b_wrong_type.slt", "query II\nSELECT 'x', 1\n----\nx 1\n"),
+        write("c_wrong_value.slt", "query TI\nSELECT 'x', 2\n----\nx 1\n"),
+    ];
+    let failures = run_slt_files(&SessionContext::new(), &files, false).await;
+    assert_eq!(failures.len(), 2, "{failures:#?}");
+    assert!(failures[0].contains("b_wrong_type.slt"), "{failures:#?}");
+    assert!(failures[1].contains("c_wrong_value.slt"), "{failures:#?}");
 }
