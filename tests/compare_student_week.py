@@ -9,7 +9,9 @@ period_start as DATE), restricted to the reference's weeks (or --weeks), joins
 on (student_id, course_id, period_start) and compares every column of the
 reference: floats within 1e-6 (relative or absolute), NULL == NULL, lists and
 structs element-wise. Prints the mismatches (first 20 per column) and a JSON
-summary line; exits 1 on any mismatch, 0 otherwise.
+summary line; exits 1 on any mismatch, and also when there is nothing to
+compare (no student_week table, or no row in common): a check that compared
+nothing has not passed.
 """
 import argparse
 import datetime as dt
@@ -90,13 +92,13 @@ def main():
 
     base = os.path.join(args.lake, "student_week")
     part = ds.partitioning(pa.schema([("period_start", pa.date32())]), flavor="hive")
-    if os.path.isdir(base):
-        dataset = ds.dataset(base, format="parquet", partitioning=part,
-                             exclude_invalid_files=False, ignore_prefixes=[".", "_"])
-        got_tbl = dataset.to_table(filter=ds.field("period_start").isin(weeks))
-    else:
-        print(f"== no student_week table under {args.lake} ==")
-        got_tbl = ref.schema.empty_table()
+    if not ref_rows:
+        sys.exit(f"the reference has no rows for the weeks {[str(w) for w in weeks]}: nothing to compare")
+    if not os.path.isdir(base):
+        sys.exit(f"no student_week table under {args.lake}: nothing to compare")
+    dataset = ds.dataset(base, format="parquet", partitioning=part,
+                         exclude_invalid_files=False, ignore_prefixes=[".", "_"])
+    got_tbl = dataset.to_table(filter=ds.field("period_start").isin(weeks))
     got_rows = got_tbl.to_pylist()
 
     problems = 0
@@ -171,6 +173,9 @@ def main():
     report["compared_rows"] = len(common)
     report["columns_compared"] = [c for c in ref.schema.names if c not in KEY and c in got_tbl.schema.names]
     report["column_mismatches"] = col_mismatch
+    if not common:
+        print("== no row in common: nothing was compared ==")
+        problems += 1
     report["ok"] = problems == 0
     if problems == 0:
         print(f"OK: {len(common)} rows × {len(report['columns_compared'])} columns match")

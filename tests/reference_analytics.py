@@ -5,17 +5,44 @@ risk_level, risk_indicators and model_version), written in Python + DuckDB to
 cross-check learnlake's own SQL. It deliberately does not read queries/*.sql.
 
     python3 tests/reference_analytics.py LAKE_DIR TIMEZONE WEEK [WEEK ...] --out OUT.parquet
+        [--landing LANDING_DIR --ingest-time ISO] [--require-edge-cases]
 
 WEEK is a Monday (YYYY-MM-DD, local date in TIMEZONE). DuckDB reads the lake's
 Parquet and converts timestamps to local dates/hours; the per-enrollment logic
 is plain Python over the rows (clear rather than clever), with exact
 (rational) arithmetic where a threshold or a ceiling is involved.
 
+It implements PRODUCT.md §3 and §5 itself, not the SQL's choices:
+  * which enrollments count and their dates: with --landing, the enrollments'
+    and assessments' dates are read from the raw landing files (the lake only
+    says which rows were accepted) and a date without a time is a day in
+    TIMEZONE: a date-only due_at is due at the next local midnight, a
+    date-only enrolled_at / withdrawn_at is that day's local midnight; a
+    `withdrawn` enrollment without a withdrawn_at is withdrawn at the ingest
+    (--ingest-time: when the ingest began; every week checked ends long
+    before). Without --landing the lake's instants are used, and a withdrawn
+    enrollment without a date is withdrawn from the start;
+  * an enrollment is active in a week when enrolled before the week's end,
+    not withdrawn before its start, and its course runs; an enrollment of a
+    course missing from `courses` is kept, its course taken as running;
+  * "to date" counts everything of the course before the week's end,
+    including work before the course's start_date; the only lower bound is
+    the enrollment's history start (the earlier of the course start and the
+    day of enrolled_at, docs/ANALYTICS.md), which keeps pruning possible;
+  * an attempt of an assessment missing from `assessments` counts (it is
+    never due, so never late).
+With --require-edge-cases the run fails unless the input exercises each of
+these (unknown courses with activity, counted pre-start work, work before the
+history start, withdrawn-without-date, date-only due dates that decide
+lateness, date-only enrolled_at).
+
 Interpretation notes (the literal readings chosen where ANALYTICS.md is open):
   * sums over no rows (events, interactions, minutes, minutes_*, attempts,
     interactions_to_date, ...) are 0, not null;
   * an enrollment whose course is missing from `courses` is treated like a
     course with null start_date/end_date/total_lessons;
+  * days_since_last_activity falls back to the day of enrolled_at, then the
+    course's start_date;
   * submitted_to_date / late_to_date use the row's Attempts (non-practice,
     history window, submitted before the week's end); late = submitted_at
     strictly after due_at; attempts whose assessment is unknown or has no
@@ -36,6 +63,9 @@ Interpretation notes (the literal readings chosen where ANALYTICS.md is open):
 """
 import argparse
 import bisect
+import csv
+import glob
+import json
 import datetime as dt
 import math
 import os
@@ -134,29 +164,93 @@ def self_check_time(con):
 def query(con, sql, params=()):
     try:
         return con.execute(sql, list(params)).fetchall()
-    except duckdb.IOException:
-        return []  # no files for that table
+    except duckdb.IOException as e:
+        # A missing table is a broken lake or a broken test, never "no rows".
+        raise SystemExit(f"cannot read a lake table: {e}")
 
 
-def load(con, lake, tz):
+EDGE = defaultdict(int)  # edge cases the input exercised, by name
+
+
+def parse_instant(text, zone, end_of_day=False):
+    """PRODUCT §3: RFC 3339 with an offset, or a date that is a day in the
+    institution zone (end_of_day: due by the next local midnight)."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    if len(text) == 10:
+        day = dt.date.fromisoformat(text)
+        return local_midnight_us(day + dt.timedelta(days=1) if end_of_day else day, zone)
+    return to_us(dt.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC))
+
+
+def raw_rows(landing, kind):
+    """The raw rows of a reference kind, in load order (later files win)."""
+    rows = []
+    for path in sorted(glob.glob(os.path.join(landing, f"{kind}*"))):
+        if path.endswith(".csv"):
+            with open(path, newline="") as f:
+                rows.extend(csv.DictReader(f))
+        elif path.endswith((".jsonl", ".ndjson")):
+            with open(path) as f:
+                rows.extend(json.loads(line) for line in f if line.strip())
+        else:
+            raise SystemExit(f"{path}: the reference reads only plain .csv / .jsonl reference files")
+    return rows
+
+
+def raw_dates(landing, zone, ingest_us):
+    """Enrollment and assessment instants from the raw files, per §3."""
+    enrollments = {}
+    for r in raw_rows(landing, "enrollments"):
+        status = (r.get("status") or "").strip().lower()
+        withdrawn = parse_instant(r.get("withdrawn_at"), zone)
+        if status == "withdrawn" and withdrawn is None:
+            withdrawn = ingest_us
+            EDGE["withdrawn_without_date"] += 1
+        if len((r.get("enrolled_at") or "").strip()) == 10:
+            EDGE["date_only_enrolled_at"] += 1
+        enrollments[(r["student_id"], r["course_id"])] = dict(
+            enrolled_us=parse_instant(r.get("enrolled_at"), zone), withdrawn_us=withdrawn, status=status)
+    assessments = {}
+    for r in raw_rows(landing, "assessments"):
+        due = r.get("due_at")
+        assessments[r["assessment_id"]] = dict(
+            due_us=parse_instant(due, zone, end_of_day=True),
+            date_only=len((due or "").strip()) == 10,
+            utc_midnight_us=parse_instant(due, UTC) if len((due or "").strip()) == 10 else None)
+    return enrollments, assessments
+
+
+def load(con, lake, tz, landing=None, ingest_us=None):
     zone = ZoneInfo(tz)
     courses = {}
     for cid, sd, ed, tl in query(con, f"SELECT course_id, start_date, end_date, total_lessons "
                                       f"FROM read_parquet('{lake}/courses/*.parquet')"):
         courses[cid] = dict(start_date=sd, end_date=ed, total_lessons=tl)
 
+    raw_enr, raw_asm = raw_dates(landing, zone, ingest_us) if landing else (None, None)
     enrollments = []
-    for sid, cid, enr_us, enr_day, wd_us in query(con, f"""
+    for sid, cid, enr_us, enr_day, status, wd_us in query(con, f"""
             SELECT student_id, course_id, epoch_us(enrolled_at),
-                   CAST(timezone(?, enrolled_at) AS DATE), epoch_us(withdrawn_at)
+                   CAST(timezone(?, enrolled_at) AS DATE), status, epoch_us(withdrawn_at)
             FROM read_parquet('{lake}/enrollments/*.parquet')""", [tz]):
-        enrollments.append(dict(student_id=sid, course_id=cid, enrolled_us=enr_us,
-                                enrolled_day=enr_day, withdrawn_us=wd_us))
+        en = dict(student_id=sid, course_id=cid, enrolled_us=enr_us,
+                  enrolled_day=enr_day, withdrawn_us=wd_us, status=status)
+        if raw_enr is not None:
+            en.update(raw_enr[(sid, cid)])
+            en["enrolled_day"] = (None if en["enrolled_us"] is None else
+                                  (EPOCH + dt.timedelta(microseconds=en["enrolled_us"])).astimezone(zone).date())
+        if cid not in courses:
+            EDGE["enrollments_of_unknown_courses"] += 1
+        enrollments.append(en)
 
     assessments = {}
     for aid, cid, due_us in query(con, f"SELECT assessment_id, course_id, epoch_us(due_at) "
                                        f"FROM read_parquet('{lake}/assessments/*.parquet')"):
         assessments[aid] = dict(course_id=cid, due_us=due_us)
+        if raw_asm is not None:
+            assessments[aid].update(raw_asm[aid])
 
     # activity of (student, course), sorted by timestamp
     acts = defaultdict(list)
@@ -201,15 +295,18 @@ def load(con, lake, tz):
             t = (EPOCH + dt.timedelta(microseconds=en["enrolled_us"])).astimezone(zone)
             assert t.date() == en["enrolled_day"], ("tz mismatch", en)
 
-    # history window: day on or after the course's start_date
-    for key in list(acts):
-        sd = courses.get(key[1], {}).get("start_date")
-        if sd is not None:
-            acts[key] = [e for e in acts[key] if e["day"] >= sd]
-    for key in list(atts):
-        sd = courses.get(key[1], {}).get("start_date")
-        if sd is not None:
-            atts[key] = [a for a in atts[key] if a["day"] >= sd]
+    # Each enrollment's history: from the earlier of the course's start and
+    # the day it enrolled (either may be unknown); work before the course's
+    # start counts.
+    for en in enrollments:
+        key = (en["student_id"], en["course_id"])
+        known = [d for d in (courses.get(key[1], {}).get("start_date"), en["enrolled_day"]) if d is not None]
+        en["history_start"] = min(known) if known else None
+        if en["history_start"] is not None:
+            for table, name in ((acts, "events"), (atts, "attempts")):
+                kept = [x for x in table.get(key, []) if x["day"] >= en["history_start"]]
+                EDGE[f"{name}_before_the_history_start"] += len(table.get(key, [])) - len(kept)
+                table[key] = kept
     return courses, enrollments, assessments, acts, atts
 
 
@@ -323,6 +420,11 @@ def compute_row(en, w, courses, assessments, acts_all, atts_all, zone):
     A = before(acts_hist, w.end_us)                   # Activity of the row
     T = before(atts_all.get((sid, cid), []), w.end_us)  # Attempts of the row
     WE = [e for e in A if e["ts"] >= w.start_us]      # the week's events
+    sd = course.get("start_date")
+    if sd is not None and any(x["day"] < sd for x in A + T):
+        EDGE["rows_counting_work_before_the_course_start"] += 1
+    if cid not in courses and A:
+        EDGE["rows_of_unknown_courses_with_activity"] += 1
     WT = [a for a in T if a["ts"] >= w.start_us]      # the week's attempts
 
     row = dict(student_id=sid, course_id=cid, period_start=w.start_date, period_end=w.end_date)
@@ -348,6 +450,10 @@ def compute_row(en, w, courses, assessments, acts_all, atts_all, zone):
         asm = assessments.get(a["assessment"])
         if asm and asm["due_us"] is not None and a["ts"] > asm["due_us"]:
             late += 1
+        if asm and asm.get("date_only") and (a["ts"] > asm["utc_midnight_us"]) != (a["ts"] > asm["due_us"]):
+            EDGE["attempts_on_time_only_by_the_local_day"] += 1
+        if asm is None:
+            EDGE["attempts_of_unknown_assessments"] += 1
     row["late_to_date"] = late
 
     if A:
@@ -429,9 +535,15 @@ def compute_row(en, w, courses, assessments, acts_all, atts_all, zone):
 
 
 def active(en, w, courses):
+    # an unknown course is taken as running (no dates)
     c = courses.get(en["course_id"], {})
+    if en["withdrawn_us"] is not None:
+        not_withdrawn = en["withdrawn_us"] >= w.start_us
+    else:
+        # (only without --landing: a withdrawal of unknown date is from the start)
+        not_withdrawn = en["status"] != "withdrawn"
     return ((en["enrolled_us"] is None or en["enrolled_us"] < w.end_us)
-            and (en["withdrawn_us"] is None or en["withdrawn_us"] >= w.start_us)
+            and not_withdrawn
             and (c.get("start_date") is None or c["start_date"] <= w.last_day)
             and (c.get("end_date") is None or c["end_date"] >= w.start_date))
 
@@ -489,6 +601,10 @@ def main():
     ap.add_argument("timezone")
     ap.add_argument("weeks", nargs="+")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--landing", help="read the reference kinds' dates from these raw files (§3)")
+    ap.add_argument("--ingest-time", help="when the ingest began (RFC 3339); with --landing")
+    ap.add_argument("--require-edge-cases", action="store_true",
+                    help="fail unless the input exercises every edge case listed above")
     ap.add_argument("--show", action="append", default=[],
                     help="print the rows of STUDENT_ID[:COURSE_ID] (repeatable)")
     args = ap.parse_args()
@@ -498,7 +614,10 @@ def main():
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     self_check_time(con)
-    data = load(con, lake, args.timezone)
+    if args.landing and not args.ingest_time:
+        ap.error("--landing needs --ingest-time")
+    ingest_us = parse_instant(args.ingest_time, UTC) if args.ingest_time else None
+    data = load(con, lake, args.timezone, args.landing, ingest_us)
 
     rows = []
     for ws in args.weeks:
@@ -509,6 +628,19 @@ def main():
               file=sys.stderr)
         rows.extend(wr)
     rows.sort(key=lambda r: (r["period_start"], r["course_id"], r["student_id"]))
+    if not rows:
+        raise SystemExit("the reference has no rows for these weeks: nothing would be compared")
+    if ingest_us is not None and any(local_midnight_us(r["period_end"], zone) > ingest_us for r in rows):
+        raise SystemExit("a week ends after the ingest: withdrawals without a date would be ambiguous")
+    print("edge cases: " + json.dumps(dict(sorted(EDGE.items()))), file=sys.stderr)
+    if args.require_edge_cases:
+        wanted = ["enrollments_of_unknown_courses", "rows_of_unknown_courses_with_activity",
+                  "rows_counting_work_before_the_course_start", "events_before_the_history_start",
+                  "withdrawn_without_date", "attempts_on_time_only_by_the_local_day",
+                  "date_only_enrolled_at", "attempts_of_unknown_assessments"]
+        missing = [k for k in wanted if not EDGE.get(k)]
+        if missing:
+            raise SystemExit(f"the input does not exercise: {', '.join(missing)}")
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
     pq.write_table(table, args.out)
     print(f"wrote {len(rows)} rows to {args.out}", file=sys.stderr)
