@@ -123,10 +123,13 @@ def run_duckdb(args, lake, zone, weeks):
     con.execute("CREATE MACRO local_date(ts, z) AS CAST(timezone(z, ts) AS DATE)")
     con.execute("CREATE MACRO local_hour(ts, z) AS hour(timezone(z, ts))")
     queries = {n: duck_dialect(open(os.path.join(ROOT, "queries", f"{n}.sql")).read())
-               for n in ("student_day", "counted_attempts", "week_enrollments", "student_week")}
+               for n in ("history_start", "student_day", "counted_attempts", "week_enrollments", "student_week")}
     # Strip the leading comment block so DuckDB sees one statement.
     queries = {n: "\n".join(l for l in q.splitlines() if not l.lstrip().startswith("--")) for n, q in queries.items()}
-    history_from = min(con.execute("SELECT MIN(start_date) FROM courses").fetchone()[0], weeks[0]) - dt.timedelta(days=1)
+    # The history window as learnlake finds it (queries/history_start.sql).
+    q = queries["history_start"]
+    start = con.execute(q, {"zone": args.zone, "from": weeks[0], "to": weeks[-1] + dt.timedelta(days=6)}).fetchone()[0]
+    history_from = min(start or weeks[0], weeks[0]) - dt.timedelta(days=1)
     last_start, last_end = week_bounds(weeks[-1], zone)
     history_to = last_end.date() + dt.timedelta(days=1)
 
