@@ -6,7 +6,9 @@
 #
 # The week analysed (2026-03-02) sees exactly the same rows in both lakes: the
 # older courses ended before it, so none of their enrollments is active and
-# the history window starts at the current courses' start. The script checks
+# the history window starts at the earliest history start of the current
+# courses' enrollments (queries/history_start.sql: the course start, or an
+# earlier enrolled_at). The script checks
 # that both lakes give identical student_week rows for that week, then times
 # `analyze --week 2026-03-02` three times on each lake. Flat times mean the
 # cost of a week does not grow with the history the lake holds.
