@@ -419,6 +419,44 @@ fn analyze_explains_what_is_missing() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no enrollments yet"), "{err}");
+
+    // Reference files but no activity or attempts: nothing to analyze is a
+    // failure, not a silent success; so are weeks that are not Mondays.
+    let landing = reference_landing(
+        &dir,
+        "C1,Algebra,2026-03-02,,4,60,t@example.edu\n",
+        "s1,A,Europe/London\n",
+        "s1,C1,2026-03-01T09:00:00Z,active,,\n",
+    );
+    ingest_ok(&dir, &lake, &landing, &[]);
+    let lake_s = lake.to_str().unwrap();
+    for (args, expected) in [
+        (
+            &["--lake", lake_s, "analyze"][..],
+            "the lake has no activity and no attempts yet",
+        ),
+        (
+            &["--lake", lake_s, "analyze", "--week", "2026-03-04"][..],
+            "2026-03-04 is a Wednesday",
+        ),
+        (
+            &[
+                "--lake",
+                lake_s,
+                "analyze",
+                "--from",
+                "2026-03-09",
+                "--to",
+                "2026-03-02",
+            ][..],
+            "the first week 2026-03-09 is after the last week 2026-03-02",
+        ),
+    ] {
+        let out = learnlake(&dir, args, &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded: {err}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
 }
 
 /// Floats rounded to 9 significant digits: sums may be added in another order.
@@ -1016,14 +1054,14 @@ async fn analyze_options_progress_and_errors() {
     assert!(matches!(err, Error::InvalidWeeks(_)), "{err:?}");
     assert_eq!(
         err.to_string(),
-        "cannot analyze: --from 2026-03-04 is a Wednesday; a week is named by its Monday (the week holding 2026-03-04 is 2026-03-02)"
+        "cannot analyze: 2026-03-04 is a Wednesday, and a week is named by its Monday: the week holding 2026-03-04 is 2026-03-02"
     );
     let err = analytics::analyze(&store, &ctx, &range("2026-03-16", "2026-03-02"))
         .await
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "cannot analyze: --from 2026-03-16 is after --to 2026-03-02; give the earlier week first"
+        "cannot analyze: the first week 2026-03-16 is after the last week 2026-03-02; give the earlier one first"
     );
 
     // A folder overrides the queries it holds, by file name; the others

@@ -236,18 +236,18 @@ async fn weeks_with_data(ctx: &SessionContext, queries: &Queries, tz: Tz) -> Res
 /// The weeks of a [`WeekSelection::Range`]: `from` and `to` must be Mondays
 /// (a week is named by its Monday, `period_start`), `from` not after `to`.
 pub fn weeks_of_range(from: NaiveDate, to: NaiveDate, tz: Tz) -> Result<Vec<Week>> {
-    for (what, day) in [("--from", from), ("--to", to)] {
+    for day in [from, to] {
         if day.weekday() != chrono::Weekday::Mon {
             let monday = Week::containing(day, tz).period_start;
             return Err(Error::InvalidWeeks(format!(
-                "{what} {day} is a {}; a week is named by its Monday (the week holding {day} is {monday})",
+                "{day} is a {}, and a week is named by its Monday: the week holding {day} is {monday}",
                 day.format("%A")
             )));
         }
     }
     if from > to {
         return Err(Error::InvalidWeeks(format!(
-            "--from {from} is after --to {to}; give the earlier week first"
+            "the first week {from} is after the last week {to}; give the earlier one first"
         )));
     }
     Ok(weeks_between(from, to, tz))
