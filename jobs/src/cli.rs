@@ -7,13 +7,24 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// learnlake: learning-activity logs → a Parquet lake → weekly analytics.
 #[derive(Debug, Parser)]
-#[command(name = "learnlake", version, about, long_about = None)]
+#[command(name = "learnlake", version, about, long_about = None, after_help = EXIT_CODES)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The exit codes, for scripts and schedulers (shown by `learnlake --help`).
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  success (rows quarantined by ingest are a warning, not a failure)
+  1  the run failed (e.g. nothing to analyze yet, a query error)
+  2  usage or config error: fix the command line, learnlake.toml or LEARNLAKE_*
+  3  the lake or landing area cannot be reached or read
+
+Logs go to stderr at warn; -v shows info (progress), -vv debug; RUST_LOG or
+LEARNLAKE_LOG (e.g. \"info,datafusion=debug\") choose exactly.";
 
 /// Options every command takes; they override the config file and environment.
 #[derive(Debug, Args)]
@@ -33,6 +44,9 @@ pub struct Global {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// More log lines on stderr: -v info (progress), -vv debug.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -67,7 +81,9 @@ pub enum Command {
     },
     /// Run SQL over the lake's tables.
     Sql {
-        /// The query.
+        /// The query; text that starts with `-` (a `--` SQL comment) works
+        /// after `--`: `learnlake sql -- "-- note\nSELECT 1"`.
+        #[arg(allow_hyphen_values = true)]
         query: String,
         /// Output format.
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]

@@ -1,7 +1,7 @@
 //! What each command does, on top of the library.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
@@ -9,7 +9,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use indicatif::{ProgressBar, ProgressStyle};
 use learnlake_pipeline::analytics::{self, AnalyzeOptions, AnalyzeReport, WeekSelection};
-use learnlake_pipeline::config::Config;
+use learnlake_pipeline::config::{Config, Engine};
 use learnlake_pipeline::engine::{self, EngineOptions};
 use learnlake_pipeline::generate::{self, GenerateOptions};
 use learnlake_pipeline::ingest::{self, IngestOptions, IngestReport};
@@ -17,6 +17,57 @@ use learnlake_pipeline::lake::{Store, parquet_io};
 use tracing::{info, warn};
 
 use crate::cli::{Cli, Command, GenerateArgs, Global, OutputFormat};
+use crate::progress::Progress;
+
+/// A failure the exit code tells apart (see `cli::EXIT_CODES`); errors of
+/// the library are told apart in `main` by their variant.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// The command line or config asks for something this build cannot do.
+    #[error("{0}")]
+    Usage(String),
+    /// The lake or landing area cannot be reached or read.
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+/// The object_store options for remote lakes: the `AWS_*`, `GOOGLE_*` and
+/// `AZURE_*` environment, read here so the library never reads it.
+fn storage_options() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter(|(k, _)| {
+            k.starts_with("AWS_") || k.starts_with("GOOGLE_") || k.starts_with("AZURE_")
+        })
+        .collect()
+}
+
+/// Opens the lake or landing area (`what`), failing with [`Failure::Unreachable`].
+fn open_store(location: &str, create: bool, what: &str, hint: &str) -> Result<Store> {
+    let url = learnlake_pipeline::lake::store::parse_location(location)?;
+    if !create
+        && let Ok(root) = url.to_file_path()
+        && !root.is_dir()
+    {
+        return Err(Failure::Unreachable(format!(
+            "the {what} {} does not exist; {hint}",
+            root.display()
+        ))
+        .into());
+    }
+    Store::open_with_options(location, create, &storage_options())
+        .with_context(|| Failure::Unreachable(format!("cannot open the {what} at {location}")))
+}
+
+const LAKE_HINT: &str = "run `learnlake ingest` first, or point --lake / LEARNLAKE_LAKE / [lake] url at an existing lake";
+
+fn open_lake(config: &Config) -> Result<Store> {
+    open_store(&config.lake.url, false, "lake", LAKE_HINT)
+}
+
+/// The institution zone (validated with the rest of the config).
+fn zone(config: &Config) -> Result<chrono_tz::Tz> {
+    config.tz().map_err(|e| anyhow::anyhow!(e))
+}
 
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
@@ -53,57 +104,61 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Config file, then environment, then command-line options.
+/// Config file, then environment, then command-line options; validated
+/// once all are applied.
 fn load_config(global: &Global, base: Option<(&str, &str)>) -> Result<Config> {
     let env = |key: &str| std::env::var(key).ok();
-    let mut config = Config::load(global.config.as_deref(), &env)?;
+    let mut overrides: Vec<(&str, &str)> = Vec::new();
     if let Some((lake, landing)) = base {
-        config.lake.url = lake.to_string();
-        config.landing.url = landing.to_string();
+        overrides.push(("lake.url", lake));
+        overrides.push(("landing.url", landing));
     }
     if let Some(lake) = &global.lake {
-        config.lake.url.clone_from(lake);
+        overrides.push(("lake.url", lake));
     }
     if let Some(landing) = &global.landing {
-        config.landing.url.clone_from(landing);
+        overrides.push(("landing.url", landing));
     }
     if let Some(tz) = &global.timezone {
-        config.timezone.clone_from(tz);
+        overrides.push(("timezone", tz));
     }
-    config.validate()?;
-    Ok(config)
+    Ok(Config::load(global.config.as_deref(), &env, &overrides)?)
+}
+
+/// `DATAFUSION_EXECUTION_BATCH_SIZE=4096` → `datafusion.execution.batch_size`,
+/// for every DataFusion setting (the same names DataFusion's own CLI reads).
+fn datafusion_settings() -> Vec<(String, String)> {
+    datafusion::config::ConfigOptions::new()
+        .entries()
+        .into_iter()
+        .filter_map(|entry| {
+            let var = entry.key.to_uppercase().replace('.', "_");
+            std::env::var(&var).ok().map(|value| (entry.key, value))
+        })
+        .collect()
 }
 
 /// The in-process engine's settings. Ballista engines are accepted by the
 /// config but not wired in yet: refuse them rather than run locally unasked.
 fn engine_options(config: &Config) -> Result<EngineOptions> {
-    if config.engine.url != "local" {
-        bail!(
-            "engine.url {:?} is not supported by this build yet; use \"local\"",
-            config.engine.url
-        );
+    if config.engine.url != Engine::Local {
+        return Err(Failure::Usage(format!(
+            "engine.url: {:?} is not supported by this build yet; use \"local\"",
+            config.engine.url.to_string()
+        ))
+        .into());
     }
+    let explain = std::env::var("LEARNLAKE_EXPLAIN_ANALYZE").unwrap_or_default();
     let mut options = EngineOptions {
         memory_limit_bytes: config.engine.memory_limit_mb << 20,
+        datafusion: datafusion_settings(),
+        explain_analyze: matches!(explain.as_str(), "1" | "true" | "yes"),
         ..EngineOptions::default()
     };
     if let Some(n) = config.engine.target_partitions {
         options.target_partitions = n;
     }
     Ok(options)
-}
-
-fn bar(total: u64, unit: &str) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total);
-    let template =
-        format!("{{spinner}} {{msg}} [{{bar:30}}] {{{unit}}}/{{total_{unit}}} ({{eta}})");
-    if let Ok(style) = ProgressStyle::with_template(&template) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar
 }
 
 fn run_generate(args: &GenerateArgs) -> Result<generate::GenerateSummary> {
@@ -156,24 +211,29 @@ fn run_generate(args: &GenerateArgs) -> Result<generate::GenerateSummary> {
 }
 
 async fn run_ingest(config: &Config) -> Result<IngestReport> {
-    let lake = Store::open(&config.lake.url, true).context("opening the lake")?;
-    let landing_url = learnlake_pipeline::lake::store::parse_location(&config.landing.url)?;
-    if let Ok(root) = landing_url.to_file_path()
-        && !root.is_dir()
+    let lake = open_store(&config.lake.url, true, "lake", LAKE_HINT)?;
+    let hint = match learnlake_pipeline::lake::store::parse_location(&config.landing.url)
+        .ok()
+        .and_then(|url| url.to_file_path().ok())
     {
-        bail!(
-            "landing area {} does not exist; set --landing, LEARNLAKE_LANDING or [landing] url, or create it (learnlake generate --out {})",
-            root.display(),
+        Some(root) => format!(
+            "set --landing, LEARNLAKE_LANDING or [landing] url, or create it (learnlake generate --out {})",
             root.display()
-        );
-    }
-    let landing = Store::open(&config.landing.url, false).context("opening the landing area")?;
+        ),
+        None => "set --landing, LEARNLAKE_LANDING or [landing] url".into(),
+    };
+    let landing = open_store(&config.landing.url, false, "landing area", &hint)?;
     if config.hash_key.is_none() {
         warn!("LEARNLAKE_HASH_KEY is not set: ip_address values are dropped, not stored");
     }
-    let total: u64 = landing.list("").await?.iter().map(|m| m.size).sum();
-    let progress = bar(total, "bytes");
-    progress.set_message("ingesting");
+    let total: u64 = landing
+        .list("")
+        .await
+        .with_context(|| Failure::Unreachable(format!("cannot list {}", landing.url)))?
+        .iter()
+        .map(|m| m.size)
+        .sum();
+    let progress = Arc::new(Progress::new("ingest", "bytes", total));
     let p = progress.clone();
     let options = IngestOptions {
         batch_bytes: config.ingest.batch_mb << 20,
@@ -183,30 +243,35 @@ async fn run_ingest(config: &Config) -> Result<IngestReport> {
             .unwrap_or_else(|| IngestOptions::default().threads),
         hash_key: config.hash_key.as_ref().map(|k| k.as_bytes().to_vec()),
         progress: Some(Arc::new(move |n| p.inc(n))),
+        timezone: zone(config)?,
         ..IngestOptions::default()
     };
     let report = ingest::ingest(&lake, &landing, &options)
         .await
         .context("ingest")?;
-    progress.finish_and_clear();
+    progress.finish();
     Ok(report)
 }
 
 async fn run_analyze(config: &Config, weeks: WeekSelection) -> Result<AnalyzeReport> {
-    let lake = Store::open(&config.lake.url, false).context("opening the lake")?;
+    let lake = open_lake(config)?;
     let ctx = engine::session(&lake, &engine_options(config)?).await?;
+    let progress = Arc::new(Progress::new("analyze", "weeks", 0));
+    let p = progress.clone();
     let options = AnalyzeOptions {
         weeks,
-        tz: config.tz(),
+        tz: zone(config)?,
         high_below: config.risk.high_below,
         medium_below: config.risk.medium_below,
         session_gap_minutes: config.analytics.session_gap_minutes,
-        ..AnalyzeOptions::default()
+        queries: config.analytics.queries.clone(),
+        progress: Some(Arc::new(move |done, total| {
+            p.set(done as u64, total as u64)
+        })),
     };
-    let report = analytics::analyze(&lake, &ctx, &options)
-        .await
-        .context("analyze")?;
-    Ok(report)
+    let report = analytics::analyze(&lake, &ctx, &options).await;
+    progress.finish();
+    Ok(report?)
 }
 
 fn print_analyze_report(report: &AnalyzeReport) {
@@ -257,7 +322,7 @@ async fn sql(
     format: OutputFormat,
     output: Option<&Path>,
 ) -> Result<()> {
-    let lake = Store::open(&config.lake.url, false)?;
+    let lake = open_lake(config)?;
     let ctx = engine::session(&lake, &engine_options(config)?).await?;
     let df = ctx.sql(query).await.context("planning the query")?;
     let schema = Arc::new(df.schema().as_arrow().clone());
@@ -300,7 +365,7 @@ async fn sql(
 }
 
 async fn tables(config: &Config) -> Result<()> {
-    let lake = Store::open(&config.lake.url, false)?;
+    let lake = open_lake(config)?;
     let ctx = engine::session(&lake, &engine_options(config)?).await?;
     let mut names: Vec<String> = ctx
         .catalog("datafusion")
@@ -337,7 +402,7 @@ async fn tables(config: &Config) -> Result<()> {
 }
 
 async fn schema(config: &Config, table: &str) -> Result<()> {
-    let lake = Store::open(&config.lake.url, false)?;
+    let lake = open_lake(config)?;
     let ctx = engine::session(&lake, &engine_options(config)?).await?;
     let provider = ctx.table_provider(table).await.with_context(|| {
         format!(
@@ -360,26 +425,47 @@ async fn schema(config: &Config, table: &str) -> Result<()> {
     Ok(())
 }
 
-/// The data-samples folder of the source tree, when running from it.
-fn data_samples() -> Option<PathBuf> {
-    let here = PathBuf::from("data-samples/landing");
-    if here.is_dir() {
-        return Some(here);
-    }
-    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data-samples/landing");
-    built.is_dir().then_some(built)
-}
+/// The sample landing data, built into the binary so the demo runs
+/// anywhere; data-samples/landing stays the one copy in the source tree.
+const SAMPLES: [(&str, &[u8]); 7] = [
+    (
+        "GENERATED.json",
+        include_bytes!("../../data-samples/landing/GENERATED.json"),
+    ),
+    (
+        "assessments.jsonl",
+        include_bytes!("../../data-samples/landing/assessments.jsonl"),
+    ),
+    (
+        "courses.csv",
+        include_bytes!("../../data-samples/landing/courses.csv"),
+    ),
+    (
+        "enrollments.csv",
+        include_bytes!("../../data-samples/landing/enrollments.csv"),
+    ),
+    (
+        "students.csv",
+        include_bytes!("../../data-samples/landing/students.csv"),
+    ),
+    (
+        "activity/activity-00001.jsonl.gz",
+        include_bytes!("../../data-samples/landing/activity/activity-00001.jsonl.gz"),
+    ),
+    (
+        "attempts/attempts-00001.jsonl.gz",
+        include_bytes!("../../data-samples/landing/attempts/attempts-00001.jsonl.gz"),
+    ),
+];
 
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target)?;
+fn write_samples(landing: &Path) -> Result<()> {
+    for (rel, bytes) in SAMPLES {
+        let path = landing.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
         }
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }
@@ -387,27 +473,14 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
 async fn demo(global: &Global, out: &Path) -> Result<()> {
     let landing = out.join("landing");
     let lake = out.join("lake");
-    match data_samples() {
-        Some(samples) if !landing.exists() => {
-            println!(
-                "== copying the sample landing data from {}",
-                samples.display()
-            );
-            copy_dir(&samples, &landing)?;
-        }
-        Some(_) => println!("== using the landing data already in {}", landing.display()),
-        None => {
-            println!("== generating sample landing data");
-            run_generate(&GenerateArgs {
-                out: landing.clone(),
-                students: 40,
-                courses: 3,
-                weeks: 10,
-                start: chrono::NaiveDate::from_ymd_opt(2026, 2, 2).expect("valid date"),
-                seed: 7,
-                gzip: false,
-            })?;
-        }
+    if landing.exists() {
+        println!("== using the landing data already in {}", landing.display());
+    } else {
+        println!(
+            "== writing the sample landing data to {}",
+            landing.display()
+        );
+        write_samples(&landing)?;
     }
     let lake_url = lake.to_string_lossy().to_string();
     let landing_url = landing.to_string_lossy().to_string();

@@ -1,10 +1,19 @@
 //! `learnlake.toml`: one file, every key optional, every value overridable by
 //! the environment (`LEARNLAKE_*`) and then by command-line options.
 //!
-//! [`Config::load`] reads the file, applies the environment, and validates
-//! everything at once, naming each problem by its key.
+//! [`Config::load`] reads the file, applies the environment, then the
+//! command-line overrides, and only then validates, collecting every problem
+//! at once and naming each by its key (so a bad `LEARNLAKE_TIMEZONE` that
+//! `--timezone` replaces is no problem at all).
+//!
+//! Environment: each key `section.field` is `LEARNLAKE_SECTION_FIELD`
+//! (`risk.high_below` is `LEARNLAKE_RISK_HIGH_BELOW`,
+//! `engine.memory_limit_mb` is `LEARNLAKE_ENGINE_MEMORY_LIMIT_MB`), with the
+//! short names of PRODUCT §9 for the common ones (see [`ENVIRONMENT`]).
+//! `[[jobs]]` are set only in the file.
 
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use chrono_tz::Tz;
 use serde::Deserialize;
@@ -38,6 +47,10 @@ pub struct Config {
     /// The key for keyed hashes of PII (only from `LEARNLAKE_HASH_KEY`).
     #[serde(skip)]
     pub hash_key: Option<String>,
+    /// Problems found while applying the environment and the command line,
+    /// by key; reported by [`Config::validate`] with every other problem.
+    #[serde(skip)]
+    pending: Vec<(String, String)>,
 }
 
 /// `[lake]`
@@ -56,12 +69,57 @@ pub struct LandingConfig {
     pub url: String,
 }
 
+/// Which engine runs the SQL.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum Engine {
+    /// DataFusion in this process (default).
+    Local,
+    /// An in-process Ballista cluster (for tests and trials).
+    BallistaStandalone,
+    /// A Ballista scheduler at `ballista://host:port`.
+    Ballista(String),
+}
+
+impl FromStr for Engine {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "local" => Ok(Self::Local),
+            "ballista-standalone" => Ok(Self::BallistaStandalone),
+            url if url.starts_with("ballista://") && url.len() > "ballista://".len() => {
+                Ok(Self::Ballista(url.to_string()))
+            }
+            other => Err(format!(
+                "{other:?} is not an engine; use \"local\", \"ballista-standalone\" or \"ballista://host:port\""
+            )),
+        }
+    }
+}
+
+impl TryFrom<String> for Engine {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
+    }
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Local => f.write_str("local"),
+            Self::BallistaStandalone => f.write_str("ballista-standalone"),
+            Self::Ballista(url) => f.write_str(url),
+        }
+    }
+}
+
 /// `[engine]`
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
     /// `local` (default), `ballista://host:port` or `ballista-standalone`.
-    pub url: String,
+    pub url: Engine,
     /// Memory the engine may use before spilling to disk, in MiB (default 4096).
     pub memory_limit_mb: usize,
     /// DataFusion's target_partitions (default: the number of cores).
@@ -86,6 +144,9 @@ pub struct AnalyticsConfig {
     /// Events without a session_id form inferred sessions; a gap longer
     /// than this, in minutes, starts a new one (30).
     pub session_gap_minutes: i64,
+    /// A folder whose `<query>.sql` files replace the built-in queries of the
+    /// same name (default: none, the queries built into the binary).
+    pub queries: Option<PathBuf>,
 }
 
 /// `[risk]`
@@ -106,12 +167,61 @@ pub struct PrivacyConfig {
     pub min_group_size: usize,
 }
 
+/// How e-mail leaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// `.eml` files in the outbox folder (default).
+    File,
+    /// An SMTP relay (`[email.smtp]`).
+    Smtp,
+}
+
+impl FromStr for Transport {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "file" => Ok(Self::File),
+            "smtp" => Ok(Self::Smtp),
+            other => Err(format!(
+                "{other:?} is not a transport; use \"file\" or \"smtp\""
+            )),
+        }
+    }
+}
+
+/// How the SMTP connection is secured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plain text (a relay on loopback only).
+    None,
+    /// Upgrade with STARTTLS (default, port 587).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+impl FromStr for TlsMode {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "none" => Ok(Self::None),
+            "starttls" => Ok(Self::Starttls),
+            "tls" => Ok(Self::Tls),
+            other => Err(format!(
+                "{other:?} is not a TLS mode; use \"none\", \"starttls\" or \"tls\""
+            )),
+        }
+    }
+}
+
 /// `[email]`
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EmailConfig {
     /// `file` (default: `.eml` files in `outbox`) or `smtp`.
-    pub transport: String,
+    pub transport: Transport,
     /// Folder for the file transport (`./outbox`).
     pub outbox: String,
     /// The From address.
@@ -131,9 +241,12 @@ pub struct SmtpConfig {
     /// Relay port (587).
     pub port: u16,
     /// `none`, `starttls` (default) or `tls`.
-    pub tls: String,
+    pub tls: TlsMode,
     /// User name; the password only comes from `LEARNLAKE_SMTP_PASSWORD`.
     pub username: Option<String>,
+    /// Only from `LEARNLAKE_SMTP_PASSWORD`: secrets stay out of files.
+    #[serde(skip)]
+    pub password: Option<String>,
 }
 
 /// `[[jobs]]`
@@ -162,6 +275,7 @@ impl Default for Config {
             email: EmailConfig::default(),
             jobs: Vec::new(),
             hash_key: None,
+            pending: Vec::new(),
         }
     }
 }
@@ -185,7 +299,7 @@ impl Default for LandingConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
-            url: "local".into(),
+            url: Engine::Local,
             memory_limit_mb: 4096,
             target_partitions: None,
         }
@@ -214,6 +328,7 @@ impl Default for AnalyticsConfig {
     fn default() -> Self {
         Self {
             session_gap_minutes: 30,
+            queries: None,
         }
     }
 }
@@ -227,7 +342,7 @@ impl Default for PrivacyConfig {
 impl Default for EmailConfig {
     fn default() -> Self {
         Self {
-            transport: "file".into(),
+            transport: Transport::File,
             outbox: "./outbox".into(),
             from: "learnlake <reports@example.edu>".into(),
             admins: Vec::new(),
@@ -241,8 +356,9 @@ impl Default for SmtpConfig {
         Self {
             host: String::new(),
             port: 587,
-            tls: "starttls".into(),
+            tls: TlsMode::Starttls,
             username: None,
+            password: None,
         }
     }
 }
@@ -257,11 +373,60 @@ const STEPS: [&str; 7] = [
     "retention",
 ];
 
+/// Every environment variable learnlake reads for its config, and the key it
+/// sets. The generic `LEARNLAKE_SECTION_FIELD` form works for every key; the
+/// short names are the ones PRODUCT §9 promises.
+pub const ENVIRONMENT: [(&str, &str); 26] = [
+    ("LEARNLAKE_TIMEZONE", "timezone"),
+    ("LEARNLAKE_LAKE", "lake.url"),
+    ("LEARNLAKE_LAKE_URL", "lake.url"),
+    ("LEARNLAKE_LANDING", "landing.url"),
+    ("LEARNLAKE_LANDING_URL", "landing.url"),
+    ("LEARNLAKE_ENGINE", "engine.url"),
+    ("LEARNLAKE_ENGINE_URL", "engine.url"),
+    ("LEARNLAKE_ENGINE_MEMORY_LIMIT_MB", "engine.memory_limit_mb"),
+    (
+        "LEARNLAKE_ENGINE_TARGET_PARTITIONS",
+        "engine.target_partitions",
+    ),
+    ("LEARNLAKE_INGEST_BATCH_MB", "ingest.batch_mb"),
+    ("LEARNLAKE_INGEST_THREADS", "ingest.threads"),
+    (
+        "LEARNLAKE_ANALYTICS_SESSION_GAP_MINUTES",
+        "analytics.session_gap_minutes",
+    ),
+    ("LEARNLAKE_QUERIES", "analytics.queries"),
+    ("LEARNLAKE_ANALYTICS_QUERIES", "analytics.queries"),
+    ("LEARNLAKE_RISK_HIGH_BELOW", "risk.high_below"),
+    ("LEARNLAKE_RISK_MEDIUM_BELOW", "risk.medium_below"),
+    ("LEARNLAKE_PRIVACY_MIN_GROUP_SIZE", "privacy.min_group_size"),
+    ("LEARNLAKE_EMAIL_TRANSPORT", "email.transport"),
+    ("LEARNLAKE_EMAIL_OUTBOX", "email.outbox"),
+    ("LEARNLAKE_EMAIL_FROM", "email.from"),
+    ("LEARNLAKE_EMAIL_ADMINS", "email.admins"),
+    ("LEARNLAKE_SMTP_HOST", "email.smtp.host"),
+    ("LEARNLAKE_SMTP_PORT", "email.smtp.port"),
+    ("LEARNLAKE_SMTP_TLS", "email.smtp.tls"),
+    ("LEARNLAKE_SMTP_USERNAME", "email.smtp.username"),
+    ("LEARNLAKE_SMTP_PASSWORD", "email.smtp.password"),
+];
+
+fn number<T: FromStr>(text: &str, what: &str) -> Result<T, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not {what}"))
+}
+
 impl Config {
     /// Reads the config file (an explicit `path`, else `LEARNLAKE_CONFIG`, else
     /// `./learnlake.toml` when present, else the defaults), applies the
-    /// environment from `env`, and validates.
-    pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
+    /// environment from `env`, then `overrides` (`(key, value)`, e.g. from
+    /// the command line), and validates the result.
+    pub fn load(
+        path: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+        overrides: &[(&str, &str)],
+    ) -> Result<Self> {
         let explicit = path
             .map(Path::to_path_buf)
             .or_else(|| env("LEARNLAKE_CONFIG").map(PathBuf::from));
@@ -272,7 +437,10 @@ impl Config {
         let mut config = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(&path).map_err(|e| {
-                    Error::Config(format!("cannot read config file {}: {e}", path.display()))
+                    Error::Config(format!(
+                        "cannot read the config file {}: {e}; pass an existing file with --config or LEARNLAKE_CONFIG",
+                        path.display()
+                    ))
                 })?;
                 Self::from_toml(&text).map_err(|e| match e {
                     Error::Config(msg) => Error::Config(format!("{}: {msg}", path.display())),
@@ -281,51 +449,92 @@ impl Config {
             }
             None => Self::default(),
         };
-        config.apply_env(env)?;
+        config.apply_env(env);
+        for (key, value) in overrides {
+            config.set(key, value, &format!("--{}", key.replace(['.', '_'], "-")));
+        }
         config.validate()?;
         Ok(config)
     }
 
     /// Parses TOML text (no environment, no validation).
     pub fn from_toml(text: &str) -> Result<Self> {
-        toml::from_str(text).map_err(|e| Error::Config(e.to_string()))
+        toml::from_str(text).map_err(|e| Error::Config(e.to_string().trim_end().to_string()))
     }
 
-    /// Applies `LEARNLAKE_*` overrides.
-    pub fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<()> {
-        let set = |target: &mut String, key: &str| {
-            if let Some(v) = env(key) {
-                *target = v;
+    /// Applies the `LEARNLAKE_*` variables of [`ENVIRONMENT`]; a value that
+    /// does not parse is reported by [`Config::validate`], unless a later
+    /// override of the same key replaces it.
+    pub fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) {
+        for (var, key) in ENVIRONMENT {
+            if let Some(value) = env(var) {
+                self.set(key, &value, var);
             }
-        };
-        set(&mut self.lake.url, "LEARNLAKE_LAKE");
-        set(&mut self.landing.url, "LEARNLAKE_LANDING");
-        set(&mut self.timezone, "LEARNLAKE_TIMEZONE");
-        set(&mut self.engine.url, "LEARNLAKE_ENGINE");
-        set(&mut self.email.transport, "LEARNLAKE_EMAIL_TRANSPORT");
-        set(&mut self.email.outbox, "LEARNLAKE_EMAIL_OUTBOX");
-        set(&mut self.email.smtp.host, "LEARNLAKE_SMTP_HOST");
-        set(&mut self.email.smtp.tls, "LEARNLAKE_SMTP_TLS");
-        if let Some(user) = env("LEARNLAKE_SMTP_USERNAME") {
-            self.email.smtp.username = Some(user);
-        }
-        if let Some(port) = env("LEARNLAKE_SMTP_PORT") {
-            self.email.smtp.port = port.parse().map_err(|_| {
-                Error::Config(format!("LEARNLAKE_SMTP_PORT={port:?} is not a port number"))
-            })?;
         }
         self.hash_key = env("LEARNLAKE_HASH_KEY").filter(|k| !k.is_empty());
+    }
+
+    /// Sets one key from text; `source` names where the text came from
+    /// (`LEARNLAKE_RISK_HIGH_BELOW`, `--timezone`) for the error message.
+    pub fn set(&mut self, key: &str, value: &str, source: &str) {
+        self.pending.retain(|(k, _)| k != key);
+        if let Err(problem) = self.try_set(key, value) {
+            self.pending
+                .push((key.to_string(), format!("{key} (from {source}): {problem}")));
+        }
+    }
+
+    fn try_set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let optional = |v: &str| Some(v.to_string()).filter(|v| !v.is_empty());
+        match key {
+            "timezone" => self.timezone = value.to_string(),
+            "lake.url" => self.lake.url = value.to_string(),
+            "landing.url" => self.landing.url = value.to_string(),
+            "engine.url" => self.engine.url = value.parse()?,
+            "engine.memory_limit_mb" => {
+                self.engine.memory_limit_mb = number(value, "a number of MiB")?;
+            }
+            "engine.target_partitions" => {
+                self.engine.target_partitions = Some(number(value, "a number of partitions")?);
+            }
+            "ingest.batch_mb" => self.ingest.batch_mb = number(value, "a number of MiB")?,
+            "ingest.threads" => self.ingest.threads = Some(number(value, "a number of threads")?),
+            "analytics.session_gap_minutes" => {
+                self.analytics.session_gap_minutes = number(value, "a number of minutes")?;
+            }
+            "analytics.queries" => self.analytics.queries = optional(value).map(PathBuf::from),
+            "risk.high_below" => self.risk.high_below = number(value, "a number like 0.4")?,
+            "risk.medium_below" => self.risk.medium_below = number(value, "a number like 0.7")?,
+            "privacy.min_group_size" => {
+                self.privacy.min_group_size = number(value, "a number of people")?;
+            }
+            "email.transport" => self.email.transport = value.parse()?,
+            "email.outbox" => self.email.outbox = value.to_string(),
+            "email.from" => self.email.from = value.to_string(),
+            "email.admins" => {
+                self.email.admins = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|a| !a.is_empty())
+                    .map(String::from)
+                    .collect();
+            }
+            "email.smtp.host" => self.email.smtp.host = value.to_string(),
+            "email.smtp.port" => self.email.smtp.port = number(value, "a port number")?,
+            "email.smtp.tls" => self.email.smtp.tls = value.parse()?,
+            "email.smtp.username" => self.email.smtp.username = optional(value),
+            "email.smtp.password" => self.email.smtp.password = optional(value),
+            other => return Err(format!("{other:?} is not a config key")),
+        }
         Ok(())
     }
 
-    /// Checks every value, reporting all problems at once.
+    /// Checks every value, reporting all problems at once (on one line, as
+    /// PRODUCT §12 asks), each with its key and what to do.
     pub fn validate(&self) -> Result<()> {
-        let mut problems = Vec::new();
-        if self.timezone.parse::<Tz>().is_err() {
-            problems.push(format!(
-                "timezone: {:?} is not an IANA time zone (e.g. \"Europe/London\", \"UTC\")",
-                self.timezone
-            ));
+        let mut problems: Vec<String> = self.pending.iter().map(|(_, p)| p.clone()).collect();
+        if let Err(e) = self.tz() {
+            problems.push(e);
         }
         for (key, url) in [
             ("lake.url", &self.lake.url),
@@ -335,23 +544,31 @@ impl Config {
                 problems.push(format!("{key}: {e}"));
             }
         }
-        let engine = &self.engine.url;
-        if !(engine == "local"
-            || engine == "ballista-standalone"
-            || engine.starts_with("ballista://"))
-        {
+        if self.engine.memory_limit_mb < 64 {
             problems.push(format!(
-                "engine.url: {engine:?} is not one of \"local\", \"ballista-standalone\", \"ballista://host:port\""
+                "engine.memory_limit_mb: {} is too little; give at least 64",
+                self.engine.memory_limit_mb
             ));
         }
-        if self.engine.memory_limit_mb < 64 {
-            problems.push("engine.memory_limit_mb: must be at least 64".into());
+        if self.engine.target_partitions == Some(0) {
+            problems.push("engine.target_partitions: must be at least 1 (or unset)".into());
         }
         if self.ingest.batch_mb == 0 {
             problems.push("ingest.batch_mb: must be at least 1".into());
         }
+        if self.ingest.threads == Some(0) {
+            problems.push("ingest.threads: must be at least 1 (or unset)".into());
+        }
         if self.analytics.session_gap_minutes < 1 {
             problems.push("analytics.session_gap_minutes: must be at least 1".into());
+        }
+        if let Some(dir) = &self.analytics.queries
+            && !dir.is_dir()
+        {
+            problems.push(format!(
+                "analytics.queries: the folder {} does not exist; create it or unset the key",
+                dir.display()
+            ));
         }
         let r = &self.risk;
         if !(0.0 <= r.high_below && r.high_below <= r.medium_below && r.medium_below <= 1.0) {
@@ -360,17 +577,14 @@ impl Config {
                 r.high_below, r.medium_below
             ));
         }
-        if !matches!(self.email.transport.as_str(), "file" | "smtp") {
-            problems.push(format!(
-                "email.transport: {:?} is not \"file\" or \"smtp\"",
-                self.email.transport
-            ));
+        if self.privacy.min_group_size == 0 {
+            problems.push("privacy.min_group_size: must be at least 1".into());
         }
-        if !matches!(self.email.smtp.tls.as_str(), "none" | "starttls" | "tls") {
-            problems.push(format!(
-                "email.smtp.tls: {:?} is not \"none\", \"starttls\" or \"tls\"",
-                self.email.smtp.tls
-            ));
+        if self.email.transport == Transport::Smtp && self.email.smtp.host.is_empty() {
+            problems.push(
+                "email.smtp.host: the smtp transport needs a relay host; set it or LEARNLAKE_SMTP_HOST"
+                    .into(),
+            );
         }
         for (i, job) in self.jobs.iter().enumerate() {
             let fields = job.schedule.split_whitespace().count();
@@ -396,19 +610,20 @@ impl Config {
         }
     }
 
-    /// The institution zone (validated).
-    pub fn tz(&self) -> Tz {
-        self.timezone.parse().unwrap_or(Tz::UTC)
+    /// The institution zone; an unknown name is an error, never UTC.
+    pub fn tz(&self) -> Result<Tz, String> {
+        self.timezone.parse::<Tz>().map_err(|_| {
+            format!(
+                "timezone: {:?} is not an IANA time zone; use a name like \"Europe/London\" or \"UTC\"",
+                self.timezone
+            )
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn no_env(_: &str) -> Option<String> {
-        None
-    }
 
     #[test]
     fn the_documented_example_parses() {
@@ -442,7 +657,10 @@ steps = ["ingest", "analyze", "report", "notify", "flags"]
 "#;
         let config = Config::from_toml(text).unwrap();
         config.validate().unwrap();
-        assert_eq!(config.tz(), chrono_tz::Europe::London);
+        assert_eq!(config.tz(), Ok(chrono_tz::Europe::London));
+        assert_eq!(config.engine.url, Engine::Local);
+        assert_eq!(config.email.transport, Transport::File);
+        assert_eq!(config.email.smtp.tls, TlsMode::Starttls);
     }
 
     #[test]
@@ -451,31 +669,90 @@ steps = ["ingest", "analyze", "report", "notify", "flags"]
             "timezone = \"Mars/Base\"\n[[jobs]]\nname = \"w\"\nschedule = \"0 0 7 * *\"\nsteps = [\"ingest\", \"dance\"]\n",
         )
         .unwrap();
-        config.apply_env(&no_env).unwrap();
+        let env = |k: &str| match k {
+            "LEARNLAKE_RISK_HIGH_BELOW" => Some("low".to_string()),
+            "LEARNLAKE_SMTP_PORT" => Some("seventy".to_string()),
+            _ => None,
+        };
+        config.apply_env(&env);
         let err = config.validate().unwrap_err().to_string();
-        assert!(
-            err.contains("timezone: \"Mars/Base\" is not an IANA time zone"),
-            "{err}"
-        );
-        assert!(
-            err.contains("jobs[0].schedule: \"0 0 7 * *\" has 5 fields, expected 6"),
-            "{err}"
-        );
-        assert!(
-            err.contains("jobs[0].steps: unknown step \"dance\""),
-            "{err}"
+        assert_eq!(
+            err,
+            "config: risk.high_below (from LEARNLAKE_RISK_HIGH_BELOW): \"low\" is not a number like 0.4; \
+             email.smtp.port (from LEARNLAKE_SMTP_PORT): \"seventy\" is not a port number; \
+             timezone: \"Mars/Base\" is not an IANA time zone; use a name like \"Europe/London\" or \"UTC\"; \
+             jobs[0].schedule: \"0 0 7 * *\" has 5 fields, expected 6 (sec min hour day month weekday); \
+             jobs[0].steps: unknown step \"dance\" (known: ingest, analyze, train, report, notify, flags, retention)"
         );
     }
 
     #[test]
-    fn the_session_gap_is_read_and_checked() {
+    fn an_unknown_zone_is_an_error_not_utc() {
+        let config = Config {
+            timezone: "Europe/Londn".into(),
+            ..Config::default()
+        };
+        assert!(config.tz().is_err());
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn the_command_line_fixes_what_the_environment_broke() {
+        let env = |k: &str| match k {
+            "LEARNLAKE_TIMEZONE" => Some("Nowhere/Land".to_string()),
+            "LEARNLAKE_ENGINE_MEMORY_LIMIT_MB" => Some("lots".to_string()),
+            _ => None,
+        };
+        let mut config = Config::default();
+        config.apply_env(&env);
+        assert!(config.validate().is_err());
+        config.set("timezone", "Asia/Tokyo", "--timezone");
+        config.set("engine.memory_limit_mb", "512", "--engine-memory-limit-mb");
+        config.validate().unwrap();
+        assert_eq!(config.tz(), Ok(chrono_tz::Asia::Tokyo));
+        assert_eq!(config.engine.memory_limit_mb, 512);
+    }
+
+    #[test]
+    fn enums_refuse_unknown_values() {
+        let err = Config::from_toml("[email]\ntransport = \"pigeon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown variant `pigeon`"), "{err}");
+        let err = Config::from_toml("[email.smtp]\ntls = \"ssl\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown variant `ssl`"), "{err}");
+        let err = Config::from_toml("[engine]\nurl = \"spark\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"spark\" is not an engine; use \"local\""),
+            "{err}"
+        );
+        let config = Config::from_toml("[engine]\nurl = \"ballista://sched:50050\"\n").unwrap();
+        assert_eq!(
+            config.engine.url,
+            Engine::Ballista("ballista://sched:50050".into())
+        );
+    }
+
+    #[test]
+    fn the_session_gap_and_queries_folder_are_read_and_checked() {
         let config = Config::from_toml("[analytics]\nsession_gap_minutes = 45\n").unwrap();
         assert_eq!(config.analytics.session_gap_minutes, 45);
         assert_eq!(Config::default().analytics.session_gap_minutes, 30);
-        let config = Config::from_toml("[analytics]\nsession_gap_minutes = 0\n").unwrap();
+        let config = Config::from_toml(
+            "[analytics]\nsession_gap_minutes = 0\nqueries = \"/no/such/queries\"\n",
+        )
+        .unwrap();
         let err = config.validate().unwrap_err().to_string();
         assert!(
             err.contains("analytics.session_gap_minutes: must be at least 1"),
+            "{err}"
+        );
+        assert!(
+            err.contains("analytics.queries: the folder /no/such/queries does not exist"),
             "{err}"
         );
     }
@@ -489,17 +766,74 @@ steps = ["ingest", "analyze", "report", "notify", "flags"]
     }
 
     #[test]
-    fn environment_overrides_the_file() {
-        let env = |k: &str| match k {
-            "LEARNLAKE_LAKE" => Some("s3://bucket/lake".to_string()),
-            "LEARNLAKE_TIMEZONE" => Some("Asia/Tokyo".to_string()),
-            "LEARNLAKE_HASH_KEY" => Some("k".to_string()),
-            _ => None,
+    fn environment_overrides_the_file_for_every_key() {
+        let dir = std::env::temp_dir();
+        let dir_text = dir.to_str().unwrap().to_string();
+        let env = move |k: &str| {
+            let v = match k {
+                "LEARNLAKE_LAKE" => "s3://bucket/lake",
+                "LEARNLAKE_LANDING" => "s3://bucket/landing",
+                "LEARNLAKE_TIMEZONE" => "Asia/Tokyo",
+                "LEARNLAKE_HASH_KEY" => "k",
+                "LEARNLAKE_ENGINE" => "ballista-standalone",
+                "LEARNLAKE_ENGINE_MEMORY_LIMIT_MB" => "1024",
+                "LEARNLAKE_ENGINE_TARGET_PARTITIONS" => "3",
+                "LEARNLAKE_INGEST_BATCH_MB" => "8",
+                "LEARNLAKE_INGEST_THREADS" => "2",
+                "LEARNLAKE_ANALYTICS_SESSION_GAP_MINUTES" => "20",
+                "LEARNLAKE_QUERIES" => dir_text.as_str(),
+                "LEARNLAKE_RISK_HIGH_BELOW" => "0.3",
+                "LEARNLAKE_RISK_MEDIUM_BELOW" => "0.6",
+                "LEARNLAKE_PRIVACY_MIN_GROUP_SIZE" => "5",
+                "LEARNLAKE_EMAIL_TRANSPORT" => "smtp",
+                "LEARNLAKE_EMAIL_OUTBOX" => "/tmp/out",
+                "LEARNLAKE_EMAIL_FROM" => "x@example.edu",
+                "LEARNLAKE_EMAIL_ADMINS" => "a@example.edu, b@example.edu",
+                "LEARNLAKE_SMTP_HOST" => "relay",
+                "LEARNLAKE_SMTP_PORT" => "2525",
+                "LEARNLAKE_SMTP_TLS" => "tls",
+                "LEARNLAKE_SMTP_USERNAME" => "u",
+                "LEARNLAKE_SMTP_PASSWORD" => "p",
+                _ => return None,
+            };
+            Some(v.to_string())
         };
         let mut config = Config::from_toml("timezone = \"UTC\"\n").unwrap();
-        config.apply_env(&env).unwrap();
+        config.apply_env(&env);
+        config.validate().unwrap();
         assert_eq!(config.lake.url, "s3://bucket/lake");
+        assert_eq!(config.landing.url, "s3://bucket/landing");
         assert_eq!(config.timezone, "Asia/Tokyo");
         assert_eq!(config.hash_key.as_deref(), Some("k"));
+        assert_eq!(config.engine.url, Engine::BallistaStandalone);
+        assert_eq!(config.engine.memory_limit_mb, 1024);
+        assert_eq!(config.engine.target_partitions, Some(3));
+        assert_eq!(config.ingest.batch_mb, 8);
+        assert_eq!(config.ingest.threads, Some(2));
+        assert_eq!(config.analytics.session_gap_minutes, 20);
+        assert_eq!(config.analytics.queries, Some(dir));
+        assert_eq!(config.risk.high_below, 0.3);
+        assert_eq!(config.risk.medium_below, 0.6);
+        assert_eq!(config.privacy.min_group_size, 5);
+        assert_eq!(config.email.transport, Transport::Smtp);
+        assert_eq!(config.email.outbox, "/tmp/out");
+        assert_eq!(config.email.from, "x@example.edu");
+        assert_eq!(config.email.admins, ["a@example.edu", "b@example.edu"]);
+        assert_eq!(config.email.smtp.host, "relay");
+        assert_eq!(config.email.smtp.port, 2525);
+        assert_eq!(config.email.smtp.tls, TlsMode::Tls);
+        assert_eq!(config.email.smtp.username.as_deref(), Some("u"));
+        assert_eq!(config.email.smtp.password.as_deref(), Some("p"));
+        // Every documented variable names a key `set` knows.
+        for (var, key) in ENVIRONMENT {
+            let mut c = Config::default();
+            c.set(key, "", var);
+            assert!(
+                !c.pending
+                    .iter()
+                    .any(|(_, p)| p.contains("is not a config key")),
+                "{var}"
+            );
+        }
     }
 }

@@ -99,3 +99,42 @@ pub enum Error {
     )]
     TestCrash(usize),
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    /// What a user reads: the message names the thing and, once, why.
+    #[test]
+    fn messages_users_see() {
+        let read = Error::ReadFile {
+            path: PathBuf::from("/landing/courses.csv"),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        assert_eq!(
+            read.to_string(),
+            "could not read /landing/courses.csv: entity not found"
+        );
+        // The source is also the next link of the chain (the binary prints
+        // each cause once, see jobs/src/main.rs).
+        assert_eq!(read.source().unwrap().to_string(), "entity not found");
+        assert_eq!(
+            Error::Config("timezone: \"Mars/Base\" is not an IANA time zone".into()).to_string(),
+            "config: timezone: \"Mars/Base\" is not an IANA time zone"
+        );
+        assert_eq!(
+            Error::InvalidUrl {
+                url: "./lake".into(),
+                reason: "the folder /x/lake does not exist".into()
+            }
+            .to_string(),
+            "invalid URL \"./lake\": the folder /x/lake does not exist"
+        );
+        assert_eq!(
+            Error::NothingToAnalyze("the lake has no activity".into()).to_string(),
+            "nothing to analyze: the lake has no activity"
+        );
+    }
+}

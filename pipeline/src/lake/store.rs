@@ -2,7 +2,8 @@
 //!
 //! A plain path or a `file://` URL becomes the local filesystem; `s3://`,
 //! `gs://` and `az://` URLs go through object_store's builders, configured by
-//! the usual `AWS_*` / `GOOGLE_*` / `AZURE_*` environment variables.
+//! the storage options the caller passes (the binary collects the usual
+//! `AWS_*` / `GOOGLE_*` / `AZURE_*` environment variables).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,9 +32,22 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens the store a URL or plain path names. A local root is created if
-    /// it does not exist yet when `create` is set.
+    /// Opens the store a URL or plain path names, with no storage options
+    /// (see [`Store::open_with_options`]). A local root is created if it does
+    /// not exist yet when `create` is set.
     pub fn open(location: &str, create: bool) -> Result<Self> {
+        Self::open_with_options(location, create, &[])
+    }
+
+    /// Like [`Store::open`], with object_store options for a remote store
+    /// (`aws_region`, `google_service_account`, …; the binary passes the
+    /// `AWS_*` / `GOOGLE_*` / `AZURE_*` environment). The library never reads
+    /// the environment itself.
+    pub fn open_with_options(
+        location: &str,
+        create: bool,
+        storage_options: &[(String, String)],
+    ) -> Result<Self> {
         let url = parse_location(location)?;
         if url.scheme() == "file" {
             let dir = url.to_file_path().map_err(|()| Error::InvalidUrl {
@@ -63,11 +77,9 @@ impl Store {
                 local_root: Some(dir),
             });
         }
-        let options = std::env::vars()
-            .filter(|(k, _)| {
-                k.starts_with("AWS_") || k.starts_with("GOOGLE_") || k.starts_with("AZURE_")
-            })
-            .map(|(k, v)| (k.to_ascii_lowercase(), v));
+        let options = storage_options
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()));
         let (inner, prefix) =
             object_store::parse_url_opts(&url, options).map_err(|e| Error::InvalidUrl {
                 url: location.to_string(),
