@@ -2,6 +2,7 @@
 //! read back by DuckDB and pyarrow (tests/second_reader.py).
 
 mod analytics;
+mod cli;
 mod golden;
 mod ingest;
 
