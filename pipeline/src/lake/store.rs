@@ -342,3 +342,23 @@ mod tests {
         assert!(store.get_opt("nope").await.unwrap().is_none());
     }
 }
+
+#[cfg(test)]
+mod storage_option_tests {
+    use super::*;
+
+    /// A remote store is configured by the options passed in, not by the
+    /// process environment (building an S3 client needs no network).
+    #[test]
+    fn remote_stores_take_their_options_explicitly() {
+        let options = [
+            ("AWS_REGION".to_string(), "eu-west-1".to_string()),
+            ("AWS_ACCESS_KEY_ID".to_string(), "id".to_string()),
+            ("AWS_SECRET_ACCESS_KEY".to_string(), "secret".to_string()),
+        ];
+        let store = Store::open_with_options("s3://bucket/some/lake", false, &options).unwrap();
+        assert_eq!(store.prefix.as_ref(), "some/lake");
+        assert!(store.local_root.is_none());
+        assert!(format!("{:?}", store.inner).contains("eu-west-1"));
+    }
+}
