@@ -52,7 +52,8 @@ fn one_line(error: &anyhow::Error) -> String {
         }
         line.push_str(text.trim());
     }
-    line
+    // DataFusion puts its own causes on lines of their own.
+    line.replace("\ncaused by\n", ": ").replace('\n', " ")
 }
 
 /// 2 usage/config, 3 lake or landing unreachable, 1 any other failure
@@ -69,7 +70,11 @@ fn exit_code(error: &anyhow::Error) -> u8 {
             .find_map(|c| c.downcast_ref::<PipelineError>())
     });
     match library {
-        Some(PipelineError::Config(_) | PipelineError::InvalidWeeks(_)) => 2,
+        Some(
+            PipelineError::Config(_)
+            | PipelineError::InvalidWeeks(_)
+            | PipelineError::EngineSetting { .. },
+        ) => 2,
         Some(PipelineError::InvalidUrl { .. } | PipelineError::ObjectStore { .. }) => 3,
         _ => 1,
     }

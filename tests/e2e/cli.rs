@@ -200,6 +200,22 @@ fn errors_say_what_to_fix_once_with_distinct_exit_codes() {
             .contains("engine.url (from LEARNLAKE_ENGINE): \"spark\" is not an engine")
     );
 
+    // DataFusion settings come from DATAFUSION_*; a bad one is a config
+    // error, told on one line.
+    let query = "SELECT value FROM information_schema.df_settings \
+                 WHERE name = 'datafusion.execution.batch_size'";
+    let args = ["--lake", lake, "sql", "--format", "csv", query];
+    let out = run(&dir, &args, &[("DATAFUSION_EXECUTION_BATCH_SIZE", "77")]);
+    assert_eq!(text(&out.stdout), "value\n77\n", "{}", text(&out.stderr));
+    let out = run(&dir, &args, &[("DATAFUSION_EXECUTION_BATCH_SIZE", "many")]);
+    let stderr = text(&out.stderr);
+    assert_eq!(code(&out), 2, "{stderr}");
+    assert!(
+        stderr.starts_with("error: engine setting datafusion.execution.batch_size = \"many\""),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
     // A lake that is not there is 3, with what to do.
     let out = run(&dir, &["--lake", "nowhere", "analyze"], &[]);
     let stderr = text(&out.stderr);
