@@ -1,7 +1,13 @@
 #!/usr/bin/env python3
 """Reads a learnlake lake with DuckDB and pyarrow (readers other than
 learnlake's own) and prints what they see as JSON: row counts, column types,
-partition values, and the quarantine. The e2e tests assert on this output."""
+partition values, and the quarantine. The e2e tests assert on this output.
+
+    python3 tests/second_reader.py LAKE [--expect activity,attempts,...]
+
+Every expected table (default: all six raw tables) must exist and be read by
+both readers: a missing one is an error (exit 1), never skipped."""
+import argparse
 import json
 import sys
 
@@ -9,7 +15,16 @@ import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-lake = sys.argv[1]
+ALL = ["activity", "attempts", "students", "courses", "enrollments", "assessments"]
+parser = argparse.ArgumentParser()
+parser.add_argument("lake")
+parser.add_argument("--expect", default=",".join(ALL))
+args = parser.parse_args()
+lake = args.lake
+expected = [t for t in args.expect.split(",") if t]
+unknown = [t for t in expected if t not in ALL]
+if unknown:
+    sys.exit(f"second_reader: unknown table(s) {unknown}; known: {ALL}")
 out = {"duckdb": {}, "pyarrow": {}}
 con = duckdb.connect()
 con.execute("SET TimeZone = 'UTC'")
@@ -31,7 +46,9 @@ for name, (glob, part) in tables.items():
     try:
         types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()}
         count = con.execute(f"SELECT COUNT(*) FROM {rel}").fetchone()[0]
-    except duckdb.IOException:
+    except duckdb.IOException as e:
+        if name in expected:
+            sys.exit(f"second_reader: table {name} is missing or unreadable in {lake}: {e}")
         continue
     entry = {"rows": count, "types": types}
     key = {"activity": "event_id", "attempts": "attempt_id"}.get(name)

@@ -5,7 +5,10 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::{fingerprint, ingest, ingest_ok, learnlake, learnlake_ok, scratch, second_reader};
+use crate::{
+    fingerprint, ingest, ingest_ok, learnlake, learnlake_ok, scratch, second_reader,
+    second_reader_of,
+};
 
 const KEY: (&str, &str) = ("LEARNLAKE_HASH_KEY", "test-key");
 
@@ -315,6 +318,17 @@ fn an_ingest_killed_anywhere_completes_to_the_same_lake() {
         );
         let seen = second_reader(&lake);
         assert_eq!(seen["duckdb"], expected["duckdb"], "crash after {n} writes");
+        for kind in ["activity", "attempts"] {
+            let t = &seen["duckdb"][kind];
+            assert_eq!(
+                t["rows"], expected["duckdb"][kind]["rows"],
+                "{kind}, crash after {n}"
+            );
+            assert_eq!(
+                t["rows"], t["distinct_ids"],
+                "{kind}, crash after {n}: every id once"
+            );
+        }
         assert_eq!(
             seen["quarantine"], expected["quarantine"],
             "crash after {n} writes"
@@ -322,12 +336,45 @@ fn an_ingest_killed_anywhere_completes_to_the_same_lake() {
         // no staging files left behind
         let stray: Vec<String> = fingerprint(&lake, &[])
             .into_keys()
-            .filter(|p| !(p.ends_with(".parquet") || p.ends_with(".json")))
+            .filter(|p| {
+                !(p.ends_with(".parquet")
+                    || p.ends_with(".json")
+                    || p.ends_with(".idx")
+                    || p.ends_with("/_complete"))
+            })
             .collect();
         assert!(stray.is_empty(), "stray files: {stray:?}");
     }
 
-    // A real kill -9 in the middle of the work.
+    // A real kill -9 while the run is writing: a landing big enough for many
+    // batches, killed once the run has committed its first one, checked to
+    // have been interrupted (fewer batches committed than a whole run).
+    let big = dir.join("big-landing");
+    learnlake_ok(
+        &dir,
+        &[
+            "generate",
+            "--out",
+            big.to_str().unwrap(),
+            "--students",
+            "300",
+            "--courses",
+            "4",
+            "--weeks",
+            "8",
+            "--seed",
+            "5",
+        ],
+        &[],
+    );
+    let committed = |lake: &Path| {
+        std::fs::read_dir(lake.join("_meta/ingest_ledger"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let big_clean = dir.join("big-clean");
+    assert!(ingest(&dir, &big_clean, &big, &[KEY]).status.success());
+    let expected = second_reader(&big_clean);
     let lake = dir.join("killed");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_learnlake"))
         .current_dir(&dir)
@@ -335,7 +382,7 @@ fn an_ingest_killed_anywhere_completes_to_the_same_lake() {
             "--lake",
             lake.to_str().unwrap(),
             "--landing",
-            landing.to_str().unwrap(),
+            big.to_str().unwrap(),
             "ingest",
         ])
         .env(KEY.0, KEY.1)
@@ -343,18 +390,35 @@ fn an_ingest_killed_anywhere_completes_to_the_same_lake() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(150));
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(run(&lake, &[KEY]).status.success());
+    while committed(&lake) == 0 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the run was killed, not finished");
+    let done = committed(&lake);
+    assert!(
+        done < committed(&big_clean),
+        "the kill came after the run's last commit ({done} batches): nothing was interrupted"
+    );
+    assert!(ingest(&dir, &lake, &big, &[KEY]).status.success());
     assert_eq!(
         fingerprint(&lake, &["_meta", "_quarantine"]),
-        expected_files,
-        "after kill -9"
+        fingerprint(&big_clean, &["_meta", "_quarantine"]),
+        "after kill -9 at batch {done}"
     );
     let seen = second_reader(&lake);
     assert_eq!(seen["duckdb"], expected["duckdb"]);
     assert_eq!(seen["quarantine"], expected["quarantine"]);
+    for kind in ["activity", "attempts"] {
+        let t = &seen["duckdb"][kind];
+        assert_eq!(t["rows"], expected["duckdb"][kind]["rows"], "{kind}");
+        assert_eq!(t["rows"], t["distinct_ids"], "{kind}: every id once");
+    }
 }
 
 #[test]
@@ -376,4 +440,186 @@ fn bad_config_and_missing_landing_fail_with_a_reason() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("does not exist"), "{err}");
+}
+
+/// One activity line (NDJSON) with `id` at `ts`.
+fn event(id: &str, ts: &str) -> String {
+    format!(
+        r#"{{"event_id":"{id}","student_id":"s1","course_id":"c1","timestamp":"{ts}","activity_type":"login"}}"#
+    )
+}
+
+/// The `total` line of an ingest summary as (files, accepted, duplicates).
+fn duplicates_of(out: &std::process::Output) -> u64 {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let header = stdout
+        .lines()
+        .find(|l| l.contains("duplicates"))
+        .unwrap_or_else(|| panic!("a summary header with duplicates:\n{stdout}"));
+    let column = header
+        .split_whitespace()
+        .position(|w| w == "duplicates")
+        .unwrap();
+    let total = stdout.lines().find(|l| l.starts_with("total")).unwrap();
+    total
+        .split_whitespace()
+        .nth(column)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// An id sent again with a timestamp on another UTC date (a corrected clock, a
+/// re-export) is stored once, in the same run and across runs, first copy
+/// winning; also on a lake written before the id index existed.
+#[test]
+fn an_id_sent_again_on_another_date_is_stored_once() {
+    let (_tmp, dir) = scratch();
+    let landing = dir.join("landing");
+    let lake = dir.join("lake");
+    std::fs::create_dir_all(landing.join("activity")).unwrap();
+    std::fs::create_dir_all(landing.join("attempts")).unwrap();
+    std::fs::write(
+        landing.join("activity/a.jsonl"),
+        [
+            event("e1", "2026-03-02T10:00:00Z"),
+            event("e2", "2026-03-02T11:00:00Z"),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    // Same run, later file: e1 again three days later.
+    std::fs::write(
+        landing.join("activity/b.jsonl"),
+        [
+            event("e1", "2026-03-05T10:00:00Z"),
+            event("e3", "2026-03-05T10:00:00Z"),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let attempt = |id: &str, ts: &str| {
+        format!(
+            r#"{{"attempt_id":"{id}","student_id":"s1","course_id":"c1","assessment_id":"q1","submitted_at":"{ts}","score":70}}"#
+        )
+    };
+    std::fs::write(
+        landing.join("attempts/a.jsonl"),
+        [
+            attempt("t1", "2026-03-02T10:00:00Z"),
+            attempt("t1", "2026-03-09T10:00:00Z"),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let first = ingest_ok(&dir, &lake, &landing, &[]);
+    assert_eq!(
+        duplicates_of(&first),
+        2,
+        "one activity and one attempt duplicate"
+    );
+
+    // Next run: e1 and e2 again on new dates, and t1 a month later.
+    std::fs::write(
+        landing.join("activity/c.jsonl"),
+        [
+            event("e1", "2026-04-01T10:00:00Z"),
+            event("e2", "2026-02-01T10:00:00Z"),
+            event("e4", "2026-04-01T10:00:00Z"),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        landing.join("attempts/b.jsonl"),
+        attempt("t1", "2026-04-09T10:00:00Z"),
+    )
+    .unwrap();
+    let second = ingest_ok(&dir, &lake, &landing, &[]);
+    assert_eq!(duplicates_of(&second), 3);
+
+    // A lake from before the index: the next run builds it from the data.
+    std::fs::remove_dir_all(lake.join("_meta/id_index")).unwrap();
+    std::fs::write(
+        landing.join("activity/d.jsonl"),
+        [
+            event("e3", "2026-05-01T10:00:00Z"),
+            event("e5", "2026-05-01T10:00:00Z"),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let third = ingest_ok(&dir, &lake, &landing, &[]);
+    assert_eq!(duplicates_of(&third), 1);
+
+    let seen = second_reader_of(&lake, &["activity", "attempts"]);
+    let activity = &seen["duckdb"]["activity"];
+    assert_eq!(activity["rows"], 5, "{activity}");
+    assert_eq!(activity["distinct_ids"], 5);
+    assert_eq!(seen["duckdb"]["attempts"]["rows"], 1);
+    // The first copy won.
+    let out = learnlake_ok(
+        &dir,
+        &[
+            "--lake",
+            lake.to_str().unwrap(),
+            "sql",
+            r#"SELECT event_id, CAST("timestamp" AS VARCHAR) AS ts FROM activity ORDER BY event_id"#,
+            "--format",
+            "csv",
+        ],
+        &[],
+    );
+    let csv = String::from_utf8_lossy(&out.stdout);
+    let e1: Vec<&str> = csv.lines().filter(|l| l.starts_with("e1,")).collect();
+    assert_eq!(e1.len(), 1, "{csv}");
+    assert!(e1[0].contains("2026-03-02"), "the first copy wins: {csv}");
+}
+
+/// A NUL byte or invalid UTF-8 on one line costs that line, not the file.
+#[test]
+fn one_bad_line_costs_one_line() {
+    let (_tmp, dir) = scratch();
+    let landing = dir.join("landing");
+    let lake = dir.join("lake");
+    std::fs::create_dir_all(landing.join("activity")).unwrap();
+    let mut text = Vec::new();
+    for i in 1..=3000 {
+        if i == 36 {
+            text.extend_from_slice(b"{\"event_id\":\"\x00\xff\xfe\x00garbage\"}\n");
+        } else {
+            let line = event(&format!("e{i}"), "2026-03-02T10:00:00Z");
+            text.extend_from_slice(line.as_bytes());
+            text.push(b'\n');
+        }
+    }
+    std::fs::write(landing.join("activity/big.jsonl"), &text).unwrap();
+    // A file that is not text at all is still quarantined whole.
+    let binary: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 256) as u8).collect();
+    std::fs::write(landing.join("activity/image.jsonl"), binary).unwrap();
+    ingest_ok(&dir, &lake, &landing, &[]);
+    let seen = second_reader_of(&lake, &["activity"]);
+    assert_eq!(seen["duckdb"]["activity"]["rows"], 2999);
+    let quarantine = seen["quarantine"]["activity"].as_array().unwrap();
+    assert_eq!(quarantine.len(), 2, "{quarantine:?}");
+    let line = quarantine
+        .iter()
+        .find(|r| r["source_file"] == "activity/big.jsonl")
+        .unwrap();
+    assert_eq!(line["line_number"], 36);
+    assert!(
+        line["reason"].as_str().unwrap().contains("NUL byte"),
+        "{line}"
+    );
+    let whole = quarantine
+        .iter()
+        .find(|r| r["source_file"] == "activity/image.jsonl")
+        .unwrap();
+    assert!(whole["line_number"].is_null(), "{whole}");
+    assert!(
+        whole["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not a text file")
+    );
 }

@@ -512,26 +512,3 @@ fn write_data_samples() {
     .unwrap();
     println!("{summary:?}");
 }
-
-/// Throughput at the 10M-event scale (run with `--ignored --nocapture`).
-#[test]
-#[ignore = "benchmark: writes about 3.5 GB"]
-fn generate_at_scale() {
-    let dir = tempfile::tempdir().unwrap();
-    let start = std::time::Instant::now();
-    let summary = generate(
-        &GenerateOptions {
-            students: 20_000,
-            courses: 8,
-            ..options(dir.path())
-        },
-        &|_| {},
-    )
-    .unwrap();
-    let secs = start.elapsed().as_secs_f64();
-    println!(
-        "{summary:?}\n{secs:.2} s, {:.0} events/s, {:.1} events/student/week",
-        summary.events as f64 / secs,
-        summary.events as f64 / 20_000.0 / 12.0
-    );
-}

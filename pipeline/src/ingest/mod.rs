@@ -21,8 +21,11 @@
 //! into the current snapshot (latest wins) and the one snapshot file is
 //! replaced atomically.
 
+pub mod id_index;
 pub mod records;
 pub mod source;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -41,9 +44,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::{info, info_span, warn};
 
+use self::id_index::IdIndex;
 use self::records::{Kind, Rows};
 use self::source::{Format, Source};
-use crate::lake::tables::quarantine_schema;
+use crate::lake::tables::{LakeTable, quarantine_schema};
 use crate::lake::{Store, parquet_io, partition_folder};
 use crate::{Error, Result};
 
@@ -60,6 +64,9 @@ pub struct IngestOptions {
     pub progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
     /// The time written to `ingested_at` (injectable for tests).
     pub now: DateTime<Utc>,
+    /// The institution zone: a date-only `due_at`, `enrolled_at` or
+    /// `withdrawn_at` names a day in it (PRODUCT §3).
+    pub timezone: chrono_tz::Tz,
 }
 
 impl Default for IngestOptions {
@@ -70,6 +77,7 @@ impl Default for IngestOptions {
             hash_key: None,
             progress: None,
             now: Utc::now(),
+            timezone: chrono_tz::Tz::UTC,
         }
     }
 }
@@ -93,6 +101,13 @@ pub struct KindReport {
     pub files_quarantined: usize,
     /// Batches already committed by an earlier, interrupted run.
     pub batches_resumed: usize,
+    /// Enrollments: rows with status withdrawn and no withdrawn_at, dated
+    /// by this ingest (PRODUCT §3).
+    pub withdrawals_inferred: u64,
+    /// Rows naming a reference the lake does not have: enrollments of an
+    /// unknown course, attempts of an unknown assessment. Kept, and listed
+    /// by the `unknown_references` view.
+    pub unknown_references: u64,
 }
 
 impl KindReport {
@@ -105,6 +120,8 @@ impl KindReport {
         self.rows_quarantined += other.rows_quarantined;
         self.files_quarantined += other.files_quarantined;
         self.batches_resumed += other.batches_resumed;
+        self.withdrawals_inferred += other.withdrawals_inferred;
+        self.unknown_references += other.unknown_references;
     }
 }
 
@@ -412,7 +429,12 @@ async fn ingest_events(
         tokio::task::spawn_blocking(move || cut_batches(&landing, kind, &pending, &options, &tx))
     };
     let mut report = KindReport::default();
-    let mut index = IdIndex::default();
+    let mut index = IdIndex::open(lake, kind, options.batch_bytes.saturating_mul(2)).await?;
+    // Attempts of an assessment the lake does not know are kept and reported.
+    let assessments = match kind {
+        Kind::Attempts => Some(snapshot_ids(lake, LakeTable::Assessments, "assessment_id").await?),
+        _ => None,
+    };
     while let Some(batch) = rx.recv().await {
         let id = batch.id();
         if ledger.committed.contains(&id) {
@@ -423,12 +445,22 @@ async fn ingest_events(
             );
             continue;
         }
-        let r = ingest_event_batch(lake, &mut index, batch, &id, &pending, options).await?;
+        let r = ingest_event_batch(
+            lake,
+            &mut index,
+            assessments.as_ref(),
+            batch,
+            &id,
+            &pending,
+            options,
+        )
+        .await?;
         report.add(&r);
     }
     reader
         .await
         .map_err(|e| Error::Worker(format!("the reader thread failed: {e}")))??;
+    index.compact(lake).await?;
     Ok(report)
 }
 
@@ -574,9 +606,9 @@ fn work_items(batch: &Batch, threads: usize) -> Vec<(usize, u64, usize, usize)> 
     items
 }
 
-fn parse_item(batch: &Batch, item: (usize, u64, usize, usize), hash_key: Option<&[u8]>) -> Parsed {
+fn parse_item(batch: &Batch, item: (usize, u64, usize, usize), options: &IngestOptions) -> Parsed {
     let (u, first_line, start, end) = item;
-    let mut rows = Rows::new(batch.kind, hash_key);
+    let mut rows = Rows::new(batch.kind, options.hash_key.as_deref()).in_zone(options.timezone);
     let mut rejected = Vec::new();
     match &batch.units[u] {
         Unit::Lines { source, .. } => {
@@ -592,6 +624,15 @@ fn parse_item(batch: &Batch, item: (usize, u64, usize, usize), hash_key: Option<
                     text = &text[..text.len() - 1];
                 }
                 if text.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                if let Some(reason) = source::line_problem(text, false) {
+                    rejected.push(Rejected {
+                        source: *source,
+                        line: Some(this),
+                        raw: lossy(text),
+                        reason,
+                    });
                     continue;
                 }
                 if let Err(reason) = rows.push_json(text) {
@@ -644,6 +685,15 @@ fn parse_csv(source: usize, text: &[u8], rows: &mut Rows, rejected: &mut Vec<Rej
                 let end = (reader.position().byte() as usize).min(text.len());
                 let raw = || lossy(text[start..end].trim_ascii_end());
                 if record.iter().all(str::is_empty) {
+                    continue;
+                }
+                if record.iter().any(|f| f.contains('\0')) {
+                    rejected.push(Rejected {
+                        source,
+                        line: Some(line),
+                        raw: raw(),
+                        reason: "record holds a NUL byte: not text; fix or remove the line".into(),
+                    });
                     continue;
                 }
                 if record.len() != headers.len() {
@@ -703,7 +753,7 @@ fn parse_batch(batch: &Batch, options: &IngestOptions) -> Vec<Parsed> {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&item) = items.get(i) else { break };
-                    let parsed = parse_item(batch, item, options.hash_key.as_deref());
+                    let parsed = parse_item(batch, item, options);
                     results.lock().expect("no poisoned parse")[i] = Some(parsed);
                 }
             });
@@ -717,69 +767,14 @@ fn parse_batch(batch: &Batch, options: &IngestOptions) -> Vec<Parsed> {
         .collect()
 }
 
-/// Ids already in the lake, per partition folder, as 64-bit hashes; the
-/// exact ids of a folder are read only to confirm a hash hit. Loaded once
-/// per run and kept up to date as batches are written, so a run reads each
-/// partition's ids at most once (memory: ~16 bytes per id of the partitions
-/// the run touches).
-#[derive(Default)]
-struct IdIndex {
-    folders: HashMap<String, FolderIds>,
-}
-
-/// A fast hasher with a fixed seed for the id sets: SipHash showed up in
-/// ingest profiles, and a collision here only costs an exact check.
+/// A fast hasher with a fixed seed for the in-batch id set: SipHash showed
+/// up in ingest profiles.
 type FastState = foldhash::fast::FixedState;
-
-struct FolderIds {
-    hashes: HashSet<u64, FastState>,
-    exact: Option<HashSet<String, FastState>>,
-}
-
-fn id_hash(id: &str) -> u64 {
-    use std::hash::BuildHasher;
-    FastState::with_seed(0x5eed).hash_one(id)
-}
-
-/// The data files of one partition folder, except this batch's own file
-/// (left by an interrupted attempt at the same batch).
-async fn partition_files(lake: &Store, folder: &str, own_file: &str) -> Result<Vec<String>> {
-    Ok(lake
-        .list(folder)
-        .await?
-        .iter()
-        .map(|meta| lake.relative(&meta.location))
-        .filter(|rel| {
-            rel.rsplit_once('/').is_some_and(|(_, file)| {
-                file.ends_with(".parquet") && file != own_file && !file.starts_with(['_', '.'])
-            })
-        })
-        .collect())
-}
-
-async fn read_ids(lake: &Store, kind: Kind, files: &[String]) -> Result<Vec<String>> {
-    let key_column = key_column(kind);
-    let mut out = Vec::new();
-    for file in files {
-        let data = lake.get(file).await?;
-        for b in parquet_io::decode(data, Some(&[key_column]))? {
-            let ids = b
-                .column(0)
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .ok_or_else(|| Error::ReadTable {
-                    table: file.clone(),
-                    source: format!("{key_column} is not a string column").into(),
-                })?;
-            out.extend(ids.iter().flatten().map(str::to_string));
-        }
-    }
-    Ok(out)
-}
 
 async fn ingest_event_batch(
     lake: &Store,
     index: &mut IdIndex,
+    assessments: Option<&HashSet<String>>,
     batch: Batch,
     id: &str,
     pending: &[Pending],
@@ -817,64 +812,49 @@ async fn ingest_event_batch(
     }
     drop(seen);
 
-    // Dedup against what the lake already holds in the same partitions,
-    // ignoring this batch's own files (a rewrite after a crash).
+    // Dedup against the whole lake (any partition), ignoring this batch's
+    // own files (a rewrite after a crash).
     let own_file = format!("part-{id}.parquet");
-    let mut writes = Vec::new();
-    let mut accepted = 0u64;
-    for (date, mut slots) in by_date {
-        let value = date_string(date);
-        let folder = partition_folder(table.name(), column, &value)?;
-        if !index.folders.contains_key(&folder) {
-            let existing = partition_files(lake, &folder, &own_file).await?;
-            let mut hashes = HashSet::default();
-            for id in read_ids(lake, kind, &existing).await? {
-                hashes.insert(id_hash(&id));
-            }
-            index.folders.insert(
-                folder.clone(),
-                FolderIds {
-                    hashes,
-                    exact: None,
-                },
-            );
-        }
-        let ids = index.folders.get_mut(&folder).expect("just inserted");
-        for (p, rows) in slots.iter_mut().enumerate() {
-            let mut kept = Vec::with_capacity(rows.len());
-            for &r in rows.iter() {
-                let key = &parsed[p].keys[r as usize];
-                let duplicate = ids.hashes.contains(&id_hash(key)) && {
-                    // A hash hit: confirm with the exact ids (rare).
-                    if ids.exact.is_none() {
-                        let files = partition_files(lake, &folder, &own_file).await?;
-                        ids.exact = Some(read_ids(lake, kind, &files).await?.into_iter().collect());
-                    }
-                    ids.exact.as_ref().is_some_and(|e| e.contains(key))
-                };
-                if duplicate {
-                    duplicates += 1;
-                } else {
-                    kept.push(r);
-                }
-            }
-            *rows = kept;
-        }
-        // What this batch writes is in the lake for the next batches.
+    let mut candidates: Vec<(usize, u32)> = Vec::new();
+    let mut candidate_keys: Vec<&str> = Vec::new();
+    for slots in by_date.values() {
         for (p, rows) in slots.iter().enumerate() {
             for &r in rows {
-                let key = &parsed[p].keys[r as usize];
-                ids.hashes.insert(id_hash(key));
-                if let Some(exact) = &mut ids.exact {
-                    exact.insert(key.clone());
-                }
+                candidates.push((p, r));
+                candidate_keys.push(parsed[p].keys[r as usize].as_str());
             }
         }
-        let n: usize = slots.iter().map(Vec::len).sum();
-        if n == 0 {
+    }
+    let in_lake = index.contains(lake, &candidate_keys, &own_file).await?;
+    let mut in_lake = in_lake.into_iter();
+    let mut writes = Vec::new();
+    let mut accepted_keys: Vec<(&str, i32)> = Vec::new();
+    for (&date, slots) in by_date.iter_mut() {
+        for (p, rows) in slots.iter_mut().enumerate() {
+            let before = rows.len();
+            rows.retain(|_| !in_lake.next().expect("one answer per key"));
+            duplicates += (before - rows.len()) as u64;
+            accepted_keys.extend(
+                rows.iter()
+                    .map(|&r| (parsed[p].keys[r as usize].as_str(), date)),
+            );
+        }
+    }
+    let accepted = accepted_keys.len() as u64;
+    // The index covers the data before the data exists (see id_index).
+    index.add(lake, id, &accepted_keys, &own_file).await?;
+    drop(accepted_keys);
+    drop(candidate_keys);
+    drop(candidates);
+    let mut unknown_references = 0u64;
+    for (date, slots) in by_date {
+        if slots.iter().all(Vec::is_empty) {
             continue;
         }
-        accepted += n as u64;
+        if let Some(known) = assessments {
+            unknown_references += unknown_assessments(&parsed, &slots, known);
+        }
+        let folder = partition_folder(table.name(), column, &date_string(date))?;
         writes.push((format!("{folder}/{own_file}"), slots));
     }
 
@@ -946,12 +926,38 @@ async fn ingest_event_batch(
             kind.name()
         );
     }
+    if unknown_references > 0 {
+        warn!(
+            attempts = unknown_references,
+            "attempts of assessments missing from assessments; see `learnlake sql \"SELECT * FROM unknown_references\"`"
+        );
+    }
     Ok(KindReport {
         rows_accepted: accepted,
         duplicates,
         rows_quarantined: rejected.len() as u64,
+        unknown_references,
         ..Default::default()
     })
+}
+
+/// How many of the rows `slots` picks from `parsed` name an assessment not in `known`.
+fn unknown_assessments(parsed: &[Parsed], slots: &[Vec<u32>], known: &HashSet<String>) -> u64 {
+    let mut n = 0;
+    for (p, rows) in slots.iter().enumerate() {
+        let Some(ids) = parsed[p]
+            .rows
+            .column_by_name("assessment_id")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        else {
+            continue;
+        };
+        n += rows
+            .iter()
+            .filter(|&&r| !known.contains(ids.value(r as usize)))
+            .count() as u64;
+    }
+    n
 }
 
 fn key_column(kind: Kind) -> &'static str {
@@ -1186,7 +1192,7 @@ async fn ingest_reference(
                 } => (u, first_line, start, end),
                 Unit::Csv { .. } => (u, 1, 0, 0),
             };
-            parse_item(&batch, item, options.hash_key.as_deref())
+            parse_item(&batch, item, options)
         })
         .collect();
 
@@ -1200,6 +1206,7 @@ async fn ingest_reference(
             inputs.push(b);
         }
     }
+    let old_rows = keys.len();
     let mut new_rows = 0u64;
     for p in &parsed {
         keys.extend(p.keys.iter().cloned());
@@ -1212,10 +1219,33 @@ async fn ingest_reference(
         winner.insert(key.as_str(), i as u32);
     }
     let indices = UInt32Array::from(winner.values().copied().collect::<Vec<_>>());
-    let snapshot = take_record_batch(&all, &indices)?;
+    let mut snapshot = take_record_batch(&all, &indices)?;
+    let mut withdrawals_inferred = 0;
+    if kind == Kind::Enrollments {
+        (snapshot, withdrawals_inferred) =
+            infer_withdrawals(&all, &keys[..old_rows], snapshot, winner.values(), options)?;
+    }
+    let unknown_references = if kind == Kind::Enrollments {
+        unknown_courses(lake, &snapshot).await?
+    } else {
+        0
+    };
     lake.put(&snapshot_path, parquet_io::encode(&schema, &[snapshot])?)
         .await?;
     crash_point();
+    if withdrawals_inferred > 0 {
+        warn!(
+            enrollments = withdrawals_inferred,
+            "enrollments with status withdrawn and no withdrawn_at: withdrawn as of this ingest ({})",
+            options.now.to_rfc3339()
+        );
+    }
+    if unknown_references > 0 {
+        warn!(
+            enrollments = unknown_references,
+            "enrollments of courses missing from courses; see `learnlake sql \"SELECT * FROM unknown_references\"`"
+        );
+    }
 
     let rejected: Vec<&Rejected> = parsed.iter().flat_map(|p| p.rejected.iter()).collect();
     let sources: Vec<&str> = pending.iter().map(|p| p.source.path.as_str()).collect();
@@ -1236,8 +1266,123 @@ async fn ingest_reference(
     Ok(KindReport {
         rows_accepted: new_rows,
         rows_quarantined: rejected.len() as u64,
+        withdrawals_inferred,
+        unknown_references,
         ..Default::default()
     })
+}
+
+/// PRODUCT §3: an enrollment whose status is `withdrawn` and that has no
+/// `withdrawn_at` is withdrawn as of the ingest of the snapshot that first
+/// said so. A re-sent row keeps the withdrawal time the lake already has, so
+/// re-ingesting never moves a withdrawal later. Returns the snapshot and how
+/// many withdrawals this ingest dated.
+fn infer_withdrawals<'a>(
+    all: &RecordBatch,
+    old_keys: &[String],
+    snapshot: RecordBatch,
+    winners: impl Iterator<Item = &'a u32>,
+    options: &IngestOptions,
+) -> Result<(RecordBatch, u64)> {
+    use datafusion::arrow::array::TimestampMicrosecondArray;
+    let column = |batch: &RecordBatch, name: &str| -> Result<ArrayRef> {
+        batch
+            .column_by_name(name)
+            .cloned()
+            .ok_or_else(|| Error::ReadTable {
+                table: "enrollments".into(),
+                source: format!("snapshot has no column {name}").into(),
+            })
+    };
+    let status = column(all, "status")?;
+    let status = status.as_any().downcast_ref::<StringArray>();
+    let withdrawn_at = column(all, "withdrawn_at")?;
+    let withdrawn_at = withdrawn_at
+        .as_any()
+        .downcast_ref::<TimestampMicrosecondArray>();
+    let (Some(status), Some(withdrawn_at)) = (status, withdrawn_at) else {
+        return Err(Error::ReadTable {
+            table: "enrollments".into(),
+            source: "status or withdrawn_at has an unexpected type".into(),
+        });
+    };
+    let withdrawn = |i: usize| status.is_valid(i) && status.value(i) == "withdrawn";
+    // The withdrawal time the current snapshot already has, per key.
+    let known: HashMap<&str, i64> = (0..old_keys.len())
+        .filter(|&i| withdrawn(i) && withdrawn_at.is_valid(i))
+        .map(|i| (old_keys[i].as_str(), withdrawn_at.value(i)))
+        .collect();
+    let mut inferred = 0u64;
+    let mut out = Vec::with_capacity(snapshot.num_rows());
+    let now = options.now.timestamp_micros();
+    for &i in winners {
+        let i = i as usize;
+        if !withdrawn(i) || withdrawn_at.is_valid(i) {
+            out.push(withdrawn_at.is_valid(i).then(|| withdrawn_at.value(i)));
+            continue;
+        }
+        match snapshot_key(all, i).and_then(|k| known.get(k.as_str()).copied()) {
+            Some(t) => out.push(Some(t)),
+            None => {
+                inferred += 1;
+                out.push(Some(now));
+            }
+        }
+    }
+    let position = snapshot
+        .schema()
+        .index_of("withdrawn_at")
+        .map_err(|e| Error::ReadTable {
+            table: "enrollments".into(),
+            source: Box::new(e),
+        })?;
+    let mut columns = snapshot.columns().to_vec();
+    columns[position] = Arc::new(TimestampMicrosecondArray::from(out).with_timezone("UTC"));
+    Ok((RecordBatch::try_new(snapshot.schema(), columns)?, inferred))
+}
+
+/// The enrollment key (student and course) of row `i`.
+fn snapshot_key(batch: &RecordBatch, i: usize) -> Option<String> {
+    let string = |name: &str| {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
+    };
+    let (student, course) = (string("student_id")?, string("course_id")?);
+    Some(format!("{}\u{1f}{}", student.value(i), course.value(i)))
+}
+
+/// The keys of a reference snapshot (course_id of courses, assessment_id of
+/// assessments).
+async fn snapshot_ids(lake: &Store, table: LakeTable, column: &str) -> Result<HashSet<String>> {
+    let path = table
+        .snapshot_file()
+        .expect("reference tables are snapshots");
+    let mut known = HashSet::new();
+    if let Some(data) = lake.get_opt(&path).await? {
+        for b in parquet_io::decode(data, Some(&[column]))? {
+            if let Some(ids) = b.column(0).as_any().downcast_ref::<StringArray>() {
+                known.extend(ids.iter().flatten().map(str::to_string));
+            }
+        }
+    }
+    Ok(known)
+}
+
+/// How many enrollments of `snapshot` name a course the courses snapshot lacks.
+async fn unknown_courses(lake: &Store, snapshot: &RecordBatch) -> Result<u64> {
+    let known = snapshot_ids(lake, LakeTable::Courses, "course_id").await?;
+    let Some(course) = snapshot
+        .column_by_name("course_id")
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+    else {
+        return Ok(0);
+    };
+    Ok(course
+        .iter()
+        .flatten()
+        .filter(|c| !known.contains(*c))
+        .count() as u64)
 }
 
 fn reference_keys(kind: Kind, batch: &RecordBatch) -> Result<Vec<String>> {

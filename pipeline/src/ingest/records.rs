@@ -81,6 +81,8 @@ pub struct Rows {
     /// Per accepted row: the UTC date partition (days since epoch), events only.
     pub dates: Vec<i32>,
     hasher: Option<IpHasher>,
+    /// The institution zone: the day a date-only reference date names.
+    zone: chrono_tz::Tz,
 }
 
 enum Builders {
@@ -110,7 +112,14 @@ impl Rows {
             keys: Vec::new(),
             dates: Vec::new(),
             hasher: hash_key.map(IpHasher::new),
+            zone: chrono_tz::Tz::UTC,
         }
+    }
+
+    /// Reads date-only reference dates as days in `zone` (PRODUCT §3).
+    pub fn in_zone(mut self, zone: chrono_tz::Tz) -> Self {
+        self.zone = zone;
+        self
     }
 
     /// Accepted rows so far.
@@ -430,8 +439,19 @@ impl Rows {
     fn push_enrollment(&mut self, raw: RawEnrollment) -> Result<(), String> {
         let student_id = required_id("student_id", raw.student_id.as_deref())?;
         let course_id = required_id("course_id", raw.course_id.as_deref())?;
-        let enrolled_at = optional_instant("enrolled_at", raw.enrolled_at.as_deref())?;
-        let withdrawn_at = optional_instant("withdrawn_at", raw.withdrawn_at.as_deref())?;
+        let zone = self.zone;
+        let enrolled_at = optional_instant(
+            "enrolled_at",
+            raw.enrolled_at.as_deref(),
+            zone,
+            DayPart::Start,
+        )?;
+        let withdrawn_at = optional_instant(
+            "withdrawn_at",
+            raw.withdrawn_at.as_deref(),
+            zone,
+            DayPart::Start,
+        )?;
         let status = nonempty(&raw.status).map(str::to_ascii_lowercase);
         if let Some(s) = &status
             && !["active", "withdrawn", "completed", "paused"].contains(&s.as_str())
@@ -469,7 +489,8 @@ impl Rows {
     fn push_assessment(&mut self, raw: RawAssessment) -> Result<(), String> {
         let assessment_id = required_id("assessment_id", raw.assessment_id.as_deref())?;
         let course_id = required_id("course_id", raw.course_id.as_deref())?;
-        let due_at = optional_instant("due_at", raw.due_at.as_deref())?;
+        // "Due 2026-03-06" means by the end of that local day.
+        let due_at = optional_instant("due_at", raw.due_at.as_deref(), self.zone, DayPart::End)?;
         check_non_negative("weight", raw.weight)?;
         let Builders::Assessments(b) = &mut self.builders else {
             unreachable!()
@@ -1085,16 +1106,53 @@ fn optional_timestamp(field: &str, text: Option<&str>) -> Result<Option<i64>, St
     }
 }
 
-/// A timestamp, or a plain date meaning 00:00 UTC of that date.
-fn optional_instant(field: &str, text: Option<&str>) -> Result<Option<i64>, String> {
+/// Which instant of a local day a date-only value stands for.
+#[derive(Clone, Copy)]
+enum DayPart {
+    /// The day's first instant (local midnight).
+    Start,
+    /// The day's end: the next day's first instant.
+    End,
+}
+
+/// A timestamp, or a plain date meaning a day in the institution `zone`.
+fn optional_instant(
+    field: &str,
+    text: Option<&str>,
+    zone: chrono_tz::Tz,
+    part: DayPart,
+) -> Result<Option<i64>, String> {
     match text.filter(|t| !t.is_empty()) {
         None => Ok(None),
         Some(t) if t.len() == 10 => {
             let days = parse_date(field, t)?;
-            Ok(Some(i64::from(days) * 86_400_000_000))
+            let date = NaiveDate::default() + chrono::Duration::days(i64::from(days));
+            let day = match part {
+                DayPart::Start => date,
+                DayPart::End => date.succ_opt().unwrap_or(date),
+            };
+            Ok(Some(local_day_start(zone, day)))
         }
         Some(t) => parse_timestamp(field, t).map(Some),
     }
+}
+
+/// The first instant of a local day in `zone`, in UTC microseconds: local
+/// midnight, or the first valid local time after it when a DST change skips
+/// midnight (e.g. America/Santiago), the earlier one when it repeats.
+pub fn local_day_start(zone: chrono_tz::Tz, day: NaiveDate) -> i64 {
+    use chrono::TimeZone;
+    let midnight = day.and_hms_opt(0, 0, 0).expect("midnight exists");
+    (0..=180)
+        .step_by(15)
+        .find_map(|m| {
+            zone.from_local_datetime(&(midnight + chrono::Duration::minutes(m)))
+                .earliest()
+        })
+        .map_or_else(
+            || midnight.and_utc().timestamp_micros(),
+            |t| t.timestamp_micros(),
+        )
 }
 
 fn parse_date(field: &str, text: &str) -> Result<i32, String> {
@@ -1247,6 +1305,45 @@ mod tests {
             .unwrap();
         assert_eq!(ip.value(0).len(), 64);
         assert_ne!(ip.value(0), "10.0.0.1");
+    }
+
+    #[test]
+    fn date_only_reference_dates_are_days_in_the_institution_zone() {
+        let ny: chrono_tz::Tz = "America/New_York".parse().unwrap();
+        let micros = |batch: &RecordBatch, name: &str| {
+            batch
+                .column_by_name(name)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::TimestampMicrosecondArray>()
+                .unwrap()
+                .value(0)
+        };
+        let mut rows = Rows::new(Kind::Assessments, None).in_zone(ny);
+        rows.push_json(br#"{"assessment_id":"a1","course_id":"c1","due_at":"2026-03-06"}"#)
+            .unwrap();
+        // Due by the end of 6 March in New York: 05:00 UTC on the 7th (EST).
+        assert_eq!(
+            micros(&rows.finish(), "due_at"),
+            parse_timestamp("t", "2026-03-07T05:00:00Z").unwrap()
+        );
+        let mut rows = Rows::new(Kind::Enrollments, None).in_zone(ny);
+        rows.push_json(
+            br#"{"student_id":"s1","course_id":"c1","enrolled_at":"2026-03-09","withdrawn_at":"2026-03-10T12:00:00Z"}"#,
+        )
+        .unwrap();
+        // The start of 9 March in New York, after the DST change (EDT, -04:00).
+        assert_eq!(
+            micros(&rows.finish(), "enrolled_at"),
+            parse_timestamp("t", "2026-03-09T04:00:00Z").unwrap()
+        );
+        // A zone whose DST change skips midnight starts the day at 01:00.
+        let santiago: chrono_tz::Tz = "America/Santiago".parse().unwrap();
+        let day = NaiveDate::from_ymd_opt(2026, 9, 6).unwrap();
+        assert_eq!(
+            local_day_start(santiago, day),
+            parse_timestamp("t", "2026-09-06T04:00:00Z").unwrap()
+        );
     }
 
     #[test]

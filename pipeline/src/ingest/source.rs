@@ -232,17 +232,45 @@ pub fn inspect(landing: &Store, source: &Source) -> Result<Inspection> {
     })
 }
 
+/// Whether a file is not text at all: most of its first 64 KiB sits on
+/// lines that are not UTF-8 or hold NUL bytes. A file with a few such lines
+/// is text with bad lines, which the parser quarantines one by one.
 fn not_text(head: &[u8]) -> Option<String> {
-    if head.contains(&0) {
-        return Some("not a text file (contains NUL bytes); expected UTF-8 NDJSON or CSV".into());
+    let mut bad = 0usize;
+    let mut lines = head.split(|&b| b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        let last = lines.peek().is_none();
+        if line_problem(line, last).is_some() {
+            bad += line.len() + 1;
+        }
     }
-    match std::str::from_utf8(head) {
+    let bad = bad.min(head.len());
+    if bad * 2 > head.len() {
+        return Some(format!(
+            "not a text file ({}% of its first {} bytes is binary: NUL bytes or invalid UTF-8); expected UTF-8 NDJSON or CSV",
+            bad * 100 / head.len().max(1),
+            head.len()
+        ));
+    }
+    None
+}
+
+/// Why one line of a text file is not text, if it is not: the reason for the
+/// quarantine. `at_end`: the line may be cut by a read window, so a
+/// character cut at its end is fine.
+pub fn line_problem(line: &[u8], at_end: bool) -> Option<String> {
+    if let Some(at) = line.iter().position(|&b| b == 0) {
+        return Some(format!(
+            "line holds a NUL byte at column {}: not text; fix or remove the line",
+            at + 1
+        ));
+    }
+    match std::str::from_utf8(line) {
         Ok(_) => None,
-        // A character cut by the 64 KiB window is fine.
-        Err(e) if e.error_len().is_none() => None,
+        Err(e) if at_end && e.error_len().is_none() => None,
         Err(e) => Some(format!(
-            "not UTF-8 text (invalid byte at offset {}); re-export the file as UTF-8",
-            e.valid_up_to()
+            "line is not UTF-8 text (invalid byte at column {}); re-export the file as UTF-8",
+            e.valid_up_to() + 1
         )),
     }
 }
@@ -279,9 +307,30 @@ mod tests {
     #[test]
     fn binary_and_non_utf8_heads_are_refused() {
         assert!(not_text(b"{\"a\":1}\n").is_none());
-        assert!(not_text(b"\x00\x01\x02").unwrap().contains("NUL"));
-        assert!(not_text(b"caf\xe9 au lait").unwrap().contains("not UTF-8"));
+        assert!(not_text(b"\x00\x01\x02").unwrap().contains("binary"));
+        assert!(not_text(b"caf\xe9 au lait").unwrap().contains("binary"));
         // A multi-byte character cut at the end of the window is fine.
         assert!(not_text("ab\u{e9}".as_bytes().split_last().unwrap().1).is_none());
+    }
+
+    #[test]
+    fn a_few_bad_lines_do_not_make_a_file_binary() {
+        let mut text = Vec::new();
+        for i in 0..3000 {
+            if i == 35 {
+                text.extend_from_slice(b"\x00\xff\xfe garbage \x00\n");
+            } else {
+                text.extend_from_slice(format!("{{\"event_id\":\"e{i}\"}}\n").as_bytes());
+            }
+        }
+        let head = &text[..text.len().min(65_536)];
+        assert!(not_text(head).is_none());
+        assert!(line_problem(b"\x00\xff", false).unwrap().contains("NUL"));
+        assert!(
+            line_problem(b"caf\xe9", false)
+                .unwrap()
+                .contains("not UTF-8")
+        );
+        assert!(line_problem(b"{}", false).is_none());
     }
 }

@@ -1,0 +1,488 @@
+//! The lake-wide id index: exactly-once for `event_id` / `attempt_id`
+//! whatever partition (UTC date) a copy lands in.
+//!
+//! For each event table, `_meta/id_index/<table>/b=NN/*.idx` holds sorted
+//! `(hash, date)` pairs of every id the table holds: the id's 64-bit XXH64
+//! hash and the partition date it was written to, bucketed by the hash's top
+//! six bits. A batch writes its files (`batch-<id>.idx`, one per bucket it
+//! touches) *before* its data files, each with one atomic put, so the index
+//! always covers the data; a crash can only leave entries for rows that were
+//! never written, and those are harmless because the index only proposes
+//! candidates: a hash hit is confirmed against the exact ids of the partition
+//! the entry names (ignoring the batch's own file, which an interrupted
+//! attempt at the same batch may have left). Memory is bounded: a run keeps
+//! loaded buckets only while they fit `budget_entries`, and at the end of a
+//! run buckets with many small files are merged into one.
+//!
+//! A lake written before the index existed has no `_complete` marker: the
+//! first run builds the index from the table's data files, then writes it.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use datafusion::arrow::array::{Array, StringArray};
+use sha2::{Digest, Sha256};
+use tracing::{debug, info};
+
+use super::records::Kind;
+use crate::lake::{Store, parquet_io, partition_folder};
+use crate::{Error, Result};
+
+/// Root of the index under the lake.
+pub const INDEX: &str = "_meta/id_index";
+const BUCKET_BITS: u32 = 6;
+const BUCKETS: usize = 1 << BUCKET_BITS;
+const MAGIC: &[u8; 8] = b"LLIDX001";
+const ENTRY_BYTES: usize = 12;
+/// A bucket with more files than this is merged at the end of a run.
+const MERGE_ABOVE: usize = 8;
+const COMPLETE: &str = "_complete";
+
+/// The stable hash of an id (XXH64, seed 0): stored on disk, so it must never
+/// change between versions.
+pub fn id_hash(id: &str) -> u64 {
+    twox_hash::XxHash64::oneshot(0, id.as_bytes())
+}
+
+fn bucket_of(hash: u64) -> usize {
+    (hash >> (64 - BUCKET_BITS)) as usize
+}
+
+/// One index entry: an id's hash and the partition date (days since epoch)
+/// of its copy.
+type Entry = (u64, i32);
+
+/// The index of one event table during an ingest run.
+pub struct IdIndex {
+    kind: Kind,
+    /// Index files per bucket, as listed at the start plus this run's writes.
+    files: Vec<Vec<String>>,
+    /// Loaded buckets (sorted entries), while they fit the budget.
+    loaded: Vec<Option<Vec<Entry>>>,
+    loaded_entries: usize,
+    budget_entries: usize,
+    /// Exact ids of partitions read to confirm a hash hit.
+    exact: HashMap<String, FolderIds>,
+}
+
+/// The ids of one partition folder, each with the file that holds it.
+struct FolderIds {
+    files: Vec<String>,
+    ids: HashMap<String, u32, foldhash::fast::FixedState>,
+}
+
+impl IdIndex {
+    /// Opens the index of `kind`'s table, building it first when the lake
+    /// predates it. `budget_bytes` bounds the memory of loaded buckets.
+    pub async fn open(lake: &Store, kind: Kind, budget_bytes: usize) -> Result<Self> {
+        let root = table_root(kind);
+        let mut index = Self::list(lake, kind, budget_bytes).await?;
+        if lake.get_opt(&format!("{root}/{COMPLETE}")).await?.is_none() {
+            index.build(lake).await?;
+            lake.put(&format!("{root}/{COMPLETE}"), Bytes::from_static(b"1\n"))
+                .await?;
+            index = Self::list(lake, kind, budget_bytes).await?;
+        }
+        Ok(index)
+    }
+
+    async fn list(lake: &Store, kind: Kind, budget_bytes: usize) -> Result<Self> {
+        let mut files = vec![Vec::new(); BUCKETS];
+        for meta in lake.list(&table_root(kind)).await? {
+            let rel = lake.relative(&meta.location);
+            if let Some(b) = bucket_of_path(&rel) {
+                files[b].push(rel);
+            }
+        }
+        for f in &mut files {
+            f.sort();
+        }
+        Ok(Self {
+            kind,
+            files,
+            loaded: vec![None; BUCKETS],
+            loaded_entries: 0,
+            budget_entries: (budget_bytes / ENTRY_BYTES).max(1 << 20),
+            exact: HashMap::new(),
+        })
+    }
+
+    /// Indexes every data file of the table (a lake written before the index).
+    async fn build(&mut self, lake: &Store) -> Result<()> {
+        let table = self.kind.table();
+        let column = table
+            .partition_column()
+            .expect("event tables are partitioned");
+        let mut pending: Vec<Vec<Entry>> = vec![Vec::new(); BUCKETS];
+        let mut buffered = 0usize;
+        let mut part = 0usize;
+        let mut data_files = 0usize;
+        for meta in lake.list(table.name()).await? {
+            let rel = lake.relative(&meta.location);
+            let Some(date) = partition_date(&rel, column) else {
+                continue;
+            };
+            data_files += 1;
+            for id in read_ids(lake, self.kind, &rel).await? {
+                let h = id_hash(&id);
+                pending[bucket_of(h)].push((h, date));
+                buffered += 1;
+            }
+            if buffered >= self.budget_entries {
+                self.flush_build(lake, &mut pending, part).await?;
+                part += 1;
+                buffered = 0;
+            }
+        }
+        if buffered > 0 {
+            self.flush_build(lake, &mut pending, part).await?;
+        }
+        if data_files > 0 {
+            info!(
+                table = table.name(),
+                files = data_files,
+                "built the lake-wide id index from the existing data files"
+            );
+        }
+        Ok(())
+    }
+
+    async fn flush_build(
+        &mut self,
+        lake: &Store,
+        pending: &mut [Vec<Entry>],
+        part: usize,
+    ) -> Result<()> {
+        for (b, entries) in pending.iter_mut().enumerate() {
+            if entries.is_empty() {
+                continue;
+            }
+            entries.sort_unstable();
+            entries.dedup();
+            let path = format!("{}/build-{part:04}.idx", bucket_root(self.kind, b));
+            lake.put(&path, encode(entries)).await?;
+            entries.clear();
+        }
+        Ok(())
+    }
+
+    /// For each key (with the partition date it would be written to), whether
+    /// the lake already holds that id; `own_file` is the batch's own data file
+    /// name, whose rows never count (a rewrite after a crash).
+    pub async fn contains(
+        &mut self,
+        lake: &Store,
+        keys: &[&str],
+        own_file: &str,
+    ) -> Result<Vec<bool>> {
+        let hashes: Vec<u64> = keys.iter().map(|k| id_hash(k)).collect();
+        let mut by_bucket: Vec<Vec<usize>> = vec![Vec::new(); BUCKETS];
+        for (i, &h) in hashes.iter().enumerate() {
+            by_bucket[bucket_of(h)].push(i);
+        }
+        // Candidates: (key index, date of an existing copy).
+        let mut candidates: Vec<(usize, i32)> = Vec::new();
+        for (b, members) in by_bucket.iter().enumerate() {
+            if members.is_empty() || self.files[b].is_empty() && self.loaded[b].is_none() {
+                continue;
+            }
+            let entries = self.bucket(lake, b).await?;
+            for &i in members {
+                let h = hashes[i];
+                let start = entries.partition_point(|e| e.0 < h);
+                for e in entries[start..].iter().take_while(|e| e.0 == h) {
+                    candidates.push((i, e.1));
+                }
+            }
+        }
+        let mut found = vec![false; keys.len()];
+        if candidates.is_empty() {
+            return Ok(found);
+        }
+        debug!(candidates = candidates.len(), "id index hits to confirm");
+        let table = self.kind.table();
+        let column = table
+            .partition_column()
+            .expect("event tables are partitioned");
+        for (i, date) in candidates {
+            if found[i] {
+                continue;
+            }
+            let folder = partition_folder(table.name(), column, &super::date_string(date))?;
+            if !self.exact.contains_key(&folder) {
+                let ids = read_folder(lake, self.kind, &folder).await?;
+                self.exact.insert(folder.clone(), ids);
+            }
+            let ids = &self.exact[&folder];
+            found[i] = ids
+                .ids
+                .get(keys[i])
+                .is_some_and(|&f| ids.files[f as usize] != own_file);
+        }
+        Ok(found)
+    }
+
+    /// Records the ids a batch is about to write (each with its partition
+    /// date) and writes the batch's index files. Call before writing the
+    /// batch's data files.
+    pub async fn add(
+        &mut self,
+        lake: &Store,
+        batch_id: &str,
+        rows: &[(&str, i32)],
+        own_file: &str,
+    ) -> Result<()> {
+        let mut by_bucket: BTreeMap<usize, Vec<Entry>> = BTreeMap::new();
+        for &(key, date) in rows {
+            let h = id_hash(key);
+            by_bucket.entry(bucket_of(h)).or_default().push((h, date));
+        }
+        let table = self.kind.table();
+        let column = table
+            .partition_column()
+            .expect("event tables are partitioned");
+        for &(key, date) in rows {
+            let folder = partition_folder(table.name(), column, &super::date_string(date))?;
+            if let Some(ids) = self.exact.get_mut(&folder) {
+                let f = match ids.files.iter().position(|f| f == own_file) {
+                    Some(f) => f,
+                    None => {
+                        ids.files.push(own_file.to_string());
+                        ids.files.len() - 1
+                    }
+                };
+                ids.ids.insert(key.to_string(), f as u32);
+            }
+        }
+        for (b, mut entries) in by_bucket {
+            entries.sort_unstable();
+            entries.dedup();
+            let path = format!("{}/batch-{batch_id}.idx", bucket_root(self.kind, b));
+            lake.put(&path, encode(&entries)).await?;
+            if !self.files[b].contains(&path) {
+                self.files[b].push(path);
+            }
+            if let Some(loaded) = &mut self.loaded[b] {
+                self.loaded_entries += entries.len();
+                loaded.extend(entries);
+                loaded.sort_unstable();
+            }
+        }
+        if self.loaded_entries > self.budget_entries {
+            self.loaded.iter_mut().for_each(|b| *b = None);
+            self.loaded_entries = 0;
+        }
+        Ok(())
+    }
+
+    /// Merges the buckets that hold many files into one file each: the
+    /// merged file is written before its inputs are deleted, so a crash
+    /// leaves extra entries, never missing ones.
+    pub async fn compact(&mut self, lake: &Store) -> Result<()> {
+        for b in 0..BUCKETS {
+            if self.files[b].len() <= MERGE_ABOVE {
+                continue;
+            }
+            let inputs = std::mem::take(&mut self.files[b]);
+            let mut entries = Vec::new();
+            let mut name = Sha256::new();
+            for file in &inputs {
+                entries.extend(decode(file, lake.get(file).await?)?);
+                name.update(file.as_bytes());
+                name.update([0]);
+            }
+            entries.sort_unstable();
+            entries.dedup();
+            let merged = format!(
+                "{}/merged-{}.idx",
+                bucket_root(self.kind, b),
+                hex::encode(&name.finalize()[..8])
+            );
+            lake.put(&merged, encode(&entries)).await?;
+            for file in inputs.iter().filter(|f| **f != merged) {
+                lake.delete(file).await?;
+            }
+            self.files[b] = vec![merged];
+        }
+        Ok(())
+    }
+
+    async fn bucket(&mut self, lake: &Store, b: usize) -> Result<std::borrow::Cow<'_, [Entry]>> {
+        if self.loaded[b].is_none() {
+            let mut entries = Vec::new();
+            for file in &self.files[b] {
+                match lake.get_opt(file).await? {
+                    Some(data) => entries.extend(decode(file, data)?),
+                    // Merged away by a concurrent compaction: its entries
+                    // are in the merged file, which is listed too or newer.
+                    None => continue,
+                }
+            }
+            entries.sort_unstable();
+            if self.loaded_entries + entries.len() > self.budget_entries {
+                return Ok(std::borrow::Cow::Owned(entries));
+            }
+            self.loaded_entries += entries.len();
+            self.loaded[b] = Some(entries);
+        }
+        Ok(std::borrow::Cow::Borrowed(
+            self.loaded[b].as_deref().expect("just loaded"),
+        ))
+    }
+}
+
+fn table_root(kind: Kind) -> String {
+    format!("{INDEX}/{}", kind.name())
+}
+
+fn bucket_root(kind: Kind, bucket: usize) -> String {
+    format!("{}/b={bucket:02}", table_root(kind))
+}
+
+/// The bucket of an index file path (`…/b=NN/<name>.idx`).
+fn bucket_of_path(rel: &str) -> Option<usize> {
+    let (folder, file) = rel.rsplit_once('/')?;
+    if !file.ends_with(".idx") {
+        return None;
+    }
+    let b: usize = folder.rsplit_once("/b=")?.1.parse().ok()?;
+    (b < BUCKETS).then_some(b)
+}
+
+/// The partition date of a data file path (`<table>/<column>=YYYY-MM-DD/part-….parquet`).
+fn partition_date(rel: &str, column: &str) -> Option<i32> {
+    let (folder, file) = rel.rsplit_once('/')?;
+    if !file.ends_with(".parquet") || file.starts_with(['_', '.']) {
+        return None;
+    }
+    let value = folder
+        .rsplit_once('/')?
+        .1
+        .strip_prefix(column)?
+        .strip_prefix('=')?;
+    let date = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").ok()?;
+    Some(
+        date.signed_duration_since(chrono::NaiveDate::default())
+            .num_days() as i32,
+    )
+}
+
+fn encode(entries: &[Entry]) -> Bytes {
+    let mut out = BytesMut::with_capacity(16 + entries.len() * ENTRY_BYTES);
+    out.put_slice(MAGIC);
+    out.put_u64_le(entries.len() as u64);
+    for &(h, d) in entries {
+        out.put_u64_le(h);
+        out.put_i32_le(d);
+    }
+    out.freeze()
+}
+
+fn decode(path: &str, data: Bytes) -> Result<Vec<Entry>> {
+    let bad = |why: &str| Error::ReadTable {
+        table: format!("{path} (id index)"),
+        source: format!("{why}; delete {INDEX} to have the next ingest rebuild it").into(),
+    };
+    if data.len() < 16 || &data[..8] != MAGIC {
+        return Err(bad("not an id index file"));
+    }
+    let n = u64::from_le_bytes(data[8..16].try_into().expect("8 bytes")) as usize;
+    if data.len() != 16 + n * ENTRY_BYTES {
+        return Err(bad("truncated id index file"));
+    }
+    Ok(data[16..]
+        .chunks_exact(ENTRY_BYTES)
+        .map(|c| {
+            (
+                u64::from_le_bytes(c[..8].try_into().expect("8 bytes")),
+                i32::from_le_bytes(c[8..].try_into().expect("4 bytes")),
+            )
+        })
+        .collect())
+}
+
+/// The ids of one data file.
+async fn read_ids(lake: &Store, kind: Kind, file: &str) -> Result<Vec<String>> {
+    let key_column = super::key_column(kind);
+    let data = lake.get(file).await?;
+    let mut out = Vec::new();
+    for b in parquet_io::decode(data, Some(&[key_column]))? {
+        let ids = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| Error::ReadTable {
+                table: file.to_string(),
+                source: format!("{key_column} is not a string column").into(),
+            })?;
+        out.extend(ids.iter().flatten().map(str::to_string));
+    }
+    Ok(out)
+}
+
+/// The ids of every data file in a partition folder.
+async fn read_folder(lake: &Store, kind: Kind, folder: &str) -> Result<FolderIds> {
+    let mut out = FolderIds {
+        files: Vec::new(),
+        ids: HashMap::default(),
+    };
+    for meta in lake.list(folder).await? {
+        let rel = lake.relative(&meta.location);
+        let Some((_, file)) = rel.rsplit_once('/') else {
+            continue;
+        };
+        if !file.ends_with(".parquet") || file.starts_with(['_', '.']) {
+            continue;
+        }
+        let f = out.files.len() as u32;
+        out.files.push(file.to_string());
+        for id in read_ids(lake, kind, &rel).await? {
+            // The first file listed keeps an id (names sort by batch).
+            out.ids.entry(id).or_insert(f);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hash_is_stable() {
+        // Stored on disk: a change here would break every existing index.
+        assert_eq!(id_hash("evt-1"), twox_hash::XxHash64::oneshot(0, b"evt-1"));
+        assert_eq!(id_hash(""), 0xef46_db37_51d8_e999);
+    }
+
+    #[test]
+    fn files_round_trip_and_refuse_garbage() {
+        let entries = vec![(1u64, 3i32), (u64::MAX, -1)];
+        assert_eq!(decode("x", encode(&entries)).unwrap(), entries);
+        let e = decode("b=01/x.idx", Bytes::from_static(b"nope")).unwrap_err();
+        assert!(e.to_string().contains("not an id index file"), "{e}");
+        let mut cut = encode(&entries).to_vec();
+        cut.pop();
+        assert!(decode("x", Bytes::from(cut)).is_err());
+    }
+
+    #[test]
+    fn paths_name_their_bucket_and_date() {
+        assert_eq!(
+            bucket_of_path("_meta/id_index/activity/b=07/batch-ab.idx"),
+            Some(7)
+        );
+        assert_eq!(bucket_of_path("_meta/id_index/activity/_complete"), None);
+        assert_eq!(
+            partition_date(
+                "activity/event_date=1970-01-02/part-x.parquet",
+                "event_date"
+            ),
+            Some(1)
+        );
+        assert_eq!(
+            partition_date("activity/event_date=1970-01-02/_tmp", "event_date"),
+            None
+        );
+    }
+}
