@@ -403,7 +403,7 @@ fn decode(path: &str, data: Bytes) -> Result<Vec<Entry>> {
 
 /// The ids of one data file.
 async fn read_ids(lake: &Store, kind: Kind, file: &str) -> Result<Vec<String>> {
-    let key_column = super::key_column(kind);
+    let key_column = super::records::key_column(kind);
     let data = lake.get(file).await?;
     let mut out = Vec::new();
     for b in parquet_io::decode(data, Some(&[key_column]))? {

@@ -1,0 +1,97 @@
+//! The ingest ledger (`_meta/ingest_ledger/<kind>-<batch>.json`): which
+//! batches are committed and which landing files were read to their end.
+//! Writing a batch's entry is the batch's commit point; nothing here reads
+//! landing files or writes table data.
+
+use std::collections::{HashMap, HashSet};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::crash::crash_point;
+use crate::lake::Store;
+use crate::{Error, Result};
+
+/// One entry of the ingest ledger (`_meta/ingest_ledger/<kind>-<batch>.json`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub batch_id: String,
+    pub kind: String,
+    pub committed_at: DateTime<Utc>,
+    pub sources: Vec<LedgerSource>,
+    pub rows_accepted: u64,
+    pub duplicates: u64,
+    pub rows_quarantined: u64,
+}
+
+/// The part of one landing file a batch read.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LedgerSource {
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+    pub version: String,
+    /// First and last line read (1-based); 0, 0 for a whole-file quarantine.
+    pub first_line: u64,
+    pub last_line: u64,
+    /// This batch read the file to its end.
+    pub complete: bool,
+}
+
+const LEDGER: &str = "_meta/ingest_ledger";
+
+pub(super) struct Ledger {
+    pub(super) committed: HashSet<String>,
+    /// (path, size, version) → sha256 of files read to their end.
+    pub(super) done_by_version: HashMap<(String, u64, String), String>,
+    /// (path, size, sha256) of files read to their end.
+    pub(super) done: HashSet<(String, u64, String)>,
+}
+
+impl Ledger {
+    pub(super) async fn load(lake: &Store) -> Result<Self> {
+        let mut ledger = Ledger {
+            committed: HashSet::new(),
+            done_by_version: HashMap::new(),
+            done: HashSet::new(),
+        };
+        for meta in lake.list(LEDGER).await? {
+            let rel = lake.relative(&meta.location);
+            if !rel.ends_with(".json") {
+                continue;
+            }
+            let bytes = lake.get(&rel).await?;
+            let entry: LedgerEntry =
+                serde_json::from_slice(&bytes).map_err(|e| Error::ReadTable {
+                    table: format!("{rel} (ingest ledger)"),
+                    source: Box::new(e),
+                })?;
+            for s in entry.sources.iter().filter(|s| s.complete) {
+                ledger.done_by_version.insert(
+                    (s.path.clone(), s.size, s.version.clone()),
+                    s.sha256.clone(),
+                );
+                ledger
+                    .done
+                    .insert((s.path.clone(), s.size, s.sha256.clone()));
+            }
+            ledger.committed.insert(entry.batch_id);
+        }
+        Ok(ledger)
+    }
+}
+
+pub(super) async fn commit(lake: &Store, entry: &LedgerEntry) -> Result<()> {
+    let json = serde_json::to_vec_pretty(entry).map_err(|e| Error::WriteTable {
+        table: LEDGER.into(),
+        source: Box::new(e),
+    })?;
+    lake.put(
+        &format!("{LEDGER}/{}-{}.json", entry.kind, entry.batch_id),
+        Bytes::from(json),
+    )
+    .await?;
+    crash_point();
+    Ok(())
+}
