@@ -29,6 +29,11 @@ from zoneinfo import ZoneInfo
 import duckdb
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The risk model's features and default-v1's weights (pipeline/src/predict/mod.rs).
+FEATURES = re.findall(r'^    "(\w+)" => "', open(os.path.join(ROOT, "pipeline/src/predict/mod.rs")).read(), re.M)
+DEFAULT_WEIGHTS = {"score": 4.0, "has_score": -2.6, "submitted_ratio": 2.0, "has_due": -1.6,
+                   "days_inactive": -0.12, "engagement_rank": 1.5, "late_submissions": -0.25,
+                   "never_started": -1.0}
 
 
 def duck_dialect(sql: str) -> str:
@@ -39,6 +44,7 @@ def duck_dialect(sql: str) -> str:
     sql = re.sub(r"CAST\(([^()]+?) AS BIGINT\)", r"epoch_us(\1)", sql)
     sql = re.sub(r"named_struct\('skill', skill, 'score', score, 'assessments', assessments\)",
                  "struct_pack(skill := skill, score := score, assessments := assessments)", sql)
+    sql = sql.replace("array_sort(make_array(", "list_sort(list_value(").replace("array_slice(", "list_slice(")
     sql = sql.replace("arrow_cast(make_array(), 'List(Utf8)')", "[]::VARCHAR[]")
     sql = sql.replace(", 'List(Utf8)')", ")").replace("arrow_cast(string_to_array", "(string_to_array")
     return sql
@@ -95,7 +101,7 @@ def main():
 
 
 def run_learnlake(args, lake, weeks):
-    for table in ("student_week", "course_week"):
+    for table in ("student_week", "course_week", "risk_flags"):
         subprocess.run(["rm", "-rf", f"{lake}/{table}"], check=True)
     t = time.time()
     out = subprocess.run(
@@ -139,6 +145,10 @@ def run_duckdb(args, lake, zone, weeks):
             "zone": args.zone, "history_from": history_from, "history_to": history_to,
             "period_start": monday, "week_start": start, "week_end": end,
             "high_below": 0.4, "medium_below": 0.7, "session_gap_seconds": 1800,
+            # the default model, default-v1 (docs/PREDICTIONS.md), as learnlake binds it
+            "model_version": "default-v1", "model_intercept": 0.05,
+            **{f"w_{f}": 0.0 for f in FEATURES},
+            **{f"w_{f}": w for f, w in DEFAULT_WEIGHTS.items()},
         }
         return {k: v for k, v in values.items() if f"${k}" in sql}
 

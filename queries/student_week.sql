@@ -8,6 +8,9 @@
 --   $period_start               the week's Monday, local date (DATE)
 --   $week_start, $week_end      the week's bounds as UTC instants (TIMESTAMP)
 --   $high_below, $medium_below  risk level thresholds on success_probability
+--   $model_version, $model_intercept, $w_<feature>
+--                               the risk model (docs/PREDICTIONS.md): its
+--                               weight per feature, scales folded in
 
 WITH
 -- Enrollments active during the week (queries/week_enrollments.sql).
@@ -122,6 +125,19 @@ due AS (
     GROUP BY e.student_id, e.course_id
 ),
 
+-- All the course's assessments, and how many of them the student has
+-- attempted: the pace of a course without lessons.
+course_assessments AS (
+    SELECT e.student_id, e.course_id,
+           COUNT(*) AS assessments_total,
+           COUNT(b.assessment_id) AS assessments_attempted
+    FROM enr e
+    JOIN assessments s ON s.course_id = e.course_id
+    LEFT JOIN best b
+           ON b.student_id = e.student_id AND b.course_id = e.course_id AND b.assessment_id = s.assessment_id
+    GROUP BY e.student_id, e.course_id
+),
+
 late AS (
     SELECT a.student_id, a.course_id, COUNT(*) AS late_to_date
     FROM att a
@@ -176,6 +192,9 @@ base AS (
         e.course_id,
         e.total_lessons,
         CAST(CAST(e.start_day AS INT) AS BIGINT) AS start_day_number,
+        CAST(CAST(e.start_date AS INT) AS BIGINT) AS course_start_number,
+        CAST(CAST(e.end_date AS INT) AS BIGINT) AS course_end_number,
+        CAST(CAST(e.enrolled_day AS INT) AS BIGINT) AS enrolled_day_number,
         CAST(CAST($period_start AS INT) AS BIGINT) + 6 AS last_day_number,
         COALESCE(w.active_days, 0)          AS active_days,
         COALESCE(w.events, 0)               AS events,
@@ -187,6 +206,8 @@ base AS (
         COALESCE(d.assessments_due_to_date, 0) AS assessments_due_to_date,
         COALESCE(d.submitted_to_date, 0)       AS submitted_to_date,
         COALESCE(l.late_to_date, 0)            AS late_to_date,
+        COALESCE(ca.assessments_total, 0)      AS assessments_total,
+        COALESCE(ca.assessments_attempted, 0)  AS assessments_attempted,
         CASE
             WHEN t.last_active_day IS NOT NULL
                 THEN CAST(CAST($period_start AS INT) AS BIGINT) + 6 - t.last_active_day
@@ -233,6 +254,7 @@ base AS (
     LEFT JOIN scores s             ON s.student_id = e.student_id  AND s.course_id = e.course_id
     LEFT JOIN due d                ON d.student_id = e.student_id  AND d.course_id = e.course_id
     LEFT JOIN late l               ON l.student_id = e.student_id  AND l.course_id = e.course_id
+    LEFT JOIN course_assessments ca ON ca.student_id = e.student_id AND ca.course_id = e.course_id
     LEFT JOIN mastery m            ON m.student_id = e.student_id  AND m.course_id = e.course_id
     LEFT JOIN recent r             ON r.student_id = e.student_id  AND r.course_id = e.course_id
     LEFT JOIN skills sk            ON sk.student_id = e.student_id AND sk.course_id = e.course_id
@@ -270,30 +292,188 @@ derived AS (
         END AS learning_pace,
         CASE WHEN start_day_number IS NULL OR start_day_number > last_day_number THEN NULL
              ELSE LEAST(1.0, CAST(active_days_to_date AS DOUBLE) / (last_day_number - start_day_number + 1))
-        END AS consistency,
-        -- the default model, default-v1 (docs/ANALYTICS.md)
-        0.8
-          + CASE WHEN score_to_date IS NULL THEN 0.0 ELSE 4.0 * (score_to_date / 100.0 - 0.65) END
-          + CASE WHEN assessments_due_to_date = 0 THEN 0.0
-                 ELSE 2.0 * (CAST(submitted_to_date AS DOUBLE) / assessments_due_to_date - 0.8) END
-          - 0.12 * LEAST(COALESCE(days_since_last_activity, 0), 28)
-          + 1.5 * (engagement_percentile / 100.0 - 0.5)
-          - 0.25 * LEAST(late_to_date, 6)
-          - CASE WHEN never_started THEN 1.0 ELSE 0.0 END
-          AS risk_score
+        END AS consistency
     FROM ranked r
+),
+
+-- The course-week medians the relative features compare with.
+course_medians AS (
+    SELECT
+        course_id,
+        MEDIAN(CAST(interactions_to_date AS DOUBLE))                  AS median_interactions_to_date,
+        MEDIAN(CAST(interactions AS DOUBLE))                          AS median_interactions,
+        MEDIAN(CAST(interactions + previous_interactions AS DOUBLE))  AS median_recent_interactions
+    FROM base
+    GROUP BY course_id
+),
+
+-- The risk model's features (docs/PREDICTIONS.md): from this week's row and
+-- earlier weeks only, made comparable across courses, never null. They are
+-- stored in student_week, where `learnlake train` reads them.
+features AS (
+    SELECT
+        d.*,
+        COALESCE(score_to_date, 0.0) / 100.0                                   AS feature_score,
+        CASE WHEN score_to_date IS NULL THEN 0.0 ELSE 1.0 END                   AS feature_has_score,
+        CASE WHEN assessments_due_to_date = 0 THEN 0.0
+             ELSE CAST(submitted_to_date AS DOUBLE) / assessments_due_to_date END AS feature_submitted_ratio,
+        CASE WHEN assessments_due_to_date = 0 THEN 0.0 ELSE 1.0 END              AS feature_has_due,
+        CAST(LEAST(assessments_due_to_date - submitted_to_date, 5) AS DOUBLE)   AS feature_missed_assessments,
+        CAST(LEAST(COALESCE(days_since_last_activity, 0), 28) AS DOUBLE)        AS feature_days_inactive,
+        engagement_percentile / 100.0                                          AS feature_engagement_rank,
+        CAST(LEAST(late_to_date, 6) AS DOUBLE)                                 AS feature_late_submissions,
+        CASE WHEN never_started THEN 1.0 ELSE 0.0 END                           AS feature_never_started,
+        LN((1.0 + interactions_to_date) / (1.0 + m.median_interactions_to_date)) AS feature_interactions_vs_course,
+        LN((1.0 + interactions) / (1.0 + m.median_interactions))               AS feature_week_vs_course,
+        LN((1.0 + interactions + previous_interactions) / (1.0 + m.median_recent_interactions))
+                                                                               AS feature_recent_vs_course,
+        CASE WHEN previous_weeks = 0 THEN 0.0
+             ELSE LN((1.0 + interactions) / (1.0 + CAST(previous_interactions AS DOUBLE) / previous_weeks))
+        END                                                                    AS feature_trend,
+        COALESCE(consistency, 0.0)                                             AS feature_active_days_ratio,
+        CASE WHEN course_start_number IS NULL THEN 0.5
+             WHEN course_end_number IS NULL OR course_end_number <= course_start_number
+                 THEN LEAST(1.0, (last_day_number - course_start_number + 1) / 140.0)
+             ELSE GREATEST(0.0, LEAST(1.0, (last_day_number - course_start_number + 1)
+                                            / (course_end_number - course_start_number + 1.0)))
+        END                                                                    AS feature_course_elapsed,
+        CASE WHEN enrolled_day_number IS NULL THEN 0.0
+             ELSE GREATEST(0.0, LEAST(52.0, (last_day_number - enrolled_day_number) / 7.0))
+        END                                                                    AS feature_weeks_enrolled,
+        COALESCE(vs_class_average, 0.0) / 100.0                                AS feature_score_vs_course
+    FROM derived d
+    JOIN course_medians m ON m.course_id = d.course_id
+),
+
+-- The model's log-odds of success.
+scored AS (
+    SELECT
+        f.*,
+        $model_intercept
+          + $w_score * feature_score
+          + $w_has_score * feature_has_score
+          + $w_submitted_ratio * feature_submitted_ratio
+          + $w_has_due * feature_has_due
+          + $w_missed_assessments * feature_missed_assessments
+          + $w_days_inactive * feature_days_inactive
+          + $w_engagement_rank * feature_engagement_rank
+          + $w_late_submissions * feature_late_submissions
+          + $w_never_started * feature_never_started
+          + $w_interactions_vs_course * feature_interactions_vs_course
+          + $w_week_vs_course * feature_week_vs_course
+          + $w_recent_vs_course * feature_recent_vs_course
+          + $w_trend * feature_trend
+          + $w_active_days_ratio * feature_active_days_ratio
+          + $w_course_elapsed * feature_course_elapsed
+          + $w_weeks_enrolled * feature_weeks_enrolled
+          + $w_score_vs_course * feature_score_vs_course
+          AS risk_score
+    FROM features f
+),
+
+-- Each feature's pull on the log-odds relative to the course-week average
+-- of that feature: what explains this student's probability.
+contributions AS (
+    SELECT
+        s.*,
+        1.0 / (1.0 + EXP(-risk_score)) AS success_probability,
+        $w_score * (feature_score - AVG(feature_score) OVER w)                                     AS c_score,
+        $w_has_score * (feature_has_score - AVG(feature_has_score) OVER w)                         AS c_has_score,
+        $w_submitted_ratio * (feature_submitted_ratio - AVG(feature_submitted_ratio) OVER w)       AS c_submitted_ratio,
+        $w_has_due * (feature_has_due - AVG(feature_has_due) OVER w)                               AS c_has_due,
+        $w_missed_assessments * (feature_missed_assessments - AVG(feature_missed_assessments) OVER w) AS c_missed_assessments,
+        $w_days_inactive * (feature_days_inactive - AVG(feature_days_inactive) OVER w)             AS c_days_inactive,
+        $w_engagement_rank * (feature_engagement_rank - AVG(feature_engagement_rank) OVER w)       AS c_engagement_rank,
+        $w_late_submissions * (feature_late_submissions - AVG(feature_late_submissions) OVER w)    AS c_late_submissions,
+        $w_never_started * (feature_never_started - AVG(feature_never_started) OVER w)             AS c_never_started,
+        $w_interactions_vs_course * (feature_interactions_vs_course - AVG(feature_interactions_vs_course) OVER w) AS c_interactions_vs_course,
+        $w_week_vs_course * (feature_week_vs_course - AVG(feature_week_vs_course) OVER w)          AS c_week_vs_course,
+        $w_recent_vs_course * (feature_recent_vs_course - AVG(feature_recent_vs_course) OVER w)    AS c_recent_vs_course,
+        $w_trend * (feature_trend - AVG(feature_trend) OVER w)                                     AS c_trend,
+        $w_active_days_ratio * (feature_active_days_ratio - AVG(feature_active_days_ratio) OVER w) AS c_active_days_ratio,
+        $w_course_elapsed * (feature_course_elapsed - AVG(feature_course_elapsed) OVER w)          AS c_course_elapsed,
+        $w_weeks_enrolled * (feature_weeks_enrolled - AVG(feature_weeks_enrolled) OVER w)          AS c_weeks_enrolled,
+        $w_score_vs_course * (feature_score_vs_course - AVG(feature_score_vs_course) OVER w)       AS c_score_vs_course
+    FROM scored s
+    WINDOW w AS (PARTITION BY course_id)
+),
+
+-- Each feature's pull as a change in probability: how much higher the
+-- probability would be with that feature at the course-week average.
+deltas AS (
+    SELECT
+        c.*,
+        success_probability - 1.0 / (1.0 + EXP(-(risk_score - c_score))) AS d_score,
+        success_probability - 1.0 / (1.0 + EXP(-(risk_score - c_has_score))) AS d_has_score,
+        success_probability - 1.0 / (1.0 + EXP(-(risk_score - c_submitted_ratio))) AS d_submitted_ratio,
+        success_probability - 1.0 / (1.0 + EXP(-(risk_score - c_has_due))) AS d_has_due,
+        success_probability - 1.0 / (1.0 + EXP(-(risk_score - c_missed_assessments))) AS d_missed_assessments,
+        success_probability - 1.0 / (1.0 + EXP(-(risk_score - c_days_inactive))) AS d_days_inactive,
+        success_probability - 1.0 / (1.0 + EXP(-(risk_score - c_engagement_rank))) AS d_engagement_rank,
+        success_probability - 1.0 / (1.0 + EXP(-(risk_score - c_late_submissions))) AS d_late_submissions,
+        success_probability - 1.0 / (1.0 + EXP(-(risk_score - c_never_started))) AS d_never_started,
+        success_probability - 1.0 / (1.0 + EXP(-(risk_score - c_interactions_vs_course))) AS d_interactions_vs_course,
+        success_probability - 1.0 / (1.0 + EXP(-(risk_score - c_week_vs_course))) AS d_week_vs_course,
+        success_probability - 1.0 / (1.0 + EXP(-(risk_score - c_recent_vs_course))) AS d_recent_vs_course,
+        success_probability - 1.0 / (1.0 + EXP(-(risk_score - c_trend))) AS d_trend,
+        success_probability - 1.0 / (1.0 + EXP(-(risk_score - c_active_days_ratio))) AS d_active_days_ratio,
+        success_probability - 1.0 / (1.0 + EXP(-(risk_score - c_course_elapsed))) AS d_course_elapsed,
+        success_probability - 1.0 / (1.0 + EXP(-(risk_score - c_weeks_enrolled))) AS d_weeks_enrolled,
+        success_probability - 1.0 / (1.0 + EXP(-(risk_score - c_score_vs_course))) AS d_score_vs_course
+    FROM contributions c
+),
+
+-- The (at most) three features that lower the probability by more than
+-- one point, most first, as `name: -0.21`. Each candidate is prefixed with
+-- a sort key (1 + delta, in millionths, 7 digits), sorted, cut to three and
+-- the keys removed again: one pass over plain columns.
+factors AS (
+    SELECT
+        d.*,
+        regexp_replace(array_to_string(array_slice(array_sort(make_array(
+            CASE WHEN d_score < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_score) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#score: ' || CAST(ROUND(d_score, 2) AS VARCHAR) END,
+            CASE WHEN d_has_score < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_has_score) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#has_score: ' || CAST(ROUND(d_has_score, 2) AS VARCHAR) END,
+            CASE WHEN d_submitted_ratio < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_submitted_ratio) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#submitted_ratio: ' || CAST(ROUND(d_submitted_ratio, 2) AS VARCHAR) END,
+            CASE WHEN d_has_due < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_has_due) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#has_due: ' || CAST(ROUND(d_has_due, 2) AS VARCHAR) END,
+            CASE WHEN d_missed_assessments < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_missed_assessments) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#missed_assessments: ' || CAST(ROUND(d_missed_assessments, 2) AS VARCHAR) END,
+            CASE WHEN d_days_inactive < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_days_inactive) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#days_inactive: ' || CAST(ROUND(d_days_inactive, 2) AS VARCHAR) END,
+            CASE WHEN d_engagement_rank < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_engagement_rank) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#engagement_rank: ' || CAST(ROUND(d_engagement_rank, 2) AS VARCHAR) END,
+            CASE WHEN d_late_submissions < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_late_submissions) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#late_submissions: ' || CAST(ROUND(d_late_submissions, 2) AS VARCHAR) END,
+            CASE WHEN d_never_started < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_never_started) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#never_started: ' || CAST(ROUND(d_never_started, 2) AS VARCHAR) END,
+            CASE WHEN d_interactions_vs_course < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_interactions_vs_course) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#interactions_vs_course: ' || CAST(ROUND(d_interactions_vs_course, 2) AS VARCHAR) END,
+            CASE WHEN d_week_vs_course < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_week_vs_course) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#week_vs_course: ' || CAST(ROUND(d_week_vs_course, 2) AS VARCHAR) END,
+            CASE WHEN d_recent_vs_course < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_recent_vs_course) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#recent_vs_course: ' || CAST(ROUND(d_recent_vs_course, 2) AS VARCHAR) END,
+            CASE WHEN d_trend < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_trend) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#trend: ' || CAST(ROUND(d_trend, 2) AS VARCHAR) END,
+            CASE WHEN d_active_days_ratio < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_active_days_ratio) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#active_days_ratio: ' || CAST(ROUND(d_active_days_ratio, 2) AS VARCHAR) END,
+            CASE WHEN d_course_elapsed < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_course_elapsed) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#course_elapsed: ' || CAST(ROUND(d_course_elapsed, 2) AS VARCHAR) END,
+            CASE WHEN d_weeks_enrolled < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_weeks_enrolled) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#weeks_enrolled: ' || CAST(ROUND(d_weeks_enrolled, 2) AS VARCHAR) END,
+            CASE WHEN d_score_vs_course < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_score_vs_course) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#score_vs_course: ' || CAST(ROUND(d_score_vs_course, 2) AS VARCHAR) END
+        ), 'ASC', 'NULLS LAST'), 1, 3), '|'), '[0-9]{7}#', '', 'g') AS factor_text
+    FROM deltas d
 ),
 
 final AS (
     SELECT
         d.*,
-        1.0 / (1.0 + EXP(-risk_score)) AS success_probability,
-        CASE WHEN learning_pace IS NULL OR learning_pace = 0 OR total_lessons IS NULL THEN NULL
-             WHEN lessons_completed_to_date >= total_lessons THEN last_day_number
-             -- 7 × remaining / pace = remaining × days so far / lessons so far, rounded up exactly
-             ELSE last_day_number
-                  + ((total_lessons - lessons_completed_to_date) * (last_day_number - start_day_number + 1)
-                     + lessons_completed_to_date - 1) / lessons_completed_to_date
+        CASE
+            -- the pace on lessons
+            WHEN total_lessons > 0 THEN
+                CASE WHEN learning_pace IS NULL OR learning_pace = 0 THEN NULL
+                     WHEN lessons_completed_to_date >= total_lessons THEN last_day_number
+                     -- 7 × remaining / pace = remaining × days so far / lessons so far, rounded up exactly
+                     ELSE last_day_number
+                          + ((total_lessons - lessons_completed_to_date) * (last_day_number - start_day_number + 1)
+                             + lessons_completed_to_date - 1) / lessons_completed_to_date
+                END
+            -- a course without lessons: the pace on its assessments
+            WHEN assessments_total > 0 THEN
+                CASE WHEN start_day_number IS NULL OR start_day_number > last_day_number THEN NULL
+                     WHEN assessments_attempted >= assessments_total THEN last_day_number
+                     WHEN assessments_attempted = 0 THEN NULL
+                     ELSE last_day_number
+                          + ((assessments_total - assessments_attempted) * (last_day_number - start_day_number + 1)
+                             + assessments_attempted - 1) / assessments_attempted
+                END
         END AS completion_day_number,
         concat_ws('|',
             CASE WHEN never_started THEN 'never_started: no activity or attempt since enrolling' END,
@@ -312,7 +492,7 @@ final AS (
             CASE WHEN engagement_percentile < 25 AND course_rows >= 4
                  THEN 'low_engagement: bottom quarter of the course by interactions' END
         ) AS indicator_text
-    FROM derived d
+    FROM factors d
 )
 
 SELECT
@@ -352,7 +532,10 @@ SELECT
     CASE WHEN indicator_text = '' THEN arrow_cast(make_array(), 'List(Utf8)')
          ELSE arrow_cast(string_to_array(indicator_text, '|'), 'List(Utf8)')
     END AS risk_indicators,
-    'default-v1' AS model_version,
+    CASE WHEN factor_text = '' THEN arrow_cast(make_array(), 'List(Utf8)')
+         ELSE arrow_cast(string_to_array(factor_text, '|'), 'List(Utf8)')
+    END AS risk_factors,
+    $model_version AS model_version,
     CAST(CAST(completion_day_number AS INT) AS DATE) AS estimated_completion_date,
     minutes_learning,
     minutes_assessment,
@@ -382,6 +565,23 @@ SELECT
          WHEN recent_mean >= 50 THEN 'developing'
          ELSE 'beginner'
     END AS readiness_level,
-    skill_levels
+    skill_levels,
+    feature_score,
+    feature_has_score,
+    feature_submitted_ratio,
+    feature_has_due,
+    feature_missed_assessments,
+    feature_days_inactive,
+    feature_engagement_rank,
+    feature_late_submissions,
+    feature_never_started,
+    feature_interactions_vs_course,
+    feature_week_vs_course,
+    feature_recent_vs_course,
+    feature_trend,
+    feature_active_days_ratio,
+    feature_course_elapsed,
+    feature_weeks_enrolled,
+    feature_score_vs_course
 FROM final
 ORDER BY course_id, student_id

@@ -17,6 +17,7 @@ SELECT
     e.student_id,
     e.course_id,
     c.start_date,
+    c.end_date,
     c.total_lessons,
     local_date(e.enrolled_at, $zone) AS enrolled_local,
     COALESCE(local_date(e.enrolled_at, $zone), c.start_date) AS enrolled_day,

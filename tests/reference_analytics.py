@@ -56,8 +56,9 @@ Interpretation notes (the literal readings chosen where ANALYTICS.md is open):
   * readiness_level: "last 5 attempts" ordered by submitted_at, ties broken by
     attempt_id (both descending); s <= t compared exactly as variance <= t^2;
   * estimated_completion_date: ceil computed exactly as
-    ceil(remaining * (last - start + 1) / lessons); total_lessons = 0 with a
-    pace > 0 gives "nothing remains" -> the last day;
+    ceil(remaining * (last - start + 1) / lessons); a course without lessons
+    (total_lessons null or 0) uses its assessments instead: remaining = the
+    course's assessments not yet attempted, pace = those attempted;
   * sessions: a session_id that is null counts as "without one"; an empty
     string is a distinct session id.
 """
@@ -518,7 +519,18 @@ def compute_row(en, w, courses, assessments, acts_all, atts_all, zone):
         for s in sorted(per_skill)] or None
 
     pace = row["learning_pace"]
-    if not pace or total is None:
+    course_assessments = {aid for aid, asm in assessments.items() if asm["course_id"] == cid}
+    if not total:
+        # a course without lessons: the pace on its assessments
+        done = len(course_assessments & attempted)
+        if not course_assessments or span is None or done == 0:
+            row["estimated_completion_date"] = None
+        elif done >= len(course_assessments):
+            row["estimated_completion_date"] = w.last_day
+        else:
+            n_days = -((-(len(course_assessments) - done) * span) // done)
+            row["estimated_completion_date"] = w.last_day + dt.timedelta(days=n_days)
+    elif not pace:
         row["estimated_completion_date"] = None
     else:
         remaining = total - lessons

@@ -5,8 +5,9 @@ partition values, and the quarantine. The e2e tests assert on this output.
 
     python3 tests/second_reader.py LAKE [--expect activity,attempts,...]
 
-Every expected table (default: all six raw tables) must exist and be read by
-both readers: a missing one is an error (exit 1), never skipped."""
+Every expected table (default: all six raw tables; the derived risk_flags,
+student_week, course_week and models can be asked for too) must exist and be
+read by both readers: a missing one is an error (exit 1), never skipped."""
 import argparse
 import json
 import sys
@@ -16,15 +17,16 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 ALL = ["activity", "attempts", "students", "courses", "enrollments", "assessments"]
+DERIVED = ["student_week", "course_week", "risk_flags", "models"]
 parser = argparse.ArgumentParser()
 parser.add_argument("lake")
 parser.add_argument("--expect", default=",".join(ALL))
 args = parser.parse_args()
 lake = args.lake
 expected = [t for t in args.expect.split(",") if t]
-unknown = [t for t in expected if t not in ALL]
+unknown = [t for t in expected if t not in ALL + DERIVED]
 if unknown:
-    sys.exit(f"second_reader: unknown table(s) {unknown}; known: {ALL}")
+    sys.exit(f"second_reader: unknown table(s) {unknown}; known: {ALL + DERIVED}")
 out = {"duckdb": {}, "pyarrow": {}}
 con = duckdb.connect()
 con.execute("SET TimeZone = 'UTC'")
@@ -36,8 +38,14 @@ tables = {
     "courses": ("courses/*.parquet", None),
     "enrollments": ("enrollments/*.parquet", None),
     "assessments": ("assessments/*.parquet", None),
+    "student_week": ("student_week/*/*.parquet", "period_start"),
+    "course_week": ("course_week/*/*.parquet", "period_start"),
+    "risk_flags": ("risk_flags/*/*.parquet", "as_of_date"),
+    "models": ("_meta/models/*.parquet", None),
 }
 for name, (glob, part) in tables.items():
+    if name in DERIVED and name not in expected:
+        continue
     path = f"{lake}/{glob}"
     if part:
         rel = f"read_parquet('{path}', hive_partitioning = true, hive_types = {{'{part}': DATE}})"
@@ -62,7 +70,7 @@ for name, (glob, part) in tables.items():
     out["duckdb"][name] = entry
 
     dataset = ds.dataset(
-        f"{lake}/{name}",
+        f"{lake}/{glob.split('/*')[0]}",
         format="parquet",
         partitioning=ds.partitioning(pa.schema([(part, pa.date32())]), flavor="hive") if part else None,
         exclude_invalid_files=True,

@@ -79,6 +79,40 @@ pub enum Command {
         #[arg(long, value_parser = parse_date, requires = "from")]
         to: Option<NaiveDate>,
     },
+    /// Fit the risk model on finished courses; saved unless it is worse
+    /// than the current one on the newest finished courses.
+    Train {
+        /// Save the new model even if it is worse than the current one.
+        #[arg(long)]
+        force: bool,
+        /// Also fit once without each feature and show its held-out gain.
+        #[arg(long)]
+        feature_gains: bool,
+    },
+    /// The saved risk models and their held-out metrics.
+    Models,
+    /// Export the at-risk flags (risk_flags), streamed.
+    Flags {
+        /// Flags as of this date or later.
+        #[arg(long, value_parser = parse_date)]
+        since: Option<NaiveDate>,
+        /// Only flags at this level or above (medium includes high).
+        #[arg(long, value_enum)]
+        level: Option<RiskLevel>,
+        /// Only flags whose level changed since the week before.
+        #[arg(long)]
+        changed: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = FlagFormat::Ndjson)]
+        format: FlagFormat,
+        /// Write to this file (atomically) instead of stdout.
+        #[arg(long, value_name = "PATH", conflicts_with = "deliver")]
+        output: Option<PathBuf>,
+        /// Instead of exporting, POST each changed flag not yet delivered to
+        /// every [[webhooks]] endpoint of the config (signed, retried, once).
+        #[arg(long)]
+        deliver: bool,
+    },
     /// Run SQL over the lake's tables.
     Sql {
         /// The query; text that starts with `-` (a `--` SQL comment) works
@@ -124,6 +158,19 @@ pub struct GenerateArgs {
     /// Write activity and attempts as .jsonl.gz.
     #[arg(long)]
     pub gzip: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RiskLevel {
+    High,
+    Medium,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FlagFormat {
+    Ndjson,
+    Csv,
+    Parquet,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -8,15 +8,17 @@ use anyhow::{Context, Result, bail};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use indicatif::{ProgressBar, ProgressStyle};
+use learnlake_generate::{self as generate, GenerateOptions};
 use learnlake_pipeline::analytics::{self, AnalyzeOptions, AnalyzeReport, WeekSelection};
 use learnlake_pipeline::config::{Config, Engine};
 use learnlake_pipeline::engine::{self, EngineOptions};
-use learnlake_pipeline::generate::{self, GenerateOptions};
 use learnlake_pipeline::ingest::{self, IngestOptions, IngestReport};
 use learnlake_pipeline::lake::{Store, parquet_io};
+use learnlake_pipeline::predict::{self, TrainOptions, TrainReport};
 use tracing::{info, warn};
 
 use crate::cli::{Cli, Command, GenerateArgs, Global, OutputFormat};
+use crate::{flags, webhooks};
 use crate::progress::Progress;
 
 /// A failure the exit code tells apart (see `cli::EXIT_CODES`); errors of
@@ -89,6 +91,77 @@ pub async fn run(cli: Cli) -> Result<()> {
                     };
                     let report = run_analyze(&config, selection).await?;
                     print_analyze_report(&report);
+                    Ok(())
+                }
+                Command::Train {
+                    force,
+                    feature_gains,
+                } => {
+                    let report = run_train(&config, force, feature_gains).await?;
+                    print_train_report(&report);
+                    Ok(())
+                }
+                Command::Models => models(&config).await,
+                Command::Flags {
+                    since,
+                    level,
+                    deliver: true,
+                    ..
+                } => {
+                    let lake = open_lake(&config)?;
+                    let ctx = engine::session(&lake, &engine_options(&config)?).await?;
+                    let queries = analytics::Queries::new(config.analytics.queries.as_deref())?;
+                    let reports = webhooks::deliver(
+                        &lake,
+                        &ctx,
+                        &queries,
+                        &config.webhooks,
+                        since,
+                        level,
+                        &|name| std::env::var(name).ok(),
+                    )
+                    .await?;
+                    let mut failed = Vec::new();
+                    for r in &reports {
+                        println!(
+                            "{}: {} delivered, {} delivered before, {} failed",
+                            r.endpoint, r.delivered, r.already_delivered, r.failed
+                        );
+                        if r.failed > 0 {
+                            failed.push(format!(
+                                "{}: {} flag(s) undelivered ({})",
+                                r.endpoint,
+                                r.failed,
+                                r.last_error.as_deref().unwrap_or("?")
+                            ));
+                        }
+                    }
+                    if !failed.is_empty() {
+                        bail!("{}; the next run tries them again", failed.join("; "));
+                    }
+                    Ok(())
+                }
+                Command::Flags {
+                    since,
+                    level,
+                    changed,
+                    format,
+                    output,
+                    deliver: false,
+                } => {
+                    let filter = flags::Filter {
+                        since,
+                        level,
+                        changed,
+                    };
+                    let lake = open_lake(&config)?;
+                    let ctx = engine::session(&lake, &engine_options(&config)?).await?;
+                    let queries = analytics::Queries::new(config.analytics.queries.as_deref())?;
+                    let rows =
+                        flags::export(&ctx, &queries, &filter, format, output.as_deref()).await?;
+                    if let Some(path) = &output {
+                        println!("{rows} flags written to {}", path.display());
+                    }
                     Ok(())
                 }
                 Command::Sql {
@@ -257,18 +330,7 @@ async fn run_analyze(config: &Config, weeks: WeekSelection) -> Result<AnalyzeRep
     let lake = open_lake(config)?;
     let ctx = engine::session(&lake, &engine_options(config)?).await?;
     let progress = Arc::new(Progress::new("analyze", "weeks", 0));
-    let p = progress.clone();
-    let options = AnalyzeOptions {
-        weeks,
-        tz: zone(config)?,
-        high_below: config.risk.high_below,
-        medium_below: config.risk.medium_below,
-        session_gap_minutes: config.analytics.session_gap_minutes,
-        queries: config.analytics.queries.clone(),
-        progress: Some(Arc::new(move |done, total| {
-            p.set(done as u64, total as u64)
-        })),
-    };
+    let options = analyze_options(config, weeks, &progress)?;
     let report = analytics::analyze(&lake, &ctx, &options).await;
     progress.finish();
     Ok(report?)
@@ -282,7 +344,156 @@ fn print_analyze_report(report: &AnalyzeReport) {
     for (week, (students, courses)) in &report.weeks {
         println!("{:<12} {:>14} {:>12}", week.to_string(), students, courses);
     }
+    println!(
+        "risk model {}{}; {} risk_flags rows",
+        report.model_version,
+        if report.model_version == predict::DEFAULT_VERSION {
+            " (the default model: no trained model yet, see `learnlake train`)"
+        } else {
+            ""
+        },
+        report.risk_flags
+    );
     println!("analyze took {:.2}s", report.seconds);
+}
+
+fn analyze_options(config: &Config, weeks: WeekSelection, progress: &Arc<Progress>) -> Result<AnalyzeOptions> {
+    let p = progress.clone();
+    Ok(AnalyzeOptions {
+        weeks,
+        tz: zone(config)?,
+        high_below: config.risk.high_below,
+        medium_below: config.risk.medium_below,
+        session_gap_minutes: config.analytics.session_gap_minutes,
+        queries: config.analytics.queries.clone(),
+        progress: Some(Arc::new(move |done, total| {
+            p.set(done as u64, total as u64)
+        })),
+    })
+}
+
+async fn run_train(config: &Config, force: bool, feature_gains: bool) -> Result<TrainReport> {
+    let lake = open_lake(config)?;
+    let ctx = engine::session(&lake, &engine_options(config)?).await?;
+    let progress = Arc::new(Progress::new("analyze", "weeks", 0));
+    let options = TrainOptions {
+        analyze: analyze_options(config, WeekSelection::AllWithData, &progress)?,
+        force,
+        feature_gains,
+        ..TrainOptions::default()
+    };
+    let report = predict::train(&lake, &ctx, &options).await;
+    progress.finish();
+    Ok(report?)
+}
+
+fn fmt_auc(a: Option<f64>) -> String {
+    a.map_or_else(|| "-".to_string(), |a| format!("{a:.3}"))
+}
+
+fn print_train_report(report: &TrainReport) {
+    let model = &report.model;
+    let current = &report.current;
+    let training = model.training.as_ref().expect("a trained model has its training set");
+    let (new, old) = (
+        model.metrics.as_ref().expect("measured"),
+        current.metrics.as_ref().expect("measured"),
+    );
+    if report.weeks_analyzed > 0 {
+        println!("computed {} missing student_week weeks first", report.weeks_analyzed);
+    }
+    if !report.skipped_courses.is_empty() {
+        println!(
+            "skipped finished courses without a start_date: {}",
+            report.skipped_courses.join(", ")
+        );
+    }
+    println!(
+        "fitted on {} courses ({} rows, {:.0}% from successful enrollments; class weight: {}); held out the newest: {} ({} rows)",
+        training.training_courses.len(),
+        training.training_rows,
+        100.0 * training.success_rate,
+        training.class_weight,
+        training.holdout_courses.join(", "),
+        training.holdout_rows
+    );
+    println!();
+    println!("held-out AUC by course week (week 1 holds the course start):");
+    println!("{:>6} {:>7} {:>10} {:>12}", "week", "rows", "new", current.version);
+    for (week, rows, a, b) in predict::train::auc_table(new, old) {
+        let mark = if predict::metrics::HEADLINE_WEEKS.contains(&week) { " *" } else { "" };
+        println!("{week:>6} {rows:>7} {:>10} {:>12}{mark}", fmt_auc(a), fmt_auc(b));
+    }
+    println!("{:>6} {:>7} {:>10} {:>12}", "all", new.rows, fmt_auc(new.auc), fmt_auc(old.auc));
+    println!("Brier score: new {:.4}, {} {:.4} (lower is better)", new.brier, current.version, old.brier);
+    println!();
+    println!("calibration of the new model (held out):");
+    println!("{:>11} {:>7} {:>10} {:>9}", "predicted", "rows", "mean", "observed");
+    for bin in &new.calibration {
+        println!(
+            "{:>5.1}–{:<5.1} {:>7} {:>10.3} {:>9.3}",
+            bin.from, bin.to, bin.rows, bin.mean_predicted, bin.observed
+        );
+    }
+    println!();
+    println!("largest standardised coefficients:");
+    for (name, w) in predict::train::largest_coefficients(model).iter().take(8) {
+        println!("  {name:<24} {w:+.3}");
+    }
+    if !report.feature_gains.is_empty() {
+        println!();
+        println!("held-out gain of each feature (full model minus the model without it):");
+        println!("  {:<24} {:>10} {:>10}", "feature", "AUC", "AUC wk 5");
+        for g in &report.feature_gains {
+            let f = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:+.4}"));
+            println!("  {:<24} {:>10} {:>10}", g.feature, f(g.auc_gain), f(g.auc_week_5_gain));
+        }
+    }
+    println!();
+    match (&report.refused, report.saved) {
+        (None, _) => println!("saved {} as the current model", model.version),
+        (Some(why), true) => println!("saved {} as the current model (--force): {why}", model.version),
+        (Some(why), false) => println!(
+            "not saved: {why}; {} stays current (`learnlake train --force` saves it anyway)",
+            current.version
+        ),
+    }
+    println!("training took {:.1}s", report.seconds);
+}
+
+async fn models(config: &Config) -> Result<()> {
+    let lake = open_lake(config)?;
+    let saved = predict::saved_models(&lake).await?;
+    let current = predict::current_model(&lake).await?;
+    if saved.is_empty() {
+        println!(
+            "no trained model yet: analysis uses {} (docs/PREDICTIONS.md); `learnlake train` fits one",
+            predict::DEFAULT_VERSION
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<2}{:<10} {:<20} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}  {}",
+        "", "version", "trained_at", "auc", "wk 2", "wk 5", "wk 10", "wk 20", "brier", "held out"
+    );
+    for m in &saved {
+        let q = m.metrics.clone().unwrap_or_default();
+        println!(
+            "{:<2}{:<10} {:<20} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7.4}  {}",
+            if m.version == current.version { "*" } else { "" },
+            m.version,
+            m.trained_at.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default(),
+            fmt_auc(q.auc),
+            fmt_auc(q.auc_at(2)),
+            fmt_auc(q.auc_at(5)),
+            fmt_auc(q.auc_at(10)),
+            fmt_auc(q.auc_at(20)),
+            q.brier,
+            m.training.as_ref().map(|t| t.holdout_courses.join(",")).unwrap_or_default()
+        );
+    }
+    println!("* the current model (analysis scores with it)");
+    Ok(())
 }
 
 fn print_ingest_report(report: &IngestReport) {

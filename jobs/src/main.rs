@@ -4,6 +4,8 @@
 
 mod cli;
 mod commands;
+mod flags;
+mod webhooks;
 mod progress;
 
 use std::io::IsTerminal;

@@ -44,6 +44,8 @@ pub struct Config {
     pub email: EmailConfig,
     /// Scheduled jobs.
     pub jobs: Vec<JobConfig>,
+    /// Endpoints that receive changed at-risk flags (`learnlake flags --deliver`).
+    pub webhooks: Vec<WebhookConfig>,
     /// The key for keyed hashes of PII (only from `LEARNLAKE_HASH_KEY`).
     #[serde(skip)]
     pub hash_key: Option<String>,
@@ -261,6 +263,40 @@ pub struct JobConfig {
     pub steps: Vec<String>,
 }
 
+/// `[[webhooks]]`: an endpoint that receives every changed at-risk flag,
+/// once, as a signed JSON POST (docs/PREDICTIONS.md).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// The endpoint's name: its delivery ledger and log lines (letters,
+    /// digits, `-` and `_`).
+    pub name: String,
+    /// The http:// or https:// URL flags are POSTed to.
+    pub url: String,
+    /// The environment variable that holds the signing secret (Standard
+    /// Webhooks: `whsec_<base64>`, or any text); secrets never live in the file.
+    pub secret_env: String,
+    /// Allow loopback and private-network addresses (refused by default, so
+    /// a config cannot point learnlake at internal services by accident).
+    #[serde(default)]
+    pub allow_private: bool,
+    /// Seconds one attempt may take (default 10).
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout_seconds: u64,
+    /// Attempts per flag in one run before it is reported undelivered
+    /// (default 6; the next run tries again).
+    #[serde(default = "default_webhook_attempts")]
+    pub max_attempts: u32,
+}
+
+fn default_webhook_timeout() -> u64 {
+    10
+}
+
+fn default_webhook_attempts() -> u32 {
+    6
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -274,6 +310,7 @@ impl Default for Config {
             privacy: PrivacyConfig::default(),
             email: EmailConfig::default(),
             jobs: Vec::new(),
+            webhooks: Vec::new(),
             hash_key: None,
             pending: Vec::new(),
         }
@@ -601,6 +638,42 @@ impl Config {
                         STEPS.join(", ")
                     ));
                 }
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, hook) in self.webhooks.iter().enumerate() {
+            let valid_name = !hook.name.is_empty()
+                && hook
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !valid_name {
+                problems.push(format!(
+                    "webhooks[{i}].name: {:?} must be letters, digits, - or _",
+                    hook.name
+                ));
+            } else if !names.insert(hook.name.as_str()) {
+                problems.push(format!(
+                    "webhooks[{i}].name: {:?} is used twice; give each endpoint its own name",
+                    hook.name
+                ));
+            }
+            match url::Url::parse(&hook.url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                _ => problems.push(format!(
+                    "webhooks[{i}].url: {:?} is not an http:// or https:// URL",
+                    hook.url
+                )),
+            }
+            if hook.secret_env.is_empty() {
+                problems.push(format!(
+                    "webhooks[{i}].secret_env: name the environment variable that holds the signing secret"
+                ));
+            }
+            if hook.timeout_seconds == 0 || hook.max_attempts == 0 {
+                problems.push(format!(
+                    "webhooks[{i}]: timeout_seconds and max_attempts must be at least 1"
+                ));
             }
         }
         if problems.is_empty() {

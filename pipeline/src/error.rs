@@ -91,8 +91,13 @@ pub enum Error {
     #[error("internal: {0}")]
     Worker(String),
 
-    #[error("generate: {0}")]
-    Generate(String),
+    /// A saved model cannot be read or used.
+    #[error("model: {0}")]
+    Model(String),
+
+    /// Training cannot start or fit (a failed run, with what to fix).
+    #[error("cannot train: {0}")]
+    CannotTrain(String),
 
     #[error(
         "ingest was interrupted on purpose after {0} batch(es) (LEARNLAKE_TEST_CRASH_AFTER_BATCHES)"

@@ -8,14 +8,16 @@
 //! ```
 //!
 //! The binary (`jobs/`) owns the CLI, scheduling and delivery; nothing here
-//! reads command-line arguments or the terminal.
+//! reads command-line arguments or the terminal. Synthetic landing data
+//! comes from a crate of its own (`generate/`, `learnlake generate`), so
+//! this library carries no random-number crates.
 
 pub mod analytics;
 pub mod config;
 pub mod engine;
 pub mod error;
-pub mod generate;
 pub mod ingest;
 pub mod lake;
+pub mod predict;
 
 pub use error::{Error, Result};

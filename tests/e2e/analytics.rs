@@ -608,6 +608,21 @@ fn add_edge_cases(landing: &Path) {
             (f[id_col].to_string(), day(f[start_col]))
         })
         .collect();
+    // A course without lessons: estimated_completion_date is paced on its
+    // assessments instead.
+    let lessons_col = col("total_lessons");
+    let courses_csv: String = courses_csv
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut f: Vec<&str> = l.split(',').collect();
+            if i == 1 {
+                f[lessons_col] = "";
+            }
+            format!("{}\n", f.join(","))
+        })
+        .collect();
+    std::fs::write(landing.join("courses.csv"), courses_csv).unwrap();
 
     let mut first_assessment = std::collections::BTreeMap::new();
     let mut assessments = Vec::new();

@@ -5,6 +5,8 @@ mod analytics;
 mod cli;
 mod golden;
 mod ingest;
+mod predict;
+mod webhooks;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

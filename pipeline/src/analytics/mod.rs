@@ -35,6 +35,7 @@ use tracing::{Instrument, info, info_span};
 pub use self::queries::Queries;
 use crate::engine::{self, Tuning, udf};
 use crate::lake::{LakeTable, Store, parquet_io, partition_folder};
+use crate::predict;
 use crate::{Error, Result};
 
 /// One institution week: local Monday 00:00 to the next, in UTC instants.
@@ -147,6 +148,10 @@ impl std::fmt::Debug for AnalyzeOptions {
 pub struct AnalyzeReport {
     /// period_start → (student_week rows, course_week rows).
     pub weeks: BTreeMap<NaiveDate, (usize, usize)>,
+    /// risk_flags rows written (one per student_week row of the weeks asked).
+    pub risk_flags: usize,
+    /// The risk model that scored the rows (docs/PREDICTIONS.md).
+    pub model_version: String,
     pub seconds: f64,
 }
 
@@ -195,6 +200,27 @@ pub async fn run_query(
     Ok((schema, batches))
 }
 
+/// A query file with named parameters bound, not yet run: for results
+/// that are streamed rather than collected (`learnlake flags`).
+pub async fn query_frame(
+    ctx: &SessionContext,
+    queries: &Queries,
+    name: &str,
+    params: &[(&str, ScalarValue)],
+) -> Result<datafusion::dataframe::DataFrame> {
+    let text = queries.load(name)?;
+    let wrap = |source| Error::Query {
+        name: name.to_string(),
+        source,
+    };
+    let map = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone().into()))
+        .collect();
+    let df = ctx.sql(&text).await.map_err(wrap)?;
+    df.with_param_values(ParamValues::Map(map)).map_err(wrap)
+}
+
 fn ts(t: DateTime<Utc>) -> ScalarValue {
     ScalarValue::TimestampMicrosecond(Some(t.timestamp_micros()), Some("UTC".into()))
 }
@@ -209,6 +235,22 @@ fn days(d: NaiveDate) -> i32 {
 
 /// The weeks that hold activity or attempts (`queries/data_span.sql`).
 async fn weeks_with_data(ctx: &SessionContext, queries: &Queries, tz: Tz) -> Result<Vec<Week>> {
+    Ok(match data_span(ctx, queries, tz).await? {
+        Some((first, last)) => weeks_between(first, last, tz),
+        None => Vec::new(),
+    })
+}
+
+/// The local day of the last activity or attempt, if any.
+pub async fn last_data_day(ctx: &SessionContext, queries: &Queries, tz: Tz) -> Result<Option<NaiveDate>> {
+    for table in [LakeTable::Activity, LakeTable::Attempts] {
+        engine::register_empty_if_missing(ctx, table)?;
+    }
+    Ok(data_span(ctx, queries, tz).await?.map(|(_, last)| last))
+}
+
+/// The local days of the first and last activity or attempt.
+async fn data_span(ctx: &SessionContext, queries: &Queries, tz: Tz) -> Result<Option<(NaiveDate, NaiveDate)>> {
     let (_, batches) = run_query(ctx, queries, "data_span", &[]).await?;
     let mut bounds = [None, None];
     for b in batches.iter().filter(|b| b.num_rows() > 0) {
@@ -224,13 +266,13 @@ async fn weeks_with_data(ctx: &SessionContext, queries: &Queries, tz: Tz) -> Res
         }
     }
     let [Some(first), Some(last)] = bounds else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let local_day = |micros: i64| {
         NaiveDate::default()
             + Duration::days(udf::local_micros(&tz, micros).div_euclid(86_400_000_000))
     };
-    Ok(weeks_between(local_day(first), local_day(last), tz))
+    Ok(Some((local_day(first), local_day(last))))
 }
 
 /// The weeks of a [`WeekSelection::Range`]: `from` and `to` must be Mondays
@@ -325,6 +367,10 @@ pub async fn analyze(
     }
     let first = *student_weeks.first().expect("not empty");
     let last = *student_weeks.last().expect("not empty");
+    // The risk model reaches the SQL as bound parameters.
+    let model = predict::current_model(lake).await?;
+    let model_params = model.params()?;
+    report.model_version = model.version.clone();
 
     // The history window: back to the earliest history start of an
     // enrollment that can be active in these weeks, one UTC day of slack for
@@ -349,6 +395,9 @@ pub async fn analyze(
                 ScalarValue::Int64(Some(options.session_gap_minutes * 60)),
             ),
         ]
+        .into_iter()
+        .chain(model_params.iter().cloned())
+        .collect()
     };
 
     for table in RUN_TABLES {
@@ -422,6 +471,17 @@ pub async fn analyze(
         .instrument(span)
         .await?;
         report.weeks.entry(week.period_start).or_default().1 = rows;
+        let span = info_span!("risk_flags", as_of_date = %week.last_day());
+        report.risk_flags += query_into_partition(
+            lake,
+            ctx,
+            &queries,
+            LakeTable::RiskFlags,
+            week.last_day(),
+            &params,
+        )
+        .instrument(span)
+        .await?;
     }
     engine::register_lake(ctx, lake).await?;
     report.seconds = started.elapsed().as_secs_f64();
@@ -467,8 +527,9 @@ async fn student_week(
     .await
 }
 
-/// Runs `queries/<table>.sql` and replaces the table's partition of the
-/// week starting `period_start` with the result; returns the rows written.
+/// Runs `queries/<table>.sql` and replaces the table's partition
+/// `period_start` (for risk_flags: the week's last day) with the result;
+/// returns the rows written.
 async fn query_into_partition(
     lake: &Store,
     ctx: &SessionContext,
@@ -532,7 +593,7 @@ async fn history_start(
 }
 
 /// The period_start values a derived table has partitions for.
-async fn partitions(lake: &Store, table: LakeTable) -> Result<BTreeSet<NaiveDate>> {
+pub async fn partitions(lake: &Store, table: LakeTable) -> Result<BTreeSet<NaiveDate>> {
     let column = table
         .partition_column()
         .expect("derived tables are partitioned");

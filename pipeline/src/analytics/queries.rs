@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::{Error, Result};
 
 /// Every query file the library runs, by name (the file stem).
-pub const EMBEDDED: [(&str, &str); 8] = [
+pub const EMBEDDED: [(&str, &str); 13] = [
     ("data_span", include_str!("../../../queries/data_span.sql")),
     (
         "history_start",
@@ -39,6 +39,23 @@ pub const EMBEDDED: [(&str, &str); 8] = [
     (
         "unknown_references",
         include_str!("../../../queries/unknown_references.sql"),
+    ),
+    (
+        "risk_flags",
+        include_str!("../../../queries/risk_flags.sql"),
+    ),
+    (
+        "finished_courses",
+        include_str!("../../../queries/finished_courses.sql"),
+    ),
+    (
+        "training_rows",
+        include_str!("../../../queries/training_rows.sql"),
+    ),
+    ("flags", include_str!("../../../queries/flags.sql")),
+    (
+        "stale_student_weeks",
+        include_str!("../../../queries/stale_student_weeks.sql"),
     ),
 ];
 

@@ -128,27 +128,22 @@ pub async fn register_lake(ctx: &SessionContext, lake: &Store) -> Result<()> {
             ctx,
             lake,
             table.name(),
-            table.name(),
+            table.folder(),
             partition,
             table.file_schema(),
         )
         .await?;
     }
-    for kind in [
-        "activity",
-        "attempts",
-        "students",
-        "courses",
-        "enrollments",
-        "assessments",
-    ] {
-        let folder = format!("_quarantine/{kind}");
+    for table in LakeTable::ALL {
+        let Some(folder) = table.quarantine_folder() else {
+            continue;
+        };
         register_folder(
             ctx,
             lake,
-            &format!("quarantine_{kind}"),
+            &format!("quarantine_{}", table.name()),
             &folder,
-            Some("ingest_date"),
+            Some(crate::lake::tables::QUARANTINE_PARTITION),
             Some(crate::lake::tables::quarantine_schema()),
         )
         .await?;

@@ -20,7 +20,7 @@ use super::quarantine::{Rejected, write_quarantine};
 use super::records::Kind;
 use super::reference::snapshot_ids;
 use super::{IngestOptions, KindReport, Pending, blocking};
-use crate::lake::tables::LakeTable;
+use crate::lake::tables::{LakeTable, QUARANTINE};
 use crate::lake::{Store, parquet_io, partition_folder};
 use crate::{Error, Result};
 
@@ -230,7 +230,7 @@ async fn ingest_event_batch(
     if !rejected.is_empty() {
         warn!(
             rows = rejected.len(),
-            "rows quarantined; see _quarantine/{}",
+            "rows quarantined; see {QUARANTINE}/{}",
             kind.name()
         );
     }

@@ -15,7 +15,7 @@ use super::parse::lossy;
 use super::records::Kind;
 use super::{IngestOptions, Pending};
 use crate::Result;
-use crate::lake::tables::quarantine_schema;
+use crate::lake::tables::{QUARANTINE_PARTITION, quarantine_schema};
 use crate::lake::{Store, parquet_io, partition_folder};
 
 /// Rejected input on its way to the quarantine.
@@ -37,7 +37,10 @@ pub(super) async fn write_quarantine(
     if rejected.is_empty() {
         return Ok(());
     }
-    let folder = format!("_quarantine/{}", kind.name());
+    let folder = kind
+        .table()
+        .quarantine_folder()
+        .expect("ingest tables have a quarantine");
     let file = format!("part-{id}.parquet");
     // A rewrite after a crash goes where the first attempt put it.
     let existing = lake
@@ -52,7 +55,7 @@ pub(super) async fn write_quarantine(
             "{}/{file}",
             partition_folder(
                 &folder,
-                "ingest_date",
+                QUARANTINE_PARTITION,
                 &options.now.format("%Y-%m-%d").to_string()
             )?
         ),

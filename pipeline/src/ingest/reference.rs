@@ -206,7 +206,7 @@ fn infer_withdrawals<'a>(
             .column_by_name(name)
             .cloned()
             .ok_or_else(|| Error::ReadTable {
-                table: "enrollments".into(),
+                table: LakeTable::Enrollments.name().into(),
                 source: format!("snapshot has no column {name}").into(),
             })
     };
@@ -218,7 +218,7 @@ fn infer_withdrawals<'a>(
         .downcast_ref::<TimestampMicrosecondArray>();
     let (Some(status), Some(withdrawn_at)) = (status, withdrawn_at) else {
         return Err(Error::ReadTable {
-            table: "enrollments".into(),
+            table: LakeTable::Enrollments.name().into(),
             source: "status or withdrawn_at has an unexpected type".into(),
         });
     };
@@ -249,7 +249,7 @@ fn infer_withdrawals<'a>(
         .schema()
         .index_of("withdrawn_at")
         .map_err(|e| Error::ReadTable {
-            table: "enrollments".into(),
+            table: LakeTable::Enrollments.name().into(),
             source: Box::new(e),
         })?;
     let mut columns = snapshot.columns().to_vec();

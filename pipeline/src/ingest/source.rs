@@ -110,8 +110,8 @@ fn kind_of(path: &str) -> Option<Kind> {
         })
     };
     match (first, rest) {
-        ("activity", Some(_)) => Some(Kind::Activity),
-        ("attempts", Some(_)) => Some(Kind::Attempts),
+        (folder, Some(_)) if folder == Kind::Activity.name() => Some(Kind::Activity),
+        (folder, Some(_)) if folder == Kind::Attempts.name() => Some(Kind::Attempts),
         (folder, Some(_)) => by_name(folder),
         (file, None) => by_name(file),
     }

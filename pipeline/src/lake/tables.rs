@@ -5,6 +5,12 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
+/// The folder below the lake root that holds each table's rejected input.
+pub const QUARANTINE: &str = "_quarantine";
+
+/// The Hive partition column (a `DATE`) of the quarantine folders.
+pub const QUARANTINE_PARTITION: &str = "ingest_date";
+
 /// A table of the lake.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum LakeTable {
@@ -16,11 +22,15 @@ pub enum LakeTable {
     Assessments,
     StudentWeek,
     CourseWeek,
+    /// The at-risk feed (PRODUCT §8), derived per week with student_week.
+    RiskFlags,
+    /// The saved risk models (`_meta/models/models.parquet`).
+    Models,
 }
 
 impl LakeTable {
     /// Every table, raw ones first.
-    pub const ALL: [LakeTable; 8] = [
+    pub const ALL: [LakeTable; 10] = [
         LakeTable::Activity,
         LakeTable::Attempts,
         LakeTable::Students,
@@ -29,6 +39,8 @@ impl LakeTable {
         LakeTable::Assessments,
         LakeTable::StudentWeek,
         LakeTable::CourseWeek,
+        LakeTable::RiskFlags,
+        LakeTable::Models,
     ];
 
     /// The table's name, which is also its folder below the lake root.
@@ -42,6 +54,17 @@ impl LakeTable {
             LakeTable::Assessments => "assessments",
             LakeTable::StudentWeek => "student_week",
             LakeTable::CourseWeek => "course_week",
+            LakeTable::RiskFlags => "risk_flags",
+            LakeTable::Models => "models",
+        }
+    }
+
+    /// The table's folder below the lake root: its name, but for the
+    /// models, which live with the lake's metadata.
+    pub fn folder(self) -> &'static str {
+        match self {
+            LakeTable::Models => crate::predict::MODELS_FOLDER,
+            _ => self.name(),
         }
     }
 
@@ -51,6 +74,7 @@ impl LakeTable {
             LakeTable::Activity => Some("event_date"),
             LakeTable::Attempts => Some("submitted_date"),
             LakeTable::StudentWeek | LakeTable::CourseWeek => Some("period_start"),
+            LakeTable::RiskFlags => Some("as_of_date"),
             _ => None,
         }
     }
@@ -66,9 +90,24 @@ impl LakeTable {
             LakeTable::Courses => courses_schema(),
             LakeTable::Enrollments => enrollments_schema(),
             LakeTable::Assessments => assessments_schema(),
-            LakeTable::StudentWeek | LakeTable::CourseWeek => return None,
+            LakeTable::StudentWeek
+            | LakeTable::CourseWeek
+            | LakeTable::RiskFlags
+            | LakeTable::Models => return None,
         };
         Some(Arc::new(schema))
+    }
+
+    /// The folder of the table's quarantine, `_quarantine/<table>`, for the
+    /// tables ingest writes (partitioned by [`QUARANTINE_PARTITION`]).
+    pub fn quarantine_folder(self) -> Option<String> {
+        match self {
+            LakeTable::StudentWeek
+            | LakeTable::CourseWeek
+            | LakeTable::RiskFlags
+            | LakeTable::Models => None,
+            _ => Some(format!("{QUARANTINE}/{}", self.name())),
+        }
     }
 
     /// The file of a snapshot (reference) table.
