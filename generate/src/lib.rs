@@ -24,10 +24,12 @@
 //! same options give byte-identical files. Students are generated and written
 //! one at a time, so memory does not grow with the number of events.
 //!
-//! This module owns only the files it writes under `out`; it never reads the
-//! lake or any configuration.
+//! This crate owns only the files it writes under `out`; it never reads the
+//! lake or any configuration. It is a crate of its own so the production
+//! library does not carry the random-number crates.
 
 mod catalog;
+mod error;
 mod json;
 mod population;
 mod simulate;
@@ -43,12 +45,13 @@ use rand::SeedableRng;
 use rand_pcg::Pcg64;
 use serde::Serialize;
 
-use crate::{Error, Result};
 use catalog::Course;
 use json::{JsonLine, Stamp};
 use population::{Population, Student, ZONES};
 use simulate::{Simulator, Streams, StudentIds, Window};
 use sink::{OutputFile, SplitNdjson};
+
+pub use error::{Error, Result};
 
 /// Events per activity file; the last file holds the rest.
 pub const EVENTS_PER_FILE: u64 = 250_000;
@@ -265,7 +268,7 @@ fn validate(opts: &GenerateOptions) -> Result<()> {
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(Error::Generate(problems.join("; ")))
+        Err(Error::InvalidOptions(problems.join("; ")))
     }
 }
 

@@ -434,7 +434,7 @@ fn email_slug(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::generate::catalog::plan_courses;
+    use crate::catalog::plan_courses;
     use rand::SeedableRng;
 
     #[test]
