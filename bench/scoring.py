@@ -28,15 +28,18 @@ FEATURES = re.findall(r'^    "(\w+)" => "', open(os.path.join(ROOT, "pipeline/sr
 
 
 def without_model(sql: str) -> str:
-    start = sql.index("-- The course-week medians the relative features compare with.")
+    # the course-week medians (windows in `ranked`)
+    sql = re.sub(r",\n        -- the course-week medians the risk model's relative features compare with\n(        MEDIAN\(.*\n)+", "\n", sql)
+    assert "MEDIAN(" not in sql.split("course_medians")[0].split("ranked AS")[1].split("derived AS")[0]
+    # the features, scoring, contributions and factors
+    start = sql.index("-- The risk model's features")
     end = sql.index("final AS (")
     constants = ",\n        ".join(f"0.0 AS feature_{f}" for f in FEATURES)
     sql = sql[:start] + (
-        "factors AS (\n    SELECT d.*, 0.5 AS success_probability,\n        "
+        "factors AS (\n    SELECT d.*, 0.5 AS success_probability, '' AS factor_text,\n        "
         + constants + "\n    FROM derived d\n),\n\n"
     ) + sql[end:]
-    sql = re.sub(r"concat_ws\('\|',\s*CASE WHEN get_field.*?\) AS factor_text,", "'' AS factor_text,", sql, flags=re.S)
-    assert "get_field" not in sql and "$w_score" not in sql
+    assert "$w_score" not in sql and "d_score" not in sql
     return sql
 
 

@@ -269,7 +269,11 @@ ranked AS (
              ELSE 100.0 * PERCENT_RANK() OVER (PARTITION BY course_id, score_to_date IS NULL ORDER BY score_to_date)
         END AS score_percentile,
         score_to_date - AVG(score_to_date) OVER (PARTITION BY course_id) AS vs_class_average,
-        COUNT(*) OVER (PARTITION BY course_id) AS course_rows
+        COUNT(*) OVER (PARTITION BY course_id) AS course_rows,
+        -- the course-week medians the risk model's relative features compare with
+        MEDIAN(CAST(interactions_to_date AS DOUBLE)) OVER (PARTITION BY course_id)                 AS median_interactions_to_date,
+        MEDIAN(CAST(interactions AS DOUBLE)) OVER (PARTITION BY course_id)                         AS median_interactions,
+        MEDIAN(CAST(interactions + previous_interactions AS DOUBLE)) OVER (PARTITION BY course_id) AS median_recent_interactions
     FROM base b
 ),
 
@@ -296,17 +300,6 @@ derived AS (
     FROM ranked r
 ),
 
--- The course-week medians the relative features compare with.
-course_medians AS (
-    SELECT
-        course_id,
-        MEDIAN(CAST(interactions_to_date AS DOUBLE))                  AS median_interactions_to_date,
-        MEDIAN(CAST(interactions AS DOUBLE))                          AS median_interactions,
-        MEDIAN(CAST(interactions + previous_interactions AS DOUBLE))  AS median_recent_interactions
-    FROM base
-    GROUP BY course_id
-),
-
 -- The risk model's features (docs/PREDICTIONS.md): from this week's row and
 -- earlier weeks only, made comparable across courses, never null. They are
 -- stored in student_week, where `learnlake train` reads them.
@@ -323,9 +316,9 @@ features AS (
         engagement_percentile / 100.0                                          AS feature_engagement_rank,
         CAST(LEAST(late_to_date, 6) AS DOUBLE)                                 AS feature_late_submissions,
         CASE WHEN never_started THEN 1.0 ELSE 0.0 END                           AS feature_never_started,
-        LN((1.0 + interactions_to_date) / (1.0 + m.median_interactions_to_date)) AS feature_interactions_vs_course,
-        LN((1.0 + interactions) / (1.0 + m.median_interactions))               AS feature_week_vs_course,
-        LN((1.0 + interactions + previous_interactions) / (1.0 + m.median_recent_interactions))
+        LN((1.0 + interactions_to_date) / (1.0 + median_interactions_to_date)) AS feature_interactions_vs_course,
+        LN((1.0 + interactions) / (1.0 + median_interactions))               AS feature_week_vs_course,
+        LN((1.0 + interactions + previous_interactions) / (1.0 + median_recent_interactions))
                                                                                AS feature_recent_vs_course,
         CASE WHEN previous_weeks = 0 THEN 0.0
              ELSE LN((1.0 + interactions) / (1.0 + CAST(previous_interactions AS DOUBLE) / previous_weeks))
@@ -342,7 +335,6 @@ features AS (
         END                                                                    AS feature_weeks_enrolled,
         COALESCE(vs_class_average, 0.0) / 100.0                                AS feature_score_vs_course
     FROM derived d
-    JOIN course_medians m ON m.course_id = d.course_id
 ),
 
 -- The model's log-odds of success.
