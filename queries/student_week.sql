@@ -418,7 +418,9 @@ deltas AS (
 -- The (at most) three features that lower the probability by more than
 -- one point, most first, as `name: -0.21`. Each candidate is prefixed with
 -- a sort key (1 + delta, in millionths, 7 digits), sorted, cut to three and
--- the keys removed again: one pass over plain columns.
+-- the keys removed again: one pass over plain columns. (A sorted list of
+-- structs read back with get_field(array_element(..)) in several CASEs made
+-- DataFusion 55's planner try to allocate terabytes; strings avoid it.)
 factors AS (
     SELECT
         d.*,
