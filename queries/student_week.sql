@@ -113,24 +113,15 @@ week_attempts AS (
     GROUP BY student_id, course_id
 ),
 
+-- The course's assessments per enrollment: those due before the week's
+-- end and, of them, the ones the student submitted; and all of them with
+-- the ones attempted (the pace of a course without lessons).
 due AS (
     SELECT e.student_id, e.course_id,
-           COUNT(*) AS assessments_due_to_date,
-           COUNT(b.assessment_id) AS submitted_to_date
-    FROM enr e
-    JOIN assessments s ON s.course_id = e.course_id
-    LEFT JOIN best b
-           ON b.student_id = e.student_id AND b.course_id = e.course_id AND b.assessment_id = s.assessment_id
-    WHERE s.due_at < $week_end
-    GROUP BY e.student_id, e.course_id
-),
-
--- All the course's assessments, and how many of them the student has
--- attempted: the pace of a course without lessons.
-course_assessments AS (
-    SELECT e.student_id, e.course_id,
-           COUNT(*) AS assessments_total,
-           COUNT(b.assessment_id) AS assessments_attempted
+           COUNT(CASE WHEN s.due_at < $week_end THEN 1 END)               AS assessments_due_to_date,
+           COUNT(CASE WHEN s.due_at < $week_end THEN b.assessment_id END) AS submitted_to_date,
+           COUNT(*)                                                       AS assessments_total,
+           COUNT(b.assessment_id)                                         AS assessments_attempted
     FROM enr e
     JOIN assessments s ON s.course_id = e.course_id
     LEFT JOIN best b
@@ -206,8 +197,8 @@ base AS (
         COALESCE(d.assessments_due_to_date, 0) AS assessments_due_to_date,
         COALESCE(d.submitted_to_date, 0)       AS submitted_to_date,
         COALESCE(l.late_to_date, 0)            AS late_to_date,
-        COALESCE(ca.assessments_total, 0)      AS assessments_total,
-        COALESCE(ca.assessments_attempted, 0)  AS assessments_attempted,
+        COALESCE(d.assessments_total, 0)       AS assessments_total,
+        COALESCE(d.assessments_attempted, 0)   AS assessments_attempted,
         CASE
             WHEN t.last_active_day IS NOT NULL
                 THEN CAST(CAST($period_start AS INT) AS BIGINT) + 6 - t.last_active_day
@@ -254,7 +245,6 @@ base AS (
     LEFT JOIN scores s             ON s.student_id = e.student_id  AND s.course_id = e.course_id
     LEFT JOIN due d                ON d.student_id = e.student_id  AND d.course_id = e.course_id
     LEFT JOIN late l               ON l.student_id = e.student_id  AND l.course_id = e.course_id
-    LEFT JOIN course_assessments ca ON ca.student_id = e.student_id AND ca.course_id = e.course_id
     LEFT JOIN mastery m            ON m.student_id = e.student_id  AND m.course_id = e.course_id
     LEFT JOIN recent r             ON r.student_id = e.student_id  AND r.course_id = e.course_id
     LEFT JOIN skills sk            ON sk.student_id = e.student_id AND sk.course_id = e.course_id

@@ -18,8 +18,8 @@ use learnlake_pipeline::predict::{self, TrainOptions, TrainReport};
 use tracing::{info, warn};
 
 use crate::cli::{Cli, Command, GenerateArgs, Global, OutputFormat};
-use crate::{flags, webhooks};
 use crate::progress::Progress;
+use crate::{flags, webhooks};
 
 /// A failure the exit code tells apart (see `cli::EXIT_CODES`); errors of
 /// the library are told apart in `main` by their variant.
@@ -357,7 +357,11 @@ fn print_analyze_report(report: &AnalyzeReport) {
     println!("analyze took {:.2}s", report.seconds);
 }
 
-fn analyze_options(config: &Config, weeks: WeekSelection, progress: &Arc<Progress>) -> Result<AnalyzeOptions> {
+fn analyze_options(
+    config: &Config,
+    weeks: WeekSelection,
+    progress: &Arc<Progress>,
+) -> Result<AnalyzeOptions> {
     let p = progress.clone();
     Ok(AnalyzeOptions {
         weeks,
@@ -394,13 +398,19 @@ fn fmt_auc(a: Option<f64>) -> String {
 fn print_train_report(report: &TrainReport) {
     let model = &report.model;
     let current = &report.current;
-    let training = model.training.as_ref().expect("a trained model has its training set");
+    let training = model
+        .training
+        .as_ref()
+        .expect("a trained model has its training set");
     let (new, old) = (
         model.metrics.as_ref().expect("measured"),
         current.metrics.as_ref().expect("measured"),
     );
     if report.weeks_analyzed > 0 {
-        println!("computed {} missing student_week weeks first", report.weeks_analyzed);
+        println!(
+            "computed {} missing student_week weeks first",
+            report.weeks_analyzed
+        );
     }
     if !report.skipped_courses.is_empty() {
         println!(
@@ -419,16 +429,39 @@ fn print_train_report(report: &TrainReport) {
     );
     println!();
     println!("held-out AUC by course week (week 1 holds the course start):");
-    println!("{:>6} {:>7} {:>10} {:>12}", "week", "rows", "new", current.version);
+    println!(
+        "{:>6} {:>7} {:>10} {:>12}",
+        "week", "rows", "new", current.version
+    );
     for (week, rows, a, b) in predict::train::auc_table(new, old) {
-        let mark = if predict::metrics::HEADLINE_WEEKS.contains(&week) { " *" } else { "" };
-        println!("{week:>6} {rows:>7} {:>10} {:>12}{mark}", fmt_auc(a), fmt_auc(b));
+        let mark = if predict::metrics::HEADLINE_WEEKS.contains(&week) {
+            " *"
+        } else {
+            ""
+        };
+        println!(
+            "{week:>6} {rows:>7} {:>10} {:>12}{mark}",
+            fmt_auc(a),
+            fmt_auc(b)
+        );
     }
-    println!("{:>6} {:>7} {:>10} {:>12}", "all", new.rows, fmt_auc(new.auc), fmt_auc(old.auc));
-    println!("Brier score: new {:.4}, {} {:.4} (lower is better)", new.brier, current.version, old.brier);
+    println!(
+        "{:>6} {:>7} {:>10} {:>12}",
+        "all",
+        new.rows,
+        fmt_auc(new.auc),
+        fmt_auc(old.auc)
+    );
+    println!(
+        "Brier score: new {:.4}, {} {:.4} (lower is better)",
+        new.brier, current.version, old.brier
+    );
     println!();
     println!("calibration of the new model (held out):");
-    println!("{:>11} {:>7} {:>10} {:>9}", "predicted", "rows", "mean", "observed");
+    println!(
+        "{:>11} {:>7} {:>10} {:>9}",
+        "predicted", "rows", "mean", "observed"
+    );
     for bin in &new.calibration {
         println!(
             "{:>5.1}–{:<5.1} {:>7} {:>10.3} {:>9.3}",
@@ -446,13 +479,21 @@ fn print_train_report(report: &TrainReport) {
         println!("  {:<24} {:>10} {:>10}", "feature", "AUC", "AUC wk 5");
         for g in &report.feature_gains {
             let f = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:+.4}"));
-            println!("  {:<24} {:>10} {:>10}", g.feature, f(g.auc_gain), f(g.auc_week_5_gain));
+            println!(
+                "  {:<24} {:>10} {:>10}",
+                g.feature,
+                f(g.auc_gain),
+                f(g.auc_week_5_gain)
+            );
         }
     }
     println!();
     match (&report.refused, report.saved) {
         (None, _) => println!("saved {} as the current model", model.version),
-        (Some(why), true) => println!("saved {} as the current model (--force): {why}", model.version),
+        (Some(why), true) => println!(
+            "saved {} as the current model (--force): {why}",
+            model.version
+        ),
         (Some(why), false) => println!(
             "not saved: {why}; {} stays current (`learnlake train --force` saves it anyway)",
             current.version
@@ -480,16 +521,25 @@ async fn models(config: &Config) -> Result<()> {
         let q = m.metrics.clone().unwrap_or_default();
         println!(
             "{:<2}{:<10} {:<20} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7.4}  {}",
-            if m.version == current.version { "*" } else { "" },
+            if m.version == current.version {
+                "*"
+            } else {
+                ""
+            },
             m.version,
-            m.trained_at.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default(),
+            m.trained_at
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                .unwrap_or_default(),
             fmt_auc(q.auc),
             fmt_auc(q.auc_at(2)),
             fmt_auc(q.auc_at(5)),
             fmt_auc(q.auc_at(10)),
             fmt_auc(q.auc_at(20)),
             q.brier,
-            m.training.as_ref().map(|t| t.holdout_courses.join(",")).unwrap_or_default()
+            m.training
+                .as_ref()
+                .map(|t| t.holdout_courses.join(","))
+                .unwrap_or_default()
         );
     }
     println!("* the current model (analysis scores with it)");

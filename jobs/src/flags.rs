@@ -51,7 +51,11 @@ impl Filter {
 /// A file written under a temporary name and renamed into place on
 /// [`Output::finish`], or stdout.
 enum Output {
-    File { tmp: PathBuf, path: PathBuf, file: std::io::BufWriter<std::fs::File> },
+    File {
+        tmp: PathBuf,
+        path: PathBuf,
+        file: std::io::BufWriter<std::fs::File>,
+    },
     Stdout(std::io::Stdout),
 }
 
@@ -135,7 +139,10 @@ pub async fn export(
         df = df.select(exprs)?;
     }
     let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
-    let mut stream = df.execute_stream().await.context("running the flags query")?;
+    let mut stream = df
+        .execute_stream()
+        .await
+        .context("running the flags query")?;
     let mut out = Output::open(output)?;
     let mut rows = 0;
     match format {

@@ -5,8 +5,8 @@
 mod cli;
 mod commands;
 mod flags;
-mod webhooks;
 mod progress;
+mod webhooks;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

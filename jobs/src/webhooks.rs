@@ -30,7 +30,7 @@ use learnlake_pipeline::config::WebhookConfig;
 use learnlake_pipeline::lake::{LakeTable, Store};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{Instrument, info, info_span, warn};
 
 use crate::cli::RiskLevel;
 use crate::flags::Filter;
@@ -89,7 +89,8 @@ pub fn is_private(ip: IpAddr) -> bool {
                 || a.is_unspecified()
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80
-                || a.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
+                || a.to_ipv4_mapped()
+                    .is_some_and(|v4| is_private(IpAddr::V4(v4)))
         }
     }
 }
@@ -162,7 +163,12 @@ async fn compact(lake: &Store, endpoint: &str) -> Result<()> {
     }
     let mut flag_ids: Vec<String> = small
         .iter()
-        .filter_map(|r| r.rsplit('/').next()?.strip_suffix(".json").map(str::to_string))
+        .filter_map(|r| {
+            r.rsplit('/')
+                .next()?
+                .strip_suffix(".json")
+                .map(str::to_string)
+        })
         .collect();
     flag_ids.sort();
     let name = format!(
@@ -170,8 +176,11 @@ async fn compact(lake: &Store, endpoint: &str) -> Result<()> {
         Utc::now().format("%Y%m%dT%H%M%S%.6f"),
         &flag_ids[0]
     );
-    lake.put(&name, Bytes::from(serde_json::to_vec(&LedgerFile { flag_ids })?))
-        .await?;
+    lake.put(
+        &name,
+        Bytes::from(serde_json::to_vec(&LedgerFile { flag_ids })?),
+    )
+    .await?;
     for rel in small {
         lake.delete(&rel).await?;
     }
@@ -344,8 +353,8 @@ async fn send(
         if !retry || attempt == hook.max_attempts {
             break;
         }
-        let backoff = base_backoff()
-            .mul_f64(2f64.powi(attempt as i32 - 1).min(60.0) * jitter(id, attempt));
+        let backoff =
+            base_backoff().mul_f64(2f64.powi(attempt as i32 - 1).min(60.0) * jitter(id, attempt));
         info!(flag_id = id, attempt, backoff_ms = backoff.as_millis() as u64, error = %last, "retrying");
         tokio::time::sleep(backoff).await;
     }
@@ -367,7 +376,12 @@ mod tests {
         );
         // a changed body or timestamp gives another signature
         assert_ne!(
-            signature(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, br#"{"test": 2432232315}"#),
+            signature(
+                &key,
+                "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                1614265330,
+                br#"{"test": 2432232315}"#
+            ),
             "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
         );
         assert_eq!(secret_key("plain").unwrap(), b"plain");
@@ -376,7 +390,19 @@ mod tests {
 
     #[test]
     fn private_addresses_are_recognised() {
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.1.1", "100.64.0.1", "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:10.0.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.1.1",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
             assert!(is_private(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["8.8.8.8", "151.101.1.1", "2001:4860:4860::8888"] {

@@ -16,8 +16,17 @@ fn generate(dir: &Path, students: &str, courses: &str, weeks: &str, seed: &str) 
     learnlake_ok(
         dir,
         &[
-            "generate", "--out", s(&landing), "--students", students, "--courses", courses,
-            "--weeks", weeks, "--seed", seed,
+            "generate",
+            "--out",
+            s(&landing),
+            "--students",
+            students,
+            "--courses",
+            courses,
+            "--weeks",
+            weeks,
+            "--seed",
+            seed,
         ],
         &[],
     );
@@ -25,7 +34,11 @@ fn generate(dir: &Path, students: &str, courses: &str, weeks: &str, seed: &str) 
 }
 
 fn sql_csv(dir: &Path, lake: &Path, query: &str) -> Vec<Vec<String>> {
-    let out = learnlake_ok(dir, &["--lake", s(lake), "sql", query, "--format", "csv"], &[]);
+    let out = learnlake_ok(
+        dir,
+        &["--lake", s(lake), "sql", query, "--format", "csv"],
+        &[],
+    );
     let mut reader = csv::Reader::from_reader(out.stdout.as_slice());
     reader
         .records()
@@ -57,19 +70,35 @@ fn train_validates_on_the_newest_courses_and_analysis_scores_with_the_model() {
         serde_json::from_slice(&std::fs::read(lake.join("_meta/models/lr-1.json")).unwrap())
             .unwrap();
     let metrics = &model["metrics"];
-    let week5 = metrics["auc_by_week"]["5"].as_f64().expect("week 5 measured");
+    let week5 = metrics["auc_by_week"]["5"]
+        .as_f64()
+        .expect("week 5 measured");
     assert!(week5 >= 0.8, "held-out AUC at week 5 is {week5}");
     assert!(metrics["auc"].as_f64().unwrap() >= 0.8, "{metrics}");
     let training = &model["training"];
-    assert_eq!(training["holdout_courses"].as_array().unwrap().len(), 1, "{training}");
-    assert_eq!(training["training_courses"].as_array().unwrap().len(), 2, "{training}");
+    assert_eq!(
+        training["holdout_courses"].as_array().unwrap().len(),
+        1,
+        "{training}"
+    );
+    assert_eq!(
+        training["training_courses"].as_array().unwrap().len(),
+        2,
+        "{training}"
+    );
 
     // The same data and a deterministic fit: not worse than lr-1, so saved.
     let again = stdout(&learnlake_ok(&dir, &["--lake", s(&lake), "train"], &[]));
     assert!(again.contains("saved lr-2 as the current model"), "{again}");
-    assert!(again.contains("lr-1"), "compared with lr-1, the current model: {again}");
+    assert!(
+        again.contains("lr-1"),
+        "compared with lr-1, the current model: {again}"
+    );
     let models = stdout(&learnlake_ok(&dir, &["--lake", s(&lake), "models"], &[]));
-    assert!(models.contains("lr-1") && models.contains("* lr-2"), "{models}");
+    assert!(
+        models.contains("lr-1") && models.contains("* lr-2"),
+        "{models}"
+    );
     let listed = sql_csv(&dir, &lake, "SELECT version FROM models ORDER BY version");
     assert_eq!(listed, [["lr-1"], ["lr-2"]]);
 
@@ -109,7 +138,10 @@ fn train_validates_on_the_newest_courses_and_analysis_scores_with_the_model() {
                 / f["scale"].as_f64().unwrap();
         }
         let p_rust = 1.0 / (1.0 + (-z).exp());
-        assert!((p_sql - p_rust).abs() < 1e-12, "SQL {p_sql} vs Rust {p_rust}: {row:?}");
+        assert!(
+            (p_sql - p_rust).abs() < 1e-12,
+            "SQL {p_sql} vs Rust {p_rust}: {row:?}"
+        );
     }
 
     // Reasons: rule codes with values, and feature pulls with their size.
@@ -122,7 +154,10 @@ fn train_validates_on_the_newest_courses_and_analysis_scores_with_the_model() {
         ),
     );
     assert!(!factors.is_empty(), "high-risk rows explain themselves");
-    for f in factors.iter().flat_map(|r| r[0].split('|').map(str::to_string).collect::<Vec<_>>()) {
+    for f in factors
+        .iter()
+        .flat_map(|r| r[0].split('|').map(str::to_string).collect::<Vec<_>>())
+    {
         let (name, delta) = f.split_once(": ").unwrap_or_else(|| panic!("{f}"));
         assert!(features.iter().any(|x| x["name"] == name), "{f}");
         assert!(delta.parse::<f64>().unwrap() < 0.0, "{f}");
@@ -143,7 +178,12 @@ fn train_validates_on_the_newest_courses_and_analysis_scores_with_the_model() {
 /// Keeps the activity and attempt lines of a landing folder whose
 /// timestamp is before `end`.
 fn cut_landing(from: &Path, to: &Path, end: chrono::DateTime<chrono::Utc>) {
-    let status = Command::new("cp").arg("-r").arg(from).arg(to).status().unwrap();
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
     assert!(status.success());
     for (folder, fields) in [
         ("activity", &["timestamp"][..]),
@@ -204,18 +244,31 @@ fn a_week_scores_the_same_whatever_comes_after_it_and_flags_export() {
         sql_csv(
             &dir,
             lake,
-            &format!("SELECT {columns} FROM student_week WHERE period_start = DATE '{week}' ORDER BY student_id, course_id"),
+            &format!(
+                "SELECT {columns} FROM student_week WHERE period_start = DATE '{week}' ORDER BY student_id, course_id"
+            ),
         )
     };
     let full_rows = select(&lake_full, model_columns);
     assert!(full_rows.len() > 50);
-    assert_eq!(full_rows, select(&lake_cut, model_columns), "the model's view of {week} changed");
+    assert_eq!(
+        full_rows,
+        select(&lake_cut, model_columns),
+        "the model's view of {week} changed"
+    );
     let every_column = |lake: &Path| -> Vec<serde_json::Value> {
         let query = format!(
             "SELECT * FROM student_week WHERE period_start = DATE '{week}' ORDER BY student_id, course_id"
         );
-        let out = learnlake_ok(&dir, &["--lake", s(lake), "sql", &query, "--format", "ndjson"], &[]);
-        stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        let out = learnlake_ok(
+            &dir,
+            &["--lake", s(lake), "sql", &query, "--format", "ndjson"],
+            &[],
+        );
+        stdout(&out)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     };
     let (a, b) = (every_column(&lake_full), every_column(&lake_cut));
     assert_eq!(a.len(), b.len());
@@ -224,7 +277,10 @@ fn a_week_scores_the_same_whatever_comes_after_it_and_flags_export() {
             let y = &b[key];
             match (x.as_f64(), y.as_f64()) {
                 (Some(x), Some(y)) => {
-                    assert!((x - y).abs() <= 1e-9 * x.abs().max(1.0), "{key}: {x} vs {y}")
+                    assert!(
+                        (x - y).abs() <= 1e-9 * x.abs().max(1.0),
+                        "{key}: {x} vs {y}"
+                    )
                 }
                 _ => assert_eq!(x, y, "{key}"),
             }
@@ -233,22 +289,47 @@ fn a_week_scores_the_same_whatever_comes_after_it_and_flags_export() {
 
     // Flags: deterministic ids, filters, three formats, a second reader.
     let before = fingerprint(&lake_full.join("risk_flags"), &[]);
-    learnlake_ok(&dir, &["--lake", s(&lake_full), "analyze", "--week", week], &[]);
-    assert_eq!(before, fingerprint(&lake_full.join("risk_flags"), &[]), "a re-run gives the same flags");
+    learnlake_ok(
+        &dir,
+        &["--lake", s(&lake_full), "analyze", "--week", week],
+        &[],
+    );
+    assert_eq!(
+        before,
+        fingerprint(&lake_full.join("risk_flags"), &[]),
+        "a re-run gives the same flags"
+    );
 
     let lake = &lake_full;
     let count = |filter: &str| -> usize {
-        sql_csv(&dir, lake, &format!("SELECT COUNT(*) FROM risk_flags {filter}"))[0][0]
+        sql_csv(
+            &dir,
+            lake,
+            &format!("SELECT COUNT(*) FROM risk_flags {filter}"),
+        )[0][0]
             .parse()
             .unwrap()
     };
     let all = count("");
     assert!(all > 50, "{all} flags");
-    let out = learnlake_ok(&dir, &["--lake", s(lake), "flags", "--format", "ndjson"], &[]);
+    let out = learnlake_ok(
+        &dir,
+        &["--lake", s(lake), "flags", "--format", "ndjson"],
+        &[],
+    );
     assert_eq!(stdout(&out).lines().count(), all);
     let out = learnlake_ok(
         &dir,
-        &["--lake", s(lake), "flags", "--level", "medium", "--changed", "--since", "2026-03-15"],
+        &[
+            "--lake",
+            s(lake),
+            "flags",
+            "--level",
+            "medium",
+            "--changed",
+            "--since",
+            "2026-03-15",
+        ],
         &[],
     );
     let lines: Vec<serde_json::Value> = stdout(&out)
@@ -257,17 +338,30 @@ fn a_week_scores_the_same_whatever_comes_after_it_and_flags_export() {
         .collect();
     assert_eq!(
         lines.len(),
-        count("WHERE risk_level IN ('high', 'medium') AND changed AND as_of_date >= DATE '2026-03-15'")
+        count(
+            "WHERE risk_level IN ('high', 'medium') AND changed AND as_of_date >= DATE '2026-03-15'"
+        )
     );
     for l in &lines {
-        assert!(l["risk_level"] == "high" || l["risk_level"] == "medium", "{l}");
+        assert!(
+            l["risk_level"] == "high" || l["risk_level"] == "medium",
+            "{l}"
+        );
         assert_eq!(l["changed"], true, "{l}");
         assert_eq!(l["flag_id"].as_str().unwrap().len(), 32, "{l}");
     }
     let csv_path = dir.join("flags.csv");
     learnlake_ok(
         &dir,
-        &["--lake", s(lake), "flags", "--format", "csv", "--output", s(&csv_path)],
+        &[
+            "--lake",
+            s(lake),
+            "flags",
+            "--format",
+            "csv",
+            "--output",
+            s(&csv_path),
+        ],
         &[],
     );
     let text = std::fs::read_to_string(&csv_path).unwrap();
@@ -276,7 +370,17 @@ fn a_week_scores_the_same_whatever_comes_after_it_and_flags_export() {
     let parquet_path = dir.join("flags.parquet");
     learnlake_ok(
         &dir,
-        &["--lake", s(lake), "flags", "--format", "parquet", "--output", s(&parquet_path), "--level", "high"],
+        &[
+            "--lake",
+            s(lake),
+            "flags",
+            "--format",
+            "parquet",
+            "--output",
+            s(&parquet_path),
+            "--level",
+            "high",
+        ],
         &[],
     );
     let script = format!(
@@ -287,12 +391,31 @@ fn a_week_scores_the_same_whatever_comes_after_it_and_flags_export() {
          print(duckdb.sql(\"SELECT COUNT(*) FROM read_parquet('{p}') WHERE risk_level <> 'high'\").fetchall()[0][0])",
         p = s(&parquet_path)
     );
-    let out = Command::new("python3").arg("-c").arg(&script).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[0].parse::<usize>().unwrap(), count("WHERE risk_level = 'high'"));
-    assert!(lines[1].contains("'as_of_date': 'date32[day]'"), "{}", lines[1]);
-    assert!(lines[1].contains("'factors': 'list<item: string>'"), "{}", lines[1]);
+    assert_eq!(
+        lines[0].parse::<usize>().unwrap(),
+        count("WHERE risk_level = 'high'")
+    );
+    assert!(
+        lines[1].contains("'as_of_date': 'date32[day]'"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[1].contains("'factors': 'list<item: string>'"),
+        "{}",
+        lines[1]
+    );
     assert_eq!(lines[2], "0");
 }

@@ -162,18 +162,12 @@ pub async fn run_query(
     name: &str,
     params: &[(&str, ScalarValue)],
 ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let text = queries.load(name)?;
     let wrap = |source| Error::Query {
         name: name.to_string(),
         source,
     };
-    let map = params
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone().into()))
-        .collect();
     let started = std::time::Instant::now();
-    let df = ctx.sql(&text).await.map_err(wrap)?;
-    let df = df.with_param_values(ParamValues::Map(map)).map_err(wrap)?;
+    let df = query_frame(ctx, queries, name, params).await?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let planned = started.elapsed();
     if Tuning::of(ctx).explain_analyze {
@@ -242,7 +236,11 @@ async fn weeks_with_data(ctx: &SessionContext, queries: &Queries, tz: Tz) -> Res
 }
 
 /// The local day of the last activity or attempt, if any.
-pub async fn last_data_day(ctx: &SessionContext, queries: &Queries, tz: Tz) -> Result<Option<NaiveDate>> {
+pub async fn last_data_day(
+    ctx: &SessionContext,
+    queries: &Queries,
+    tz: Tz,
+) -> Result<Option<NaiveDate>> {
     for table in [LakeTable::Activity, LakeTable::Attempts] {
         engine::register_empty_if_missing(ctx, table)?;
     }
@@ -250,7 +248,11 @@ pub async fn last_data_day(ctx: &SessionContext, queries: &Queries, tz: Tz) -> R
 }
 
 /// The local days of the first and last activity or attempt.
-async fn data_span(ctx: &SessionContext, queries: &Queries, tz: Tz) -> Result<Option<(NaiveDate, NaiveDate)>> {
+async fn data_span(
+    ctx: &SessionContext,
+    queries: &Queries,
+    tz: Tz,
+) -> Result<Option<(NaiveDate, NaiveDate)>> {
     let (_, batches) = run_query(ctx, queries, "data_span", &[]).await?;
     let mut bounds = [None, None];
     for b in batches.iter().filter(|b| b.num_rows() > 0) {

@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use datafusion::arrow::array::{
-    ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
-    TimestampMicrosecondBuilder,
+    ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use serde::{Deserialize, Serialize};
@@ -208,17 +207,30 @@ mod tests {
     #[test]
     fn auc_by_hand() {
         // perfect, inverted, all tied
-        assert_eq!(auc(&[0.1, 0.2, 0.8, 0.9], &[false, false, true, true]), Some(1.0));
-        assert_eq!(auc(&[0.9, 0.8, 0.2, 0.1], &[false, false, true, true]), Some(0.0));
+        assert_eq!(
+            auc(&[0.1, 0.2, 0.8, 0.9], &[false, false, true, true]),
+            Some(1.0)
+        );
+        assert_eq!(
+            auc(&[0.9, 0.8, 0.2, 0.1], &[false, false, true, true]),
+            Some(0.0)
+        );
         assert_eq!(auc(&[0.5; 4], &[false, true, false, true]), Some(0.5));
         // 3 of the 4 (success, failure) pairs ordered right
-        assert_eq!(auc(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]), Some(0.75));
+        assert_eq!(
+            auc(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]),
+            Some(0.75)
+        );
         assert_eq!(auc(&[0.1, 0.2], &[true, true]), None);
     }
 
     #[test]
     fn brier_and_calibration() {
-        let m = Metrics::compute(&[0.05, 0.95, 0.95, 0.55], &[false, true, false, true], &[1, 1, 2, 2]);
+        let m = Metrics::compute(
+            &[0.05, 0.95, 0.95, 0.55],
+            &[false, true, false, true],
+            &[1, 1, 2, 2],
+        );
         assert!((m.brier - (0.0025 + 0.0025 + 0.9025 + 0.2025) / 4.0).abs() < 1e-12);
         assert_eq!(m.calibration.len(), 3);
         let top = m.calibration.last().unwrap();

@@ -328,7 +328,13 @@ mod tests {
     #[test]
     fn the_default_model_is_the_documented_formula() {
         let m = Model::default_model();
-        let row = |score: Option<f64>, due: f64, sub: f64, days: f64, rank: f64, late: f64, never: bool| {
+        let row = |score: Option<f64>,
+                   due: f64,
+                   sub: f64,
+                   days: f64,
+                   rank: f64,
+                   late: f64,
+                   never: bool| {
             let mut x = vec![0.0; FEATURES.len()];
             let set = |x: &mut Vec<f64>, name: &str, v: f64| {
                 let i = FEATURES.iter().position(|f| f.name == name).unwrap();
@@ -336,7 +342,11 @@ mod tests {
             };
             set(&mut x, "score", score.unwrap_or(0.0) / 100.0);
             set(&mut x, "has_score", f64::from(u8::from(score.is_some())));
-            set(&mut x, "submitted_ratio", if due > 0.0 { sub / due } else { 0.0 });
+            set(
+                &mut x,
+                "submitted_ratio",
+                if due > 0.0 { sub / due } else { 0.0 },
+            );
             set(&mut x, "has_due", f64::from(u8::from(due > 0.0)));
             set(&mut x, "days_inactive", days.min(28.0));
             set(&mut x, "engagement_rank", rank / 100.0);
@@ -344,9 +354,19 @@ mod tests {
             set(&mut x, "never_started", f64::from(u8::from(never)));
             x
         };
-        let formula = |score: Option<f64>, due: f64, sub: f64, days: f64, rank: f64, late: f64, never: bool| {
+        let formula = |score: Option<f64>,
+                       due: f64,
+                       sub: f64,
+                       days: f64,
+                       rank: f64,
+                       late: f64,
+                       never: bool| {
             0.8 + score.map_or(0.0, |s| 4.0 * (s / 100.0 - 0.65))
-                + if due > 0.0 { 2.0 * (sub / due - 0.8) } else { 0.0 }
+                + if due > 0.0 {
+                    2.0 * (sub / due - 0.8)
+                } else {
+                    0.0
+                }
                 - 0.12 * days.min(28.0)
                 + 1.5 * (rank / 100.0 - 0.5)
                 - 0.25 * late.min(6.0)
@@ -359,7 +379,10 @@ mod tests {
         ] {
             let (s, d, u, a, r, l, n) = case;
             let z = m.log_odds(&row(s, d, u, a, r, l, n));
-            assert!((z - formula(s, d, u, a, r, l, n)).abs() < 1e-12, "{case:?}: {z}");
+            assert!(
+                (z - formula(s, d, u, a, r, l, n)).abs() < 1e-12,
+                "{case:?}: {z}"
+            );
         }
     }
 

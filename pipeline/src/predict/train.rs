@@ -108,7 +108,11 @@ impl Rows {
 }
 
 /// Fits, validates and (unless worse, or forced) saves a model.
-pub async fn train(lake: &Store, ctx: &SessionContext, options: &TrainOptions) -> Result<TrainReport> {
+pub async fn train(
+    lake: &Store,
+    ctx: &SessionContext,
+    options: &TrainOptions,
+) -> Result<TrainReport> {
     let started = std::time::Instant::now();
     let queries = Queries::new(options.analyze.queries.as_deref())?;
     if !ctx.table_exist(LakeTable::Enrollments.name())? {
@@ -232,7 +236,10 @@ fn worse_than(new: &Model, current: &Model) -> Option<String> {
 
 /// Metrics of `model` on the rows `idx`.
 fn evaluate(model: &Model, rows: &Rows, idx: &[usize]) -> Metrics {
-    let p: Vec<f64> = idx.iter().map(|&i| model.probability(rows.row(i))).collect();
+    let p: Vec<f64> = idx
+        .iter()
+        .map(|&i| model.probability(rows.row(i)))
+        .collect();
     let y: Vec<bool> = idx.iter().map(|&i| rows.y[i]).collect();
     let w: Vec<u32> = idx.iter().map(|&i| rows.week[i]).collect();
     Metrics::compute(&p, &y, &w)
@@ -253,7 +260,11 @@ fn fit(rows: &Rows, idx: &[usize], used: &[usize], l2: f64) -> Result<(Model, St
     let mut scale = vec![1.0; d];
     for j in 0..d {
         let m = idx.iter().map(|&i| rows.row(i)[j]).sum::<f64>() / n;
-        let var = idx.iter().map(|&i| (rows.row(i)[j] - m).powi(2)).sum::<f64>() / n;
+        let var = idx
+            .iter()
+            .map(|&i| (rows.row(i)[j] - m).powi(2))
+            .sum::<f64>()
+            / n;
         mean[j] = m;
         if var.sqrt() > 1e-9 {
             scale[j] = var.sqrt();
@@ -274,7 +285,13 @@ fn fit(rows: &Rows, idx: &[usize], used: &[usize], l2: f64) -> Result<(Model, St
         (negatives, positives)
     };
     let k = ((large as f64 / small as f64).round() as usize).max(1);
-    let repeat = |i: usize| if rows.y[i] == minority_is_success { k } else { 1 };
+    let repeat = |i: usize| {
+        if rows.y[i] == minority_is_success {
+            k
+        } else {
+            1
+        }
+    };
     let total: usize = idx.iter().map(|&i| repeat(i)).sum();
     let mut x = Array2::<f64>::zeros((total, used.len()));
     let mut y = Array1::<bool>::from_elem(total, false);
@@ -308,7 +325,11 @@ fn fit(rows: &Rows, idx: &[usize], used: &[usize], l2: f64) -> Result<(Model, St
     } else {
         format!(
             "{} rows × {k}",
-            if minority_is_success { "successful" } else { "unsuccessful" }
+            if minority_is_success {
+                "successful"
+            } else {
+                "unsuccessful"
+            }
         )
     };
     let model = Model {
@@ -382,7 +403,11 @@ async fn ensure_student_weeks(
     options: &TrainOptions,
 ) -> Result<usize> {
     let tz = options.analyze.tz;
-    let first = courses.iter().filter_map(|c| c.start).min().expect("courses have starts");
+    let first = courses
+        .iter()
+        .filter_map(|c| c.start)
+        .min()
+        .expect("courses have starts");
     let last_data = analytics::last_data_day(ctx, queries, tz).await?;
     let last = courses
         .iter()
@@ -419,7 +444,10 @@ async fn ensure_student_weeks(
     if stale.is_empty() {
         return Ok(0);
     }
-    info!(weeks = stale.len(), "computing the student_week weeks training needs");
+    info!(
+        weeks = stale.len(),
+        "computing the student_week weeks training needs"
+    );
     // contiguous runs of weeks, each one analyze call
     let mut runs: Vec<(NaiveDate, NaiveDate)> = Vec::new();
     for d in &stale {
@@ -454,7 +482,10 @@ async fn training_rows(ctx: &SessionContext, queries: &Queries) -> Result<Rows> 
             let name = format!("feature_{}", f.name);
             let c = b.column_by_name(&name).ok_or_else(|| missing(&name))?;
             if c.data_type() != &DataType::Float64 {
-                return Err(Error::Model(format!("{name} is {} , not DOUBLE", c.data_type())));
+                return Err(Error::Model(format!(
+                    "{name} is {} , not DOUBLE",
+                    c.data_type()
+                )));
             }
             columns.push(c.as_primitive::<Float64Type>().clone());
         }
@@ -465,7 +496,8 @@ async fn training_rows(ctx: &SessionContext, queries: &Queries) -> Result<Rows> 
                 continue;
             }
             rows.course.push(course.value(i).to_string());
-            rows.week.push(week.value(i).clamp(1, i64::from(u32::MAX)) as u32);
+            rows.week
+                .push(week.value(i).clamp(1, i64::from(u32::MAX)) as u32);
             rows.y.push(success.value(i));
             rows.x.extend(columns.iter().map(|c| c.value(i)));
         }
@@ -518,11 +550,16 @@ mod tests {
     fn synthetic(n: usize, seed: u64) -> Rows {
         let mut state = seed;
         let mut uniform = move || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((state >> 11) as f64) / ((1u64 << 53) as f64)
         };
         let score = FEATURES.iter().position(|f| f.name == "score").unwrap();
-        let inactive = FEATURES.iter().position(|f| f.name == "days_inactive").unwrap();
+        let inactive = FEATURES
+            .iter()
+            .position(|f| f.name == "days_inactive")
+            .unwrap();
         let mut rows = Rows::default();
         for i in 0..n {
             let mut x = vec![0.0; FEATURES.len()];
@@ -549,7 +586,12 @@ mod tests {
         let (model, weight) = fit(&rows, &idx, &all, 1e-3).unwrap();
         assert!(weight.contains("successful rows ×"), "{weight}");
         let coefficient = |name: &str| {
-            model.features.iter().find(|f| f.name == name).unwrap().coefficient
+            model
+                .features
+                .iter()
+                .find(|f| f.name == name)
+                .unwrap()
+                .coefficient
         };
         assert!(coefficient("score") > 0.8, "{model:?}");
         assert!(coefficient("days_inactive") < -0.8, "{model:?}");
@@ -557,9 +599,16 @@ mod tests {
             assert!(coefficient(noise).abs() < 0.2, "{noise}: {model:?}");
         }
         // the prior correction brings the mean prediction back to the base rate
-        let mean_p = idx.iter().map(|&i| model.probability(rows.row(i))).sum::<f64>() / idx.len() as f64;
+        let mean_p = idx
+            .iter()
+            .map(|&i| model.probability(rows.row(i)))
+            .sum::<f64>()
+            / idx.len() as f64;
         let rate = rows.y.iter().filter(|&&y| y).count() as f64 / rows.len() as f64;
-        assert!((mean_p - rate).abs() < 0.03, "mean prediction {mean_p} vs base rate {rate}");
+        assert!(
+            (mean_p - rate).abs() < 0.03,
+            "mean prediction {mean_p} vs base rate {rate}"
+        );
         let m = evaluate(&model, &rows, &idx);
         assert!(m.auc.unwrap() > 0.8, "{m:?}");
         // a feature left out gets weight 0
@@ -572,7 +621,10 @@ mod tests {
     fn a_model_worse_at_any_headline_week_is_refused() {
         let with = |auc: f64, week5: f64| {
             let mut m = Model::default_model();
-            let mut metrics = Metrics { auc: Some(auc), ..Metrics::default() };
+            let mut metrics = Metrics {
+                auc: Some(auc),
+                ..Metrics::default()
+            };
             metrics.auc_by_week.insert(5, Some(week5));
             metrics.auc_by_week.insert(7, Some(0.1));
             m.metrics = Some(metrics);
