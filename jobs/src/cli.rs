@@ -113,6 +113,37 @@ pub enum Command {
         #[arg(long)]
         deliver: bool,
     },
+    /// Render and deliver the weekly reports: the administrator report (to
+    /// [email] admins), each instructor's course report, and the student
+    /// performance reports (students, guardians, advisors).
+    Report {
+        /// The week containing this date (default: the newest analyzed week).
+        #[arg(long, value_parser = parse_date)]
+        week: Option<NaiveDate>,
+        /// Only this course.
+        #[arg(long, value_name = "ID")]
+        course: Option<String>,
+        /// Render and list the recipients; send nothing, record nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also write each report as one HTML file (images inline) into DIR,
+        /// to open in a browser.
+        #[arg(long, value_name = "DIR")]
+        html: Option<PathBuf>,
+    },
+    /// Notifications of the week: at-risk alerts to instructors and
+    /// advisors, inactivity and deadline reminders and achievements to
+    /// students (each by their preferences); each sent once.
+    Notify {
+        /// The week containing this date (default: the newest analyzed week).
+        #[arg(long, value_parser = parse_date)]
+        week: Option<NaiveDate>,
+        /// Render and list the recipients; send nothing, record nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check the config, the queries and the templates.
+    Validate,
     /// Run SQL over the lake's tables.
     Sql {
         /// The query; text that starts with `-` (a `--` SQL comment) works

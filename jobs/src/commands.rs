@@ -13,13 +13,16 @@ use learnlake_pipeline::analytics::{self, AnalyzeOptions, AnalyzeReport, WeekSel
 use learnlake_pipeline::config::{Config, Engine};
 use learnlake_pipeline::engine::{self, EngineOptions};
 use learnlake_pipeline::ingest::{self, IngestOptions, IngestReport};
-use learnlake_pipeline::lake::{Store, parquet_io};
+use learnlake_pipeline::lake::{LakeTable, Store, parquet_io};
 use learnlake_pipeline::predict::{self, TrainOptions, TrainReport};
 use tracing::{info, warn};
 
 use crate::cli::{Cli, Command, GenerateArgs, Global, OutputFormat};
 use crate::progress::Progress;
-use crate::{flags, webhooks};
+use crate::mail::{self, Delivery, Sender};
+use crate::students::StudentWeekData;
+use crate::templates::Templates;
+use crate::{flags, report as reports, webhooks};
 
 /// A failure the exit code tells apart (see `cli::EXIT_CODES`); errors of
 /// the library are told apart in `main` by their variant.
@@ -164,6 +167,14 @@ pub async fn run(cli: Cli) -> Result<()> {
                     }
                     Ok(())
                 }
+                Command::Report {
+                    week,
+                    course,
+                    dry_run,
+                    html,
+                } => run_report(&config, week, course, dry_run, html.as_deref()).await,
+                Command::Notify { week, dry_run } => run_notify(&config, week, dry_run).await,
+                Command::Validate => validate(&config),
                 Command::Sql {
                     query,
                     format,
@@ -339,7 +350,9 @@ async fn run_analyze(config: &Config, weeks: WeekSelection) -> Result<AnalyzeRep
 fn print_analyze_report(report: &AnalyzeReport) {
     println!(
         "{:<12} {:>14} {:>12}",
-        "week", "student_week", "course_week"
+        "week",
+        LakeTable::StudentWeek.name(),
+        LakeTable::CourseWeek.name()
     );
     for (week, (students, courses)) in &report.weeks {
         println!("{:<12} {:>14} {:>12}", week.to_string(), students, courses);
@@ -772,9 +785,286 @@ async fn demo(global: &Global, out: &Path) -> Result<()> {
     println!("== the lake at {}", lake.display());
     tables(&config).await?;
     println!();
+    let outbox = out.join("outbox");
+    let previews = out.join("reports");
+    if config.email.transport == learnlake_pipeline::config::Transport::File {
+        config.email.outbox = outbox.to_string_lossy().to_string();
+    }
+    if config.email.admins.is_empty() {
+        config.email.admins = vec!["head@example.edu".into()];
+    }
+    println!("== the weekly reports (to {})", config.email.outbox);
+    run_report(&config, None, None, false, Some(&previews)).await?;
+    println!();
+    println!("== this week's notifications");
+    run_notify(&config, None, false).await?;
+    println!();
+    let lake_store = open_lake(&config)?;
+    let week = report_week(&lake_store, None, zone(&config)?).await?;
+    println!(
+        "Open the administrator report in a browser: {}",
+        previews
+            .join(format!("admin_report-{}.html", week.period_start))
+            .display()
+    );
     println!(
         "Try: learnlake --lake {} sql \"SELECT activity_type, COUNT(*) FROM activity GROUP BY 1 ORDER BY 2 DESC\"",
         lake.display()
+    );
+    Ok(())
+}
+
+/// Test hook: the first e-mail retry wait in milliseconds (default 1000).
+fn email_backoff() -> std::time::Duration {
+    let ms = std::env::var("LEARNLAKE_EMAIL_BACKOFF_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000u64);
+    std::time::Duration::from_millis(ms)
+}
+
+/// The week a report or notify run is about: the one containing `day`, or
+/// the newest analyzed one.
+async fn report_week(lake: &Store, day: Option<chrono::NaiveDate>, tz: chrono_tz::Tz) -> Result<analytics::Week> {
+    let day = match day {
+        Some(day) => day,
+        None => *analytics::partitions(lake, LakeTable::StudentWeek)
+            .await?
+            .last()
+            .ok_or_else(|| {
+                anyhow::anyhow!("the lake has no analyzed week yet; run `learnlake analyze` first")
+            })?,
+    };
+    Ok(analytics::Week::containing(day, tz))
+}
+
+/// A session over the lake with what reports read (missing reference
+/// tables are empty, a missing student_week is an error).
+async fn report_session(config: &Config, lake: &Store) -> Result<datafusion::prelude::SessionContext> {
+    let ctx = engine::session(lake, &engine_options(config)?).await?;
+    for table in [
+        LakeTable::Students,
+        LakeTable::Courses,
+        LakeTable::Assessments,
+        LakeTable::Attempts,
+    ] {
+        engine::register_empty_if_missing(&ctx, table)?;
+    }
+    for table in [LakeTable::StudentWeek, LakeTable::CourseWeek] {
+        if !ctx.table_exist(table.name())? {
+            bail!("the lake has no {} yet; run `learnlake analyze` first", table.name());
+        }
+    }
+    Ok(ctx)
+}
+
+fn generated_at(tz: chrono_tz::Tz) -> String {
+    chrono::Utc::now()
+        .with_timezone(&tz)
+        .format("%Y-%m-%d %H:%M %Z")
+        .to_string()
+}
+
+/// `learnlake report`: renders the week's reports and delivers them once.
+async fn run_report(
+    config: &Config,
+    week: Option<chrono::NaiveDate>,
+    course: Option<String>,
+    dry_run: bool,
+    html: Option<&Path>,
+) -> Result<()> {
+    let tz = zone(config)?;
+    let templates = Templates::load(config.email.templates.as_deref())?;
+    mail::from_mailbox(&config.email)?;
+    let lake = open_lake(config)?;
+    let week = report_week(&lake, week, tz).await?;
+    let period_start = week.period_start;
+    let ctx = report_session(config, &lake).await?;
+    let queries = analytics::Queries::new(config.analytics.queries.as_deref())?;
+    let request = reports::ReportRequest {
+        period_start,
+        course: course.clone(),
+        zone: tz,
+        min_group_size: config.privacy.min_group_size,
+        generated_at: generated_at(tz),
+    };
+    let rendered = reports::render(&ctx, &queries, &templates, &request, &config.email.admins).await?;
+    if let Some(dir) = html {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for r in &rendered {
+            let stem = format!("{}-{period_start}", r.kind.replace(':', "-"));
+            let path = dir.join(format!("{stem}.html"));
+            std::fs::write(&path, &r.html_standalone)
+                .with_context(|| format!("writing {}", path.display()))?;
+            let text = dir.join(format!("{stem}.txt"));
+            std::fs::write(&text, format!("Subject: {}\n\n{}", r.subject, r.text))
+                .with_context(|| format!("writing {}", text.display()))?;
+            println!("{}: {}", r.kind, path.display());
+        }
+    }
+    if config.email.admins.is_empty() {
+        println!(
+            "No administrators are configured ([email] admins or LEARNLAKE_EMAIL_ADMINS): the administrator report goes to nobody."
+        );
+    }
+    let mut drafts: Vec<mail::Draft> = rendered.iter().flat_map(|r| r.drafts(period_start)).collect();
+    if config.email.student_reports {
+        let mut data = StudentWeekData::load(
+            &ctx,
+            &queries,
+            week,
+            tz,
+            request.generated_at.clone(),
+            config.privacy.min_group_size,
+        )
+        .await?;
+        if let Some(only) = &course {
+            for rows in data.students.values_mut() {
+                rows.retain(|r| r.get("course_id").and_then(|v| v.as_str()) == Some(only.as_str()));
+            }
+            data.students.retain(|_, rows| !rows.is_empty());
+        }
+        let performance = data.performance_reports(&templates)?;
+        if let Some(dir) = html {
+            // One example of each kind, to look at.
+            let mut shown = std::collections::BTreeSet::new();
+            for d in &performance {
+                let kind = d.kind.split(':').next().unwrap_or(&d.kind).to_string();
+                if shown.insert(kind.clone()) {
+                    let path = dir.join(format!("{kind}-{period_start}.html"));
+                    std::fs::write(&path, &d.html)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    println!("{kind} (example, to {}): {}", d.to, path.display());
+                }
+            }
+        }
+        drafts.extend(performance);
+    }
+    deliver(config, &lake, drafts, dry_run, period_start).await
+}
+
+/// `learnlake notify`: the week's notifications, delivered once.
+async fn run_notify(config: &Config, week: Option<chrono::NaiveDate>, dry_run: bool) -> Result<()> {
+    let tz = zone(config)?;
+    let templates = Templates::load(config.email.templates.as_deref())?;
+    mail::from_mailbox(&config.email)?;
+    let lake = open_lake(config)?;
+    let week = report_week(&lake, week, tz).await?;
+    let ctx = report_session(config, &lake).await?;
+    let queries = analytics::Queries::new(config.analytics.queries.as_deref())?;
+    let data = StudentWeekData::load(
+        &ctx,
+        &queries,
+        week,
+        tz,
+        generated_at(tz),
+        config.privacy.min_group_size,
+    )
+    .await?;
+    let drafts = data.notifications(&templates)?;
+    let mut kinds: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for d in &drafts {
+        *kinds.entry(d.kind.as_str()).or_default() += 1;
+    }
+    println!(
+        "Week of {}: {}",
+        week.period_start,
+        if kinds.is_empty() {
+            "no notification is due".to_string()
+        } else {
+            kinds
+                .iter()
+                .map(|(k, n)| format!("{n} {k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
+    deliver(config, &lake, drafts, dry_run, week.period_start).await
+}
+
+/// Builds the drafts into messages and delivers them once (or lists them
+/// with `dry_run`); a message that could not be addressed or delivered
+/// makes the run fail after everything else went.
+async fn deliver(
+    config: &Config,
+    lake: &Store,
+    drafts: Vec<mail::Draft>,
+    dry_run: bool,
+    period_start: chrono::NaiveDate,
+) -> Result<()> {
+    let from = mail::from_mailbox(&config.email)?;
+    let date = std::time::SystemTime::now();
+    let mut outgoing = Vec::new();
+    let mut refused = Vec::new();
+    for draft in &drafts {
+        match mail::build(&from, draft, date) {
+            Ok(m) => outgoing.push(m),
+            Err(e) => refused.push(format!("{} to {:?}: {e:#}", draft.kind, draft.to)),
+        }
+    }
+    for problem in &refused {
+        warn!("{problem}");
+    }
+    if dry_run {
+        println!("Week of {period_start}: {} message(s) (--dry-run: nothing sent)", outgoing.len());
+        for m in &outgoing {
+            println!("  {:<28} {:<40} {} ({} KB)", m.kind, m.to, m.subject, m.eml.len() / 1024);
+        }
+        for problem in &refused {
+            println!("  not addressable: {problem}");
+        }
+        return Ok(());
+    }
+    let sender = Sender::from_config(
+        &config.email,
+        std::time::Duration::from_secs(config.email.timeout_seconds),
+    )?;
+    let tuning = mail::Tuning {
+        backoff: email_backoff(),
+        max_attempts: config.email.max_attempts,
+        timeout: std::time::Duration::from_secs(config.email.timeout_seconds),
+    };
+    let progress = Progress::new("send", "messages", outgoing.len() as u64);
+    let mut delivery = Delivery::start(lake, &sender, tuning, &progress).await?;
+    delivery.send_all(outgoing).await?;
+    let summary = delivery.finish().await?;
+    progress.finish();
+    println!(
+        "Week of {period_start}: {} sent, {} sent before, {} failed, {} failed before, {} left in the outbox",
+        summary.sent, summary.already, summary.failed, summary.failed_before, summary.pending
+    );
+    if let Sender::File { dir } = &sender {
+        println!("Outbox: {}", dir.join(period_start.to_string()).display());
+    }
+    let mut problems = summary.errors;
+    problems.extend(refused);
+    if !problems.is_empty() {
+        bail!(
+            "{} message(s) not delivered: {}{}",
+            problems.len(),
+            problems[..problems.len().min(3)].join("; "),
+            if summary.pending > 0 { "; the next run sends what is left in the outbox" } else { "" }
+        );
+    }
+    Ok(())
+}
+
+/// `learnlake validate`: the config (already checked when loaded), every
+/// query parses, every template compiles.
+fn validate(config: &Config) -> Result<()> {
+    let queries = analytics::Queries::new(config.analytics.queries.as_deref())?;
+    let mut parsed = 0;
+    for (name, _) in analytics::queries::EMBEDDED {
+        let text = queries.load(name)?;
+        datafusion::sql::parser::DFParser::parse_sql(&text)
+            .with_context(|| format!("query {name} does not parse"))?;
+        parsed += 1;
+    }
+    Templates::load(config.email.templates.as_deref())?;
+    mail::from_mailbox(&config.email)?;
+    println!(
+        "config ok; {parsed} queries parse; {} templates compile",
+        Templates::names().count()
     );
     Ok(())
 }

@@ -2,10 +2,15 @@
 //! Parses the command line, loads the config, and hands off to the library.
 //! Human output goes to stdout; logs go to stderr.
 
+mod charts;
 mod cli;
 mod commands;
 mod flags;
+mod mail;
 mod progress;
+mod report;
+mod students;
+mod templates;
 mod webhooks;
 
 use std::io::IsTerminal;

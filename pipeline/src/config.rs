@@ -230,6 +230,17 @@ pub struct EmailConfig {
     pub from: String,
     /// Recipients of the administrator report.
     pub admins: Vec<String>,
+    /// A folder whose `<name>.hbs` files replace the built-in templates of
+    /// the same name (none: the built-in ones).
+    pub templates: Option<PathBuf>,
+    /// Attempts per message in one run when the server answers 4xx or
+    /// cannot be reached (5).
+    pub max_attempts: u32,
+    /// The longest one message may take to send, connection included (60).
+    pub timeout_seconds: u64,
+    /// Whether `learnlake report` also sends the student performance
+    /// reports (to students, guardians and advisors) (true).
+    pub student_reports: bool,
     /// `[email.smtp]`
     pub smtp: SmtpConfig,
 }
@@ -383,6 +394,10 @@ impl Default for EmailConfig {
             outbox: "./outbox".into(),
             from: "learnlake <reports@example.edu>".into(),
             admins: Vec::new(),
+            templates: None,
+            max_attempts: 5,
+            timeout_seconds: 60,
+            student_reports: true,
             smtp: SmtpConfig::default(),
         }
     }
@@ -413,7 +428,7 @@ const STEPS: [&str; 7] = [
 /// Every environment variable learnlake reads for its config, and the key it
 /// sets. The generic `LEARNLAKE_SECTION_FIELD` form works for every key; the
 /// short names are the ones PRODUCT §9 promises.
-pub const ENVIRONMENT: [(&str, &str); 26] = [
+pub const ENVIRONMENT: [(&str, &str); 31] = [
     ("LEARNLAKE_TIMEZONE", "timezone"),
     ("LEARNLAKE_LAKE", "lake.url"),
     ("LEARNLAKE_LAKE_URL", "lake.url"),
@@ -441,12 +456,44 @@ pub const ENVIRONMENT: [(&str, &str); 26] = [
     ("LEARNLAKE_EMAIL_OUTBOX", "email.outbox"),
     ("LEARNLAKE_EMAIL_FROM", "email.from"),
     ("LEARNLAKE_EMAIL_ADMINS", "email.admins"),
+    ("LEARNLAKE_TEMPLATES", "email.templates"),
+    ("LEARNLAKE_EMAIL_TEMPLATES", "email.templates"),
+    ("LEARNLAKE_EMAIL_MAX_ATTEMPTS", "email.max_attempts"),
+    ("LEARNLAKE_EMAIL_TIMEOUT_SECONDS", "email.timeout_seconds"),
+    ("LEARNLAKE_EMAIL_STUDENT_REPORTS", "email.student_reports"),
     ("LEARNLAKE_SMTP_HOST", "email.smtp.host"),
     ("LEARNLAKE_SMTP_PORT", "email.smtp.port"),
     ("LEARNLAKE_SMTP_TLS", "email.smtp.tls"),
     ("LEARNLAKE_SMTP_USERNAME", "email.smtp.username"),
     ("LEARNLAKE_SMTP_PASSWORD", "email.smtp.password"),
 ];
+
+/// A quick syntax check of an address (the mail builder checks it fully):
+/// one `@` with text on both sides, no spaces or control characters.
+pub fn plausible_address(text: &str) -> bool {
+    let text = text.trim();
+    match text.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !text.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
+        }
+        None => false,
+    }
+}
+
+/// The address of a `Name <addr>` or `addr` mailbox.
+pub fn from_address(text: &str) -> Option<&str> {
+    match (text.find('<'), text.rfind('>')) {
+        (Some(open), Some(close)) if open < close && text[close + 1..].trim().is_empty() => {
+            Some(text[open + 1..close].trim())
+        }
+        (None, None) => Some(text.trim()),
+        _ => None,
+    }
+}
 
 fn number<T: FromStr>(text: &str, what: &str) -> Result<T, String> {
     text.trim()
@@ -556,6 +603,20 @@ impl Config {
                     .map(String::from)
                     .collect();
             }
+            "email.templates" => self.email.templates = optional(value).map(PathBuf::from),
+            "email.max_attempts" => {
+                self.email.max_attempts = number(value, "a number of attempts")?;
+            }
+            "email.timeout_seconds" => {
+                self.email.timeout_seconds = number(value, "a number of seconds")?;
+            }
+            "email.student_reports" => {
+                self.email.student_reports = match value.trim() {
+                    "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" => false,
+                    other => return Err(format!("{other:?} is not true or false")),
+                };
+            }
             "email.smtp.host" => self.email.smtp.host = value.to_string(),
             "email.smtp.port" => self.email.smtp.port = number(value, "a port number")?,
             "email.smtp.tls" => self.email.smtp.tls = value.parse()?,
@@ -622,6 +683,30 @@ impl Config {
                 "email.smtp.host: the smtp transport needs a relay host; set it or LEARNLAKE_SMTP_HOST"
                     .into(),
             );
+        }
+        if let Some(dir) = &self.email.templates
+            && !dir.is_dir()
+        {
+            problems.push(format!(
+                "email.templates: the folder {} does not exist; create it or unset the key",
+                dir.display()
+            ));
+        }
+        if self.email.max_attempts == 0 || self.email.timeout_seconds == 0 {
+            problems.push("email: max_attempts and timeout_seconds must be at least 1".into());
+        }
+        if !from_address(&self.email.from).is_some_and(plausible_address) {
+            problems.push(format!(
+                "email.from: {:?} is not an address like \"learnlake <reports@example.edu>\"",
+                self.email.from
+            ));
+        }
+        for (i, admin) in self.email.admins.iter().enumerate() {
+            if !plausible_address(admin) {
+                problems.push(format!(
+                    "email.admins[{i}]: {admin:?} is not an e-mail address like head@example.edu"
+                ));
+            }
         }
         for (i, job) in self.jobs.iter().enumerate() {
             let fields = job.schedule.split_whitespace().count();
@@ -757,6 +842,31 @@ steps = ["ingest", "analyze", "report", "notify", "flags"]
              jobs[0].schedule: \"0 0 7 * *\" has 5 fields, expected 6 (sec min hour day month weekday); \
              jobs[0].steps: unknown step \"dance\" (known: ingest, analyze, train, report, notify, flags, retention)"
         );
+    }
+
+    #[test]
+    fn email_settings_are_checked_with_what_to_fix() {
+        let env = |k: &str| match k {
+            "LEARNLAKE_EMAIL_FROM" => Some("reports at example".to_string()),
+            "LEARNLAKE_EMAIL_ADMINS" => Some("head@example.edu, dean".to_string()),
+            "LEARNLAKE_EMAIL_STUDENT_REPORTS" => Some("maybe".to_string()),
+            "LEARNLAKE_EMAIL_MAX_ATTEMPTS" => Some("0".to_string()),
+            _ => None,
+        };
+        let mut config = Config::default();
+        config.apply_env(&env);
+        let err = config.validate().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "config: email.student_reports (from LEARNLAKE_EMAIL_STUDENT_REPORTS): \"maybe\" is not true or false; \
+             email: max_attempts and timeout_seconds must be at least 1; \
+             email.from: \"reports at example\" is not an address like \"learnlake <reports@example.edu>\"; \
+             email.admins[1]: \"dean\" is not an e-mail address like head@example.edu"
+        );
+        assert_eq!(from_address("learnlake <r@example.edu>"), Some("r@example.edu"));
+        assert_eq!(from_address("r@example.edu"), Some("r@example.edu"));
+        assert_eq!(from_address("x <r@example.edu"), None);
+        assert!(!plausible_address("a@b.c\r\nBcc: d@e.f"));
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod cli;
 mod golden;
 mod ingest;
 mod predict;
+mod report;
 mod webhooks;
 
 use std::collections::BTreeMap;

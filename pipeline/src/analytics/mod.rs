@@ -327,12 +327,14 @@ pub async fn analyze(
         WeekSelection::AllWithData => None,
         WeekSelection::Range(from, to) => Some(weeks_of_range(*from, *to, tz)?),
     };
-    if !ctx.table_exist("enrollments")? {
+    if !ctx.table_exist(LakeTable::Enrollments.name())? {
         return Err(Error::NothingToAnalyze(
             "the lake has no enrollments yet; ingest the reference files (landing/enrollments.csv, courses.csv, …) first".into(),
         ));
     }
-    if !ctx.table_exist("activity")? && !ctx.table_exist("attempts")? {
+    if !ctx.table_exist(LakeTable::Activity.name())?
+        && !ctx.table_exist(LakeTable::Attempts.name())?
+    {
         return Err(Error::NothingToAnalyze(
             "the lake has no activity and no attempts yet; put them in landing/activity/ and landing/attempts/ and run `learnlake ingest` first".into(),
         ));

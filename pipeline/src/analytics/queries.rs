@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::{Error, Result};
 
 /// Every query file the library runs, by name (the file stem).
-pub const EMBEDDED: [(&str, &str); 13] = [
+pub const EMBEDDED: [(&str, &str); 18] = [
     ("data_span", include_str!("../../../queries/data_span.sql")),
     (
         "history_start",
@@ -56,6 +56,26 @@ pub const EMBEDDED: [(&str, &str); 13] = [
     (
         "stale_student_weeks",
         include_str!("../../../queries/stale_student_weeks.sql"),
+    ),
+    (
+        "report_courses",
+        include_str!("../../../queries/report_courses.sql"),
+    ),
+    (
+        "report_at_risk",
+        include_str!("../../../queries/report_at_risk.sql"),
+    ),
+    (
+        "student_reports",
+        include_str!("../../../queries/student_reports.sql"),
+    ),
+    (
+        "student_assessments",
+        include_str!("../../../queries/student_assessments.sql"),
+    ),
+    (
+        "student_upcoming",
+        include_str!("../../../queries/student_upcoming.sql"),
     ),
 ];
 
