@@ -55,7 +55,12 @@ pub enum Palette {
 
 /// A bar chart as PNG bytes. `Palette::Activity` draws the parts of a bar
 /// over each other (the second inside the first); the others stack them.
-pub fn bar_chart(title_y: &str, bars: &[Bar], palette: Palette, legend: &[&str]) -> Result<Vec<u8>> {
+pub fn bar_chart(
+    title_y: &str,
+    bars: &[Bar],
+    palette: Palette,
+    legend: &[&str],
+) -> Result<Vec<u8>> {
     register_fonts();
     let (w, h) = (WIDTH * SCALE, HEIGHT * SCALE);
     let mut pixels = vec![255u8; (w * h * 3) as usize];
@@ -77,7 +82,8 @@ pub fn bar_chart(title_y: &str, bars: &[Bar], palette: Palette, legend: &[&str])
             .margin(10 * SCALE)
             .x_label_area_size(28 * SCALE)
             .y_label_area_size(44 * SCALE)
-            .build_cartesian_2d((0..bars.len()).into_segmented(), 0.0..max)
+            // An integer range is inclusive in plotters: 0..n-1 gives n slots.
+            .build_cartesian_2d((0..bars.len().max(1) - 1).into_segmented(), 0.0..max)
             .map_err(draw_error)?;
         chart
             .configure_mesh()
@@ -126,7 +132,10 @@ pub fn bar_chart(title_y: &str, bars: &[Bar], palette: Palette, legend: &[&str])
                 }
                 chart
                     .draw_series(std::iter::once(Rectangle::new(
-                        [(SegmentValue::Exact(i), from), (SegmentValue::Exact(i + 1), to)],
+                        [
+                            (SegmentValue::Exact(i), from),
+                            (SegmentValue::Exact(i + 1), to),
+                        ],
                         colour.filled(),
                     )))
                     .map_err(draw_error)?;
@@ -144,10 +153,12 @@ pub fn bar_chart(title_y: &str, bars: &[Bar], palette: Palette, legend: &[&str])
                 .draw_series(std::iter::once(Text::new(
                     format!("{top:.0}"),
                     (SegmentValue::CenterOf(i), peak + max * 0.02),
-                    font(10).color(&INK).pos(plotters::style::text_anchor::Pos::new(
-                        plotters::style::text_anchor::HPos::Center,
-                        plotters::style::text_anchor::VPos::Bottom,
-                    )),
+                    font(10)
+                        .color(&INK)
+                        .pos(plotters::style::text_anchor::Pos::new(
+                            plotters::style::text_anchor::HPos::Center,
+                            plotters::style::text_anchor::VPos::Bottom,
+                        )),
                 )))
                 .map_err(draw_error)?;
         }
@@ -161,7 +172,10 @@ pub fn bar_chart(title_y: &str, bars: &[Bar], palette: Palette, legend: &[&str])
                 let text_w = (name.chars().count() as u32 * 7 + 22) * SCALE;
                 x -= text_w as i32;
                 root.draw(&Rectangle::new(
-                    [(x, (12 * SCALE) as i32), (x + (10 * SCALE) as i32, (22 * SCALE) as i32)],
+                    [
+                        (x, (12 * SCALE) as i32),
+                        (x + (10 * SCALE) as i32, (22 * SCALE) as i32),
+                    ],
                     colour.filled(),
                 ))
                 .map_err(draw_error)?;
@@ -209,7 +223,8 @@ mod tests {
                 parts: vec![3.0 + i as f64, 10.0, 40.0],
             })
             .collect();
-        let png_bytes = bar_chart("students", &bars, Palette::Risk, &["high", "medium", "low"]).unwrap();
+        let png_bytes =
+            bar_chart("students", &bars, Palette::Risk, &["high", "medium", "low"]).unwrap();
         let decoder = png::Decoder::new(std::io::Cursor::new(&png_bytes));
         let mut reader = decoder.read_info().unwrap();
         let mut buf = vec![0; reader.output_buffer_size()];
@@ -220,7 +235,10 @@ mod tests {
         // a chart whose font failed to load would have no INK pixels.
         let has = |c: RGBColor| pixels.chunks(3).any(|p| p == [c.0, c.1, c.2]);
         assert!(has(RED) && has(AMBER) && has(GREEN));
-        let dark = pixels.chunks(3).filter(|p| p[0] < 120 && p[1] < 120 && p[2] < 140).count();
+        let dark = pixels
+            .chunks(3)
+            .filter(|p| p[0] < 120 && p[1] < 120 && p[2] < 140)
+            .count();
         assert!(dark > 500, "only {dark} dark pixels: no text drawn?");
     }
 }

@@ -117,7 +117,7 @@ pub enum Command {
     /// [email] admins), each instructor's course report, and the student
     /// performance reports (students, guardians, advisors).
     Report {
-        /// The week containing this date (default: the newest analyzed week).
+        /// The week containing this date (default: the newest analyzed week that is over: the lake holds data after it).
         #[arg(long, value_parser = parse_date)]
         week: Option<NaiveDate>,
         /// Only this course.
@@ -135,7 +135,7 @@ pub enum Command {
     /// advisors, inactivity and deadline reminders and achievements to
     /// students (each by their preferences); each sent once.
     Notify {
-        /// The week containing this date (default: the newest analyzed week).
+        /// The week containing this date (default: as for `report`).
         #[arg(long, value_parser = parse_date)]
         week: Option<NaiveDate>,
         /// Render and list the recipients; send nothing, record nothing.

@@ -18,8 +18,8 @@ use learnlake_pipeline::predict::{self, TrainOptions, TrainReport};
 use tracing::{info, warn};
 
 use crate::cli::{Cli, Command, GenerateArgs, Global, OutputFormat};
-use crate::progress::Progress;
 use crate::mail::{self, Delivery, Sender};
+use crate::progress::Progress;
 use crate::students::StudentWeekData;
 use crate::templates::Templates;
 use crate::{flags, report as reports, webhooks};
@@ -172,7 +172,9 @@ pub async fn run(cli: Cli) -> Result<()> {
                     course,
                     dry_run,
                     html,
-                } => run_report(&config, week, course, dry_run, html.as_deref()).await,
+                } => run_report(&config, week, course, dry_run, html.as_deref())
+                    .await
+                    .map(|_| ()),
                 Command::Notify { week, dry_run } => run_notify(&config, week, dry_run).await,
                 Command::Validate => validate(&config),
                 Command::Sql {
@@ -794,18 +796,14 @@ async fn demo(global: &Global, out: &Path) -> Result<()> {
         config.email.admins = vec!["head@example.edu".into()];
     }
     println!("== the weekly reports (to {})", config.email.outbox);
-    run_report(&config, None, None, false, Some(&previews)).await?;
+    let week = run_report(&config, None, None, false, Some(&previews)).await?;
     println!();
-    println!("== this week's notifications");
-    run_notify(&config, None, false).await?;
+    println!("== the notifications of that week");
+    run_notify(&config, Some(week), false).await?;
     println!();
-    let lake_store = open_lake(&config)?;
-    let week = report_week(&lake_store, None, zone(&config)?).await?;
     println!(
         "Open the administrator report in a browser: {}",
-        previews
-            .join(format!("admin_report-{}.html", week.period_start))
-            .display()
+        previews.join(format!("admin_report-{week}.html")).display()
     );
     println!(
         "Try: learnlake --lake {} sql \"SELECT activity_type, COUNT(*) FROM activity GROUP BY 1 ORDER BY 2 DESC\"",
@@ -824,23 +822,38 @@ fn email_backoff() -> std::time::Duration {
 }
 
 /// The week a report or notify run is about: the one containing `day`, or
-/// the newest analyzed one.
-async fn report_week(lake: &Store, day: Option<chrono::NaiveDate>, tz: chrono_tz::Tz) -> Result<analytics::Week> {
-    let day = match day {
-        Some(day) => day,
-        None => *analytics::partitions(lake, LakeTable::StudentWeek)
-            .await?
-            .last()
-            .ok_or_else(|| {
-                anyhow::anyhow!("the lake has no analyzed week yet; run `learnlake analyze` first")
-            })?,
-    };
-    Ok(analytics::Week::containing(day, tz))
+/// else the newest analyzed week that is over in the data (the lake holds
+/// activity or attempts after its last day), or else the newest analyzed
+/// week. A report on the week in progress would show a few hours of it.
+async fn report_week(
+    lake: &Store,
+    ctx: &datafusion::prelude::SessionContext,
+    queries: &analytics::Queries,
+    day: Option<chrono::NaiveDate>,
+    tz: chrono_tz::Tz,
+) -> Result<analytics::Week> {
+    if let Some(day) = day {
+        return Ok(analytics::Week::containing(day, tz));
+    }
+    let analyzed = analytics::partitions(lake, LakeTable::StudentWeek).await?;
+    let newest = *analyzed.last().ok_or_else(|| {
+        anyhow::anyhow!("the lake has no analyzed week yet; run `learnlake analyze` first")
+    })?;
+    let last_data = analytics::last_data_day(ctx, queries, tz).await?;
+    let finished = analyzed
+        .iter()
+        .rev()
+        .map(|d| analytics::Week::containing(*d, tz))
+        .find(|w| last_data.is_some_and(|last| last > w.last_day()));
+    Ok(finished.unwrap_or_else(|| analytics::Week::containing(newest, tz)))
 }
 
 /// A session over the lake with what reports read (missing reference
 /// tables are empty, a missing student_week is an error).
-async fn report_session(config: &Config, lake: &Store) -> Result<datafusion::prelude::SessionContext> {
+async fn report_session(
+    config: &Config,
+    lake: &Store,
+) -> Result<datafusion::prelude::SessionContext> {
     let ctx = engine::session(lake, &engine_options(config)?).await?;
     for table in [
         LakeTable::Students,
@@ -852,7 +865,10 @@ async fn report_session(config: &Config, lake: &Store) -> Result<datafusion::pre
     }
     for table in [LakeTable::StudentWeek, LakeTable::CourseWeek] {
         if !ctx.table_exist(table.name())? {
-            bail!("the lake has no {} yet; run `learnlake analyze` first", table.name());
+            bail!(
+                "the lake has no {} yet; run `learnlake analyze` first",
+                table.name()
+            );
         }
     }
     Ok(ctx)
@@ -872,15 +888,15 @@ async fn run_report(
     course: Option<String>,
     dry_run: bool,
     html: Option<&Path>,
-) -> Result<()> {
+) -> Result<chrono::NaiveDate> {
     let tz = zone(config)?;
     let templates = Templates::load(config.email.templates.as_deref())?;
     mail::from_mailbox(&config.email)?;
     let lake = open_lake(config)?;
-    let week = report_week(&lake, week, tz).await?;
-    let period_start = week.period_start;
     let ctx = report_session(config, &lake).await?;
     let queries = analytics::Queries::new(config.analytics.queries.as_deref())?;
+    let week = report_week(&lake, &ctx, &queries, week, tz).await?;
+    let period_start = week.period_start;
     let request = reports::ReportRequest {
         period_start,
         course: course.clone(),
@@ -888,7 +904,8 @@ async fn run_report(
         min_group_size: config.privacy.min_group_size,
         generated_at: generated_at(tz),
     };
-    let rendered = reports::render(&ctx, &queries, &templates, &request, &config.email.admins).await?;
+    let rendered =
+        reports::render(&ctx, &queries, &templates, &request, &config.email.admins).await?;
     if let Some(dir) = html {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         for r in &rendered {
@@ -907,7 +924,10 @@ async fn run_report(
             "No administrators are configured ([email] admins or LEARNLAKE_EMAIL_ADMINS): the administrator report goes to nobody."
         );
     }
-    let mut drafts: Vec<mail::Draft> = rendered.iter().flat_map(|r| r.drafts(period_start)).collect();
+    let mut drafts: Vec<mail::Draft> = rendered
+        .iter()
+        .flat_map(|r| r.drafts(period_start))
+        .collect();
     if config.email.student_reports {
         let mut data = StudentWeekData::load(
             &ctx,
@@ -940,7 +960,8 @@ async fn run_report(
         }
         drafts.extend(performance);
     }
-    deliver(config, &lake, drafts, dry_run, period_start).await
+    deliver(config, &lake, drafts, dry_run, period_start).await?;
+    Ok(period_start)
 }
 
 /// `learnlake notify`: the week's notifications, delivered once.
@@ -949,9 +970,9 @@ async fn run_notify(config: &Config, week: Option<chrono::NaiveDate>, dry_run: b
     let templates = Templates::load(config.email.templates.as_deref())?;
     mail::from_mailbox(&config.email)?;
     let lake = open_lake(config)?;
-    let week = report_week(&lake, week, tz).await?;
     let ctx = report_session(config, &lake).await?;
     let queries = analytics::Queries::new(config.analytics.queries.as_deref())?;
+    let week = report_week(&lake, &ctx, &queries, week, tz).await?;
     let data = StudentWeekData::load(
         &ctx,
         &queries,
@@ -1006,9 +1027,18 @@ async fn deliver(
         warn!("{problem}");
     }
     if dry_run {
-        println!("Week of {period_start}: {} message(s) (--dry-run: nothing sent)", outgoing.len());
+        println!(
+            "Week of {period_start}: {} message(s) (--dry-run: nothing sent)",
+            outgoing.len()
+        );
         for m in &outgoing {
-            println!("  {:<28} {:<40} {} ({} KB)", m.kind, m.to, m.subject, m.eml.len() / 1024);
+            println!(
+                "  {:<28} {:<40} {} ({} KB)",
+                m.kind,
+                m.to,
+                m.subject,
+                m.eml.len() / 1024
+            );
         }
         for problem in &refused {
             println!("  not addressable: {problem}");
@@ -1043,7 +1073,11 @@ async fn deliver(
             "{} message(s) not delivered: {}{}",
             problems.len(),
             problems[..problems.len().min(3)].join("; "),
-            if summary.pending > 0 { "; the next run sends what is left in the outbox" } else { "" }
+            if summary.pending > 0 {
+                "; the next run sends what is left in the outbox"
+            } else {
+                ""
+            }
         );
     }
     Ok(())

@@ -224,16 +224,21 @@ impl Sender {
                     );
                 }
                 let builder = match smtp.tls {
-                    TlsMode::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host),
-                    TlsMode::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)
-                        .with_context(|| format!("STARTTLS to {}", smtp.host))?,
+                    TlsMode::None => {
+                        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
+                    }
+                    TlsMode::Starttls => {
+                        AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)
+                            .with_context(|| format!("STARTTLS to {}", smtp.host))?
+                    }
                     TlsMode::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host)
                         .with_context(|| format!("TLS to {}", smtp.host))?,
                 };
                 let mut builder = builder.port(smtp.port).timeout(Some(timeout));
                 match (&smtp.username, &smtp.password) {
                     (Some(user), Some(password)) => {
-                        builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+                        builder =
+                            builder.credentials(Credentials::new(user.clone(), password.clone()));
                     }
                     (Some(_), None) => bail!(
                         "[email.smtp] username is set but LEARNLAKE_SMTP_PASSWORD is not; export the password"
@@ -257,8 +262,11 @@ impl Sender {
 
     /// Where the file transport puts a message.
     pub fn file_path(dir: &Path, message: &Outgoing) -> PathBuf {
-        dir.join(&message.period)
-            .join(format!("{}-{}.eml", message.kind.replace(':', "-"), message.id))
+        dir.join(&message.period).join(format!(
+            "{}-{}.eml",
+            message.kind.replace(':', "-"),
+            message.id
+        ))
     }
 
     async fn send(&self, message: &Outgoing, timeout: Duration) -> Result<String, SendError> {
@@ -357,7 +365,11 @@ pub async fn settled(lake: &Store) -> Result<HashMap<String, bool>> {
         } else if name.starts_with("ledger-") && name.ends_with(".json") {
             let file: LedgerFile = serde_json::from_slice(&lake.get(&rel).await?)
                 .with_context(|| format!("reading the mail ledger {}", lake.display(&rel)))?;
-            ids.extend(file.records.into_iter().map(|r| (r.id, r.status == "failed")));
+            ids.extend(
+                file.records
+                    .into_iter()
+                    .map(|r| (r.id, r.status == "failed")),
+            );
         }
     }
     Ok(ids)
@@ -385,8 +397,11 @@ async fn compact(lake: &Store) -> Result<()> {
         Utc::now().format("%Y%m%dT%H%M%S%.6f"),
         records[0].id
     );
-    lake.put(&name, Bytes::from(serde_json::to_vec(&LedgerFile { records })?))
-        .await?;
+    lake.put(
+        &name,
+        Bytes::from(serde_json::to_vec(&LedgerFile { records })?),
+    )
+    .await?;
     for rel in small {
         lake.delete(&rel).await?;
     }
@@ -488,7 +503,12 @@ impl<'a> Delivery<'a> {
         Ok(())
     }
 
-    async fn send_chunk(&mut self, chunk: &str, messages: Vec<Outgoing>, fresh: bool) -> Result<()> {
+    async fn send_chunk(
+        &mut self,
+        chunk: &str,
+        messages: Vec<Outgoing>,
+        fresh: bool,
+    ) -> Result<()> {
         let mut left = 0;
         for message in messages {
             if !fresh && !self.seen.insert(message.id.clone()) {
@@ -617,13 +637,23 @@ mod tests {
         let from: Mailbox = "learnlake <reports@example.edu>".parse().unwrap();
         let m = build(&from, &draft(), SystemTime::UNIX_EPOCH).unwrap();
         let eml = &m.eml;
-        assert!(eml.contains(&format!("Message-ID: <{}@learnlake>", m.id)), "{eml}");
+        assert!(
+            eml.contains(&format!("Message-ID: <{}@learnlake>", m.id)),
+            "{eml}"
+        );
         assert!(eml.contains("multipart/alternative"));
         assert!(eml.contains("multipart/related"));
         assert!(eml.contains("Content-ID: <chart>"));
         // The CR/LF in the name and subject became spaces: no Bcc header.
-        assert!(!eml.lines().any(|l| l.to_ascii_lowercase().starts_with("bcc:")), "{eml}");
-        assert!(eml.contains("Subject: Weekly Bcc: evil@example.com"), "{eml}");
+        assert!(
+            !eml.lines()
+                .any(|l| l.to_ascii_lowercase().starts_with("bcc:")),
+            "{eml}"
+        );
+        assert!(
+            eml.contains("Subject: Weekly Bcc: evil@example.com"),
+            "{eml}"
+        );
     }
 
     #[test]

@@ -148,9 +148,16 @@ impl Figures {
             self.scored += scored;
         }
         self.completion_sum += num(row, "completion_rate") * enrolled;
-        for (i, k) in ["grade_a", "grade_b", "grade_c", "grade_d", "grade_f", "grade_none"]
-            .iter()
-            .enumerate()
+        for (i, k) in [
+            "grade_a",
+            "grade_b",
+            "grade_c",
+            "grade_d",
+            "grade_f",
+            "grade_none",
+        ]
+        .iter()
+        .enumerate()
         {
             self.grades[i] += num(row, k);
         }
@@ -216,17 +223,25 @@ fn attention(now: &Figures, before: Option<&Figures>) -> Vec<String> {
     }
     let high_share = now.risk[0] / now.enrolled;
     if high_share >= 0.2 {
-        reasons.push(format!("{:.0}% of students at high risk", high_share * 100.0));
+        reasons.push(format!(
+            "{:.0}% of students at high risk",
+            high_share * 100.0
+        ));
     }
     if let Some(b) = before {
         let rise = now.risk[0] - b.risk[0];
         if rise >= (0.05 * now.enrolled).max(3.0) {
-            reasons.push(format!("{rise:.0} more students at high risk than last week"));
+            reasons.push(format!(
+                "{rise:.0} more students at high risk than last week"
+            ));
         }
     }
     let active_share = now.active / now.enrolled;
     if active_share < 0.5 {
-        reasons.push(format!("only {:.0}% of students active", active_share * 100.0));
+        reasons.push(format!(
+            "only {:.0}% of students active",
+            active_share * 100.0
+        ));
     }
     reasons
 }
@@ -250,7 +265,11 @@ pub fn factor(text: &str) -> String {
     let (name, value) = text.split_once(": ").unwrap_or((text, ""));
     let name = name.replace('_', " ");
     match value.trim().parse::<f64>() {
-        Ok(v) => format!("{name} {}{:.0} pts", if v < 0.0 { "−" } else { "+" }, v.abs() * 100.0),
+        Ok(v) => format!(
+            "{name} {}{:.0} pts",
+            if v < 0.0 { "−" } else { "+" },
+            v.abs() * 100.0
+        ),
         Err(_) => name,
     }
 }
@@ -306,7 +325,10 @@ pub async fn render(
         ctx,
         queries,
         "report_at_risk",
-        &[("period_start", date(week)), ("previous_start", date(previous))],
+        &[
+            ("period_start", date(week)),
+            ("previous_start", date(previous)),
+        ],
     )
     .await?;
     let mut at_risk: BTreeMap<String, Vec<Map<String, Json>>> = BTreeMap::new();
@@ -504,7 +526,10 @@ fn render_one(
     let totals = kpis(&now, before.as_ref(), request.min_group_size);
     // A report of one course (an instructor's) names it in the subject.
     let course_title = if kind.starts_with("course_report:") {
-        sections.first().map(|s| s["title"].clone()).unwrap_or(Json::Null)
+        sections
+            .first()
+            .map(|s| s["title"].clone())
+            .unwrap_or(Json::Null)
     } else {
         Json::Null
     };
@@ -551,7 +576,12 @@ fn render_one(
                 "activity",
                 "Active students per week",
                 "Students active each week (dark) out of those enrolled (light), last 8 weeks",
-                charts::bar_chart("students", &activity, Palette::Activity, &["enrolled", "active"])?,
+                charts::bar_chart(
+                    "students",
+                    &activity,
+                    Palette::Activity,
+                    &["enrolled", "active"],
+                )?,
             ),
             (
                 "grades",

@@ -146,7 +146,10 @@ impl StudentWeekData {
             &[
                 ("period_start", date(week.period_start)),
                 ("period_end", ts(week.end)),
-                ("horizon_end", ts(week.end + Duration::days(LOOK_AHEAD_DAYS))),
+                (
+                    "horizon_end",
+                    ts(week.end + Duration::days(LOOK_AHEAD_DAYS)),
+                ),
             ],
         )
         .await?;
@@ -291,7 +294,13 @@ impl StudentWeekData {
         let mut strengths: Vec<String> = skills
             .iter()
             .filter(|s| s["score"].as_f64().unwrap_or(0.0) >= 80.0)
-            .map(|s| format!("{} (score {:.0})", s["skill"].as_str().unwrap_or(""), s["score"].as_f64().unwrap_or(0.0)))
+            .map(|s| {
+                format!(
+                    "{} (score {:.0})",
+                    s["skill"].as_str().unwrap_or(""),
+                    s["score"].as_f64().unwrap_or(0.0)
+                )
+            })
             .collect();
         let streak = num(row, "current_streak_days").unwrap_or(0.0);
         if streak >= 3.0 {
@@ -305,10 +314,20 @@ impl StudentWeekData {
         let mut improve: Vec<String> = skills
             .iter()
             .filter(|s| s["score"].as_f64().unwrap_or(100.0) < 60.0)
-            .map(|s| format!("{} (score {:.0})", s["skill"].as_str().unwrap_or(""), s["score"].as_f64().unwrap_or(0.0)))
+            .map(|s| {
+                format!(
+                    "{} (score {:.0})",
+                    s["skill"].as_str().unwrap_or(""),
+                    s["score"].as_f64().unwrap_or(0.0)
+                )
+            })
             .collect();
         if submitted < due {
-            improve.push(format!("{:.0} of {:.0} assessments due are not submitted", due - submitted, due));
+            improve.push(format!(
+                "{:.0} of {:.0} assessments due are not submitted",
+                due - submitted,
+                due
+            ));
         }
         let late = num(row, "late_to_date").unwrap_or(0.0);
         if late > 0.0 {
@@ -331,7 +350,9 @@ impl StudentWeekData {
             })
             .unwrap_or_default();
         if submitted < due {
-            next_steps.push(json!({"text": "Catch up on the assessments that are past due", "due_at": null}));
+            next_steps.push(
+                json!({"text": "Catch up on the assessments that are past due", "due_at": null}),
+            );
         }
         if inactive >= INACTIVE_DAYS as f64 {
             next_steps.push(json!({"text": "Plan a study session this week to get back on track", "due_at": null}));
@@ -339,7 +360,12 @@ impl StudentWeekData {
         if let Some(weakest) = skills
             .iter()
             .filter(|s| s["score"].as_f64().unwrap_or(100.0) < 70.0)
-            .min_by(|a, b| a["score"].as_f64().unwrap_or(0.0).total_cmp(&b["score"].as_f64().unwrap_or(0.0)))
+            .min_by(|a, b| {
+                a["score"]
+                    .as_f64()
+                    .unwrap_or(0.0)
+                    .total_cmp(&b["score"].as_f64().unwrap_or(0.0))
+            })
         {
             next_steps.push(json!({
                 "text": format!("Practise {}", weakest["skill"].as_str().unwrap_or("")),
@@ -452,15 +478,30 @@ impl StudentWeekData {
                 });
                 data["is_student"] = json!(role == Role::Student);
                 data["student_name"] = json!(name);
-                data["courses"] = json!(rows.iter().map(|r| self.course_view(r, role)).collect::<Vec<_>>());
+                data["courses"] = json!(
+                    rows.iter()
+                        .map(|r| self.course_view(r, role))
+                        .collect::<Vec<_>>()
+                );
                 let (kind, to_name) = match role {
                     Role::Student => ("student_report".to_string(), Some(name.clone())),
                     _ => (format!("guardian_report:{student}"), None),
                 };
-                drafts.push(self.render(templates, "student_report", "student_report", kind, to, to_name, data)?);
+                drafts.push(self.render(
+                    templates,
+                    "student_report",
+                    "student_report",
+                    kind,
+                    to,
+                    to_name,
+                    data,
+                )?);
             }
             if let Some(advisor) = address(&rows[0], "advisor_email") {
-                let courses: Vec<Json> = rows.iter().map(|r| self.course_view(r, Role::Advisor)).collect();
+                let courses: Vec<Json> = rows
+                    .iter()
+                    .map(|r| self.course_view(r, Role::Advisor))
+                    .collect();
                 advisees.entry(advisor).or_default().push(json!({
                     "student_id": student,
                     "name": name,
@@ -485,7 +526,15 @@ impl StudentWeekData {
             });
             let mut data = self.common(self.zone.name());
             data["students"] = json!(list);
-            drafts.push(self.render(templates, "advisor_report", "advisor_report", "advisor_report".into(), advisor, None, data)?);
+            drafts.push(self.render(
+                templates,
+                "advisor_report",
+                "advisor_report",
+                "advisor_report".into(),
+                advisor,
+                None,
+                data,
+            )?);
         }
         Ok(drafts)
     }
@@ -518,11 +567,14 @@ impl StudentWeekData {
                         "probability": row.get("success_probability").cloned().unwrap_or(Json::Null),
                         "reasons": strings(row, "risk_indicators").iter().map(|s| reason(s)).collect::<Vec<_>>(),
                     });
-                    let mut to: Vec<String> = [address(row, "instructor_email"), address(row, "advisor_email")]
-                        .into_iter()
-                        .flatten()
-                        .map(|a| a.to_lowercase())
-                        .collect();
+                    let mut to: Vec<String> = [
+                        address(row, "instructor_email"),
+                        address(row, "advisor_email"),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .map(|a| a.to_lowercase())
+                    .collect();
                     to.dedup();
                     for recipient in to {
                         alerts.entry(recipient).or_default().push(alert.clone());
@@ -589,14 +641,30 @@ impl StudentWeekData {
                 let mut data = base.clone();
                 data["kind"] = json!(kind);
                 data["items"] = json!(items);
-                drafts.push(self.render(templates, kind, "notification", kind.to_string(), email.clone(), Some(name.clone()), data)?);
+                drafts.push(self.render(
+                    templates,
+                    kind,
+                    "notification",
+                    kind.to_string(),
+                    email.clone(),
+                    Some(name.clone()),
+                    data,
+                )?);
             }
         }
         for (recipient, list) in alerts {
             let mut data = self.common(self.zone.name());
             data["kind"] = json!("at_risk_alert");
             data["items"] = json!(list);
-            drafts.push(self.render(templates, "at_risk_alert", "notification", "at_risk_alert".into(), recipient, None, data)?);
+            drafts.push(self.render(
+                templates,
+                "at_risk_alert",
+                "notification",
+                "at_risk_alert".into(),
+                recipient,
+                None,
+                data,
+            )?);
         }
         Ok(drafts)
     }
@@ -610,6 +678,9 @@ mod tests {
     fn guardians_see_no_comparison_with_classmates() {
         assert_eq!(helpful("low_engagement", "", Role::Guardian), "");
         assert!(helpful("low_engagement", "", Role::Student).contains("classmates"));
-        assert!(helpful("inactive_7d", "no activity for 9 days", Role::Student).starts_with("It has been"));
+        assert!(
+            helpful("inactive_7d", "no activity for 9 days", Role::Student)
+                .starts_with("It has been")
+        );
     }
 }

@@ -53,10 +53,7 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "deadline_reminder.subject.txt",
         include_str!("../../templates/deadline_reminder.subject.txt.hbs"),
     ),
-    (
-        "footer.txt",
-        include_str!("../../templates/footer.txt.hbs"),
-    ),
+    ("footer.txt", include_str!("../../templates/footer.txt.hbs")),
     (
         "inactivity_reminder.subject.txt",
         include_str!("../../templates/inactivity_reminder.subject.txt.hbs"),
@@ -353,22 +350,37 @@ mod tests {
 
     #[test]
     fn helpers_format_numbers_dates_and_changes() {
-        assert_eq!(render("{{number 1234567.891 digits=2}}", json!({})), "1,234,567.89");
+        assert_eq!(
+            render("{{number 1234567.891 digits=2}}", json!({})),
+            "1,234,567.89"
+        );
         assert_eq!(render("{{number -1234}}", json!({})), "-1,234");
         assert_eq!(render("{{number x}}", json!({"x": null})), "—");
         assert_eq!(render("{{percent 0.734}}", json!({})), "73%");
         assert_eq!(render("{{percent 0.7345 digits=1}}", json!({})), "73.5%");
         assert_eq!(render("{{plural 1 \"student\"}}", json!({})), "1 student");
-        assert_eq!(render("{{plural 1200 \"student\"}}", json!({})), "1,200 students");
-        assert_eq!(render("{{plural 2 \"person\" \"people\"}}", json!({})), "2 people");
+        assert_eq!(
+            render("{{plural 1200 \"student\"}}", json!({})),
+            "1,200 students"
+        );
+        assert_eq!(
+            render("{{plural 2 \"person\" \"people\"}}", json!({})),
+            "2 people"
+        );
         assert_eq!(render("{{arrow 3}}", json!({})), "▲ 3");
         assert_eq!(render("{{arrow -2.5 digits=1}}", json!({})), "▼ 2.5");
         assert_eq!(render("{{arrow 0}}", json!({})), "= 0");
         assert_eq!(render("{{arrow x}}", json!({"x": null})), "new");
         assert_eq!(render("{{trend 2 good=\"down\"}}", json!({})), "bad");
-        assert_eq!(render("{{date \"2026-03-02\"}}", json!({})), "Mon 2 Mar 2026");
         assert_eq!(
-            render("{{datetime t \"America/New_York\"}}", json!({"t": "2026-03-07T04:59:59Z"})),
+            render("{{date \"2026-03-02\"}}", json!({})),
+            "Mon 2 Mar 2026"
+        );
+        assert_eq!(
+            render(
+                "{{datetime t \"America/New_York\"}}",
+                json!({"t": "2026-03-07T04:59:59Z"})
+            ),
             "Fri 6 Mar, 23:59 EST"
         );
     }
@@ -382,7 +394,10 @@ mod tests {
         );
         let mut text = registry(false);
         text.register_template_string("t", "{{name}}").unwrap();
-        assert_eq!(text.render("t", &data).unwrap(), "<script>alert(1)</script>");
+        assert_eq!(
+            text.render("t", &data).unwrap(),
+            "<script>alert(1)</script>"
+        );
     }
 
     #[test]

@@ -478,7 +478,9 @@ pub fn plausible_address(text: &str) -> bool {
                 && !domain.is_empty()
                 && !domain.contains('@')
                 && domain.contains('.')
-                && !text.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
+                && !text
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
         }
         None => false,
     }
@@ -863,7 +865,10 @@ steps = ["ingest", "analyze", "report", "notify", "flags"]
              email.from: \"reports at example\" is not an address like \"learnlake <reports@example.edu>\"; \
              email.admins[1]: \"dean\" is not an e-mail address like head@example.edu"
         );
-        assert_eq!(from_address("learnlake <r@example.edu>"), Some("r@example.edu"));
+        assert_eq!(
+            from_address("learnlake <r@example.edu>"),
+            Some("r@example.edu")
+        );
         assert_eq!(from_address("r@example.edu"), Some("r@example.edu"));
         assert_eq!(from_address("x <r@example.edu"), None);
         assert!(!plausible_address("a@b.c\r\nBcc: d@e.f"));

@@ -61,7 +61,10 @@ impl SmtpServer {
     fn wait_listening(&self) {
         let started = Instant::now();
         while !self.records().iter().any(|r| r["status"] == "listening") {
-            assert!(started.elapsed() < Duration::from_secs(20), "server not listening");
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "server not listening"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -117,7 +120,11 @@ fn hostile_lake(dir: &Path) -> PathBuf {
         row[name] = format!("<script>alert({i})</script>");
         // Every other student wants no notifications at all.
         if i % 2 == 0 {
-            for pref in ["notify_reminders", "notify_achievements", "notify_deadlines"] {
+            for pref in [
+                "notify_reminders",
+                "notify_achievements",
+                "notify_deadlines",
+            ] {
                 let k = header.iter().position(|h| h == pref).unwrap();
                 row[k] = "false".into();
             }
@@ -192,10 +199,23 @@ fn reports_reach_a_real_smtp_server_once_through_outages_retries_and_a_crash() {
     ];
 
     // Down for a second, then two 451s, then accepting.
-    let flaky = SmtpServer::start(&dir, "flaky", None, &["--start-after", "1.0", "--fail-first", "2"]);
+    let flaky = SmtpServer::start(
+        &dir,
+        "flaky",
+        None,
+        &["--start-after", "1.0", "--fail-first", "2"],
+    );
     let cfg = smtp_config(&dir, "smtp.toml", flaky.port);
     let cfg_s = cfg.to_str().unwrap();
-    let args = ["--config", cfg_s, "--lake", lake_s, "report", "--week", "2026-03-02"];
+    let args = [
+        "--config",
+        cfg_s,
+        "--lake",
+        lake_s,
+        "report",
+        "--week",
+        "2026-03-02",
+    ];
     let out = learnlake_ok(&dir, &args, &env);
     let text = stdout(&out);
     let accepted = flaky.accepted();
@@ -206,9 +226,19 @@ fn reports_reach_a_real_smtp_server_once_through_outages_retries_and_a_crash() {
         text.contains("4 sent, 0 sent before, 0 failed, 0 failed before, 0 left in the outbox"),
         "{text}"
     );
-    assert_eq!(flaky.records().iter().filter(|r| r["status"] == 451).count(), 2);
+    assert_eq!(
+        flaky
+            .records()
+            .iter()
+            .filter(|r| r["status"] == 451)
+            .count(),
+        2
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("retrying"), "the outage was retried: {stderr}");
+    assert!(
+        stderr.contains("retrying"),
+        "the outage was retried: {stderr}"
+    );
 
     for m in &accepted {
         // multipart/alternative: text/plain, then multipart/related with
@@ -236,7 +266,11 @@ fn reports_reach_a_real_smtp_server_once_through_outages_retries_and_a_crash() {
         assert!(m["message_id"].as_str().unwrap().ends_with("@learnlake>"));
         // Headers cannot be injected through a title, nor scripts through a name.
         assert!(
-            !m["header_names"].as_array().unwrap().iter().any(|h| h == "bcc"),
+            !m["header_names"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|h| h == "bcc"),
             "{m}"
         );
         assert_eq!(m["rcpt_tos"].as_array().unwrap().len(), 1);
@@ -246,7 +280,12 @@ fn reports_reach_a_real_smtp_server_once_through_outages_retries_and_a_crash() {
     }
     let admin: Vec<_> = accepted
         .iter()
-        .filter(|m| m["subject"].as_str().unwrap().starts_with("Weekly learning report"))
+        .filter(|m| {
+            m["subject"]
+                .as_str()
+                .unwrap()
+                .starts_with("Weekly learning report")
+        })
         .collect();
     assert_eq!(admin.len(), 2);
     let html = admin[0]["html"].as_str().unwrap();
@@ -260,13 +299,19 @@ fn reports_reach_a_real_smtp_server_once_through_outages_retries_and_a_crash() {
         .filter(|s| s.contains("weekly report"))
         .collect();
     assert!(
-        course_subjects.iter().any(|s| s.starts_with("Biology Bcc: evil@example.com: weekly report")),
+        course_subjects
+            .iter()
+            .any(|s| s.starts_with("Biology Bcc: evil@example.com: weekly report")),
         "the CR/LF became a space: {course_subjects:?}"
     );
 
     // A re-run sends nothing.
     let out = learnlake_ok(&dir, &args, &env);
-    assert!(stdout(&out).contains("0 sent, 4 sent before"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("0 sent, 4 sent before"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(flaky.accepted().len(), 4);
 
     // kill -9 while the third message hangs, then a re-run against a
@@ -276,7 +321,15 @@ fn reports_reach_a_real_smtp_server_once_through_outages_retries_and_a_crash() {
     let cfg2 = smtp_config(&dir, "smtp2.toml", hung.port);
     let mut child = Command::new(env!("CARGO_BIN_EXE_learnlake"))
         .current_dir(&dir)
-        .args(["--config", cfg2.to_str().unwrap(), "--lake", lake_s, "report", "--week", "2026-02-23"])
+        .args([
+            "--config",
+            cfg2.to_str().unwrap(),
+            "--lake",
+            lake_s,
+            "report",
+            "--week",
+            "2026-02-23",
+        ])
         .env_remove("LEARNLAKE_CONFIG")
         .env("LEARNLAKE_EMAIL_TIMEOUT_SECONDS", "600")
         .stdout(Stdio::null())
@@ -285,10 +338,17 @@ fn reports_reach_a_real_smtp_server_once_through_outages_retries_and_a_crash() {
         .unwrap();
     let started = Instant::now();
     while !hung.records().iter().any(|r| r["status"] == "stalled") {
-        assert!(started.elapsed() < Duration::from_secs(60), "{:#?}", hung.records());
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{:#?}",
+            hung.records()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(child.try_wait().unwrap().is_none(), "the run is mid-batch when killed");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run is mid-batch when killed"
+    );
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert_eq!(hung.accepted().len(), 2, "two delivered before the crash");
@@ -299,16 +359,32 @@ fn reports_reach_a_real_smtp_server_once_through_outages_retries_and_a_crash() {
     healthy.wait_listening();
     let out = learnlake_ok(
         &dir,
-        &["--config", cfg2.to_str().unwrap(), "--lake", lake_s, "report", "--week", "2026-02-23"],
+        &[
+            "--config",
+            cfg2.to_str().unwrap(),
+            "--lake",
+            lake_s,
+            "report",
+            "--week",
+            "2026-02-23",
+        ],
         &env,
     );
     let text = stdout(&out);
-    assert!(text.contains("2 sent, 2 sent before"), "the outbox was finished first: {text}");
+    assert!(
+        text.contains("2 sent, 2 sent before"),
+        "the outbox was finished first: {text}"
+    );
     let week2 = deliveries(&[&hung_log, &healthy.log]);
     assert_eq!(week2.len(), 4, "{week2:?}");
-    assert!(week2.values().all(|&n| n == 1), "each exactly once: {week2:?}");
     assert!(
-        week2.keys().all(|id| !deliveries(&[&flaky.log]).contains_key(id)),
+        week2.values().all(|&n| n == 1),
+        "each exactly once: {week2:?}"
+    );
+    assert!(
+        week2
+            .keys()
+            .all(|id| !deliveries(&[&flaky.log]).contains_key(id)),
         "another week, other message ids"
     );
 
@@ -317,12 +393,27 @@ fn reports_reach_a_real_smtp_server_once_through_outages_retries_and_a_crash() {
     let picky = SmtpServer::start(&dir, "picky", None, &["--reject", "dean@example.edu"]);
     picky.wait_listening();
     let cfg3 = smtp_config(&dir, "smtp3.toml", picky.port);
-    let args3 = ["--config", cfg3.to_str().unwrap(), "--lake", lake_s, "report", "--week", "2026-02-16"];
+    let args3 = [
+        "--config",
+        cfg3.to_str().unwrap(),
+        "--lake",
+        lake_s,
+        "report",
+        "--week",
+        "2026-02-16",
+    ];
     let out = learnlake(&dir, &args3, &env);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("dean@example.edu") && err.contains("550"), "{err}");
-    assert!(stdout(&out).contains("4 sent, 0 sent before, 1 failed"), "{}", stdout(&out));
+    assert!(
+        err.contains("dean@example.edu") && err.contains("550"),
+        "{err}"
+    );
+    assert!(
+        stdout(&out).contains("4 sent, 0 sent before, 1 failed"),
+        "{}",
+        stdout(&out)
+    );
     let out = learnlake_ok(&dir, &args3, &env);
     assert!(
         stdout(&out).contains("0 sent, 4 sent before, 0 failed, 1 failed before"),
@@ -330,7 +421,11 @@ fn reports_reach_a_real_smtp_server_once_through_outages_retries_and_a_crash() {
         stdout(&out)
     );
     assert_eq!(
-        picky.records().iter().filter(|r| r["status"] == 550).count(),
+        picky
+            .records()
+            .iter()
+            .filter(|r| r["status"] == 550)
+            .count(),
         1,
         "not retried"
     );
@@ -352,17 +447,35 @@ fn the_file_transport_dry_run_and_html_preview() {
     // --dry-run renders and lists, and neither sends nor records.
     let out = learnlake_ok(
         &dir,
-        &["--lake", lake_s, "report", "--week", "2026-03-02", "--dry-run", "--html", preview.to_str().unwrap()],
+        &[
+            "--lake",
+            lake_s,
+            "report",
+            "--week",
+            "2026-03-02",
+            "--dry-run",
+            "--html",
+            preview.to_str().unwrap(),
+        ],
         &env,
     );
     let text = stdout(&out);
     // One administrator and two instructors.
-    assert!(text.contains("3 message(s) (--dry-run: nothing sent)"), "{text}");
+    assert!(
+        text.contains("3 message(s) (--dry-run: nothing sent)"),
+        "{text}"
+    );
     assert!(text.contains("head@example.edu"), "{text}");
     assert!(!outbox.exists(), "nothing written by a dry run");
-    assert!(!lake.join("_meta/mail").exists(), "nothing recorded by a dry run");
+    assert!(
+        !lake.join("_meta/mail").exists(),
+        "nothing recorded by a dry run"
+    );
     let html = std::fs::read_to_string(preview.join("admin_report-2026-03-02.html")).unwrap();
-    assert!(html.contains("data:image/png;base64,"), "the preview carries its charts");
+    assert!(
+        html.contains("data:image/png;base64,"),
+        "the preview carries its charts"
+    );
     assert!(html.contains("&lt;script&gt;"));
 
     // The plain-text report, with the run's clock taken out.
@@ -379,24 +492,53 @@ fn the_file_transport_dry_run_and_html_preview() {
 
     // The file transport: one .eml per message, named by its id; a re-run
     // writes nothing new.
-    let out = learnlake_ok(&dir, &["--lake", lake_s, "report", "--week", "2026-03-02"], &env);
-    assert!(stdout(&out).contains("3 sent, 0 sent before"), "{}", stdout(&out));
+    let out = learnlake_ok(
+        &dir,
+        &["--lake", lake_s, "report", "--week", "2026-03-02"],
+        &env,
+    );
+    assert!(
+        stdout(&out).contains("3 sent, 0 sent before"),
+        "{}",
+        stdout(&out)
+    );
     let files: Vec<_> = std::fs::read_dir(outbox.join("2026-03-02"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
     assert_eq!(files.len(), 3, "{files:?}");
     assert!(files.iter().all(|f| f.extension().unwrap() == "eml"));
-    let out = learnlake_ok(&dir, &["--lake", lake_s, "report", "--week", "2026-03-02"], &env);
-    assert!(stdout(&out).contains("0 sent, 3 sent before"), "{}", stdout(&out));
-    assert_eq!(std::fs::read_dir(outbox.join("2026-03-02")).unwrap().count(), 3);
+    let out = learnlake_ok(
+        &dir,
+        &["--lake", lake_s, "report", "--week", "2026-03-02"],
+        &env,
+    );
+    assert!(
+        stdout(&out).contains("0 sent, 3 sent before"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        std::fs::read_dir(outbox.join("2026-03-02"))
+            .unwrap()
+            .count(),
+        3
+    );
 
     // Validation names what to fix.
-    let out = learnlake(&dir, &["--lake", lake_s, "report"], &[("LEARNLAKE_EMAIL_FROM", "not an address")]);
+    let out = learnlake(
+        &dir,
+        &["--lake", lake_s, "report"],
+        &[("LEARNLAKE_EMAIL_FROM", "not an address")],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("email.from"));
     let out = learnlake_ok(&dir, &["validate"], &[]);
-    assert!(stdout(&out).contains("templates compile"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("templates compile"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 /// The .eml files under `dir`, described as a mail client reads them.
@@ -415,7 +557,11 @@ fn parse_outbox(dir: &Path) -> Vec<serde_json::Value> {
         .args(&files)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -445,7 +591,11 @@ fn students_guardians_and_advisors_see_their_own_view_and_notifications_follow_p
     let lake_s = lake.to_str().unwrap();
     let outbox = dir.join("outbox");
     let env = [("LEARNLAKE_EMAIL_OUTBOX", outbox.to_str().unwrap())];
-    let out = learnlake_ok(&dir, &["--lake", lake_s, "report", "--week", "2026-03-02"], &env);
+    let out = learnlake_ok(
+        &dir,
+        &["--lake", lake_s, "report", "--week", "2026-03-02"],
+        &env,
+    );
     let text = stdout(&out);
     let students = students_csv(&dir);
     let messages = parse_outbox(&outbox);
@@ -462,8 +612,14 @@ fn students_guardians_and_advisors_see_their_own_view_and_notifications_follow_p
     let student_reports = of_kind("student_report-");
     let guardian_reports = of_kind("guardian_report");
     let advisor_reports = of_kind("advisor_report-");
-    assert!(!student_reports.is_empty() && !guardian_reports.is_empty() && !advisor_reports.is_empty(), "{text}");
-    let with_guardian = students.iter().filter(|s| !s["guardian_email"].is_empty()).count();
+    assert!(
+        !student_reports.is_empty() && !guardian_reports.is_empty() && !advisor_reports.is_empty(),
+        "{text}"
+    );
+    let with_guardian = students
+        .iter()
+        .filter(|s| !s["guardian_email"].is_empty())
+        .count();
     assert!(guardian_reports.len() <= with_guardian);
     let advisors: std::collections::BTreeSet<&str> = students
         .iter()
@@ -474,16 +630,31 @@ fn students_guardians_and_advisors_see_their_own_view_and_notifications_follow_p
     for m in &student_reports {
         let html = m["html"].as_str().unwrap();
         assert!(html.contains("Your week in review"), "{html}");
-        assert!(html.contains("Compared with the class"), "a student sees where they stand");
+        assert!(
+            html.contains("Compared with the class"),
+            "a student sees where they stand"
+        );
         assert!(!html.contains("success"), "no model output for students");
     }
     for m in &guardian_reports {
         let html = m["html"].as_str().unwrap();
         let text = m["text"].as_str().unwrap();
-        for forbidden in ["Compared with the class", "classmates", "percentile", "success", "risk"] {
-            assert!(!html.contains(forbidden) && !text.contains(forbidden), "guardian sees {forbidden:?}: {html}");
+        for forbidden in [
+            "Compared with the class",
+            "classmates",
+            "percentile",
+            "success",
+            "risk",
+        ] {
+            assert!(
+                !html.contains(forbidden) && !text.contains(forbidden),
+                "guardian sees {forbidden:?}: {html}"
+            );
         }
-        assert!(html.contains("&lt;script&gt;"), "the name is escaped in the guardian's view too");
+        assert!(
+            html.contains("&lt;script&gt;"),
+            "the name is escaped in the guardian's view too"
+        );
     }
     assert!(
         advisor_reports
@@ -493,18 +664,32 @@ fn students_guardians_and_advisors_see_their_own_view_and_notifications_follow_p
     );
 
     // Notifications: by preference, once.
-    let out = learnlake_ok(&dir, &["--lake", lake_s, "notify", "--week", "2026-03-02"], &env);
+    let out = learnlake_ok(
+        &dir,
+        &["--lake", lake_s, "notify", "--week", "2026-03-02"],
+        &env,
+    );
     let text = stdout(&out);
     let before = messages.len();
     let messages = parse_outbox(&outbox);
     let notes: Vec<&serde_json::Value> = messages
         .iter()
         .filter(|m| {
-            let name = Path::new(m["path"].as_str().unwrap()).file_name().unwrap().to_str().unwrap().to_string();
-            ["inactivity_reminder", "deadline_reminder", "achievement"].iter().any(|k| name.starts_with(k))
+            let name = Path::new(m["path"].as_str().unwrap())
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            ["inactivity_reminder", "deadline_reminder", "achievement"]
+                .iter()
+                .any(|k| name.starts_with(k))
         })
         .collect();
-    assert!(!notes.is_empty(), "some student is due a notification: {text}");
+    assert!(
+        !notes.is_empty(),
+        "some student is due a notification: {text}"
+    );
     let opted_out: std::collections::BTreeSet<String> = students
         .iter()
         .enumerate()
@@ -519,7 +704,18 @@ fn students_guardians_and_advisors_see_their_own_view_and_notifications_follow_p
         );
     }
     let sent_now = messages.len() - before;
-    assert!(text.contains(&format!("{sent_now} sent, 0 sent before")), "{text}");
-    let out = learnlake_ok(&dir, &["--lake", lake_s, "notify", "--week", "2026-03-02"], &env);
-    assert!(stdout(&out).contains(&format!("0 sent, {sent_now} sent before")), "{}", stdout(&out));
+    assert!(
+        text.contains(&format!("{sent_now} sent, 0 sent before")),
+        "{text}"
+    );
+    let out = learnlake_ok(
+        &dir,
+        &["--lake", lake_s, "notify", "--week", "2026-03-02"],
+        &env,
+    );
+    assert!(
+        stdout(&out).contains(&format!("0 sent, {sent_now} sent before")),
+        "{}",
+        stdout(&out)
+    );
 }
