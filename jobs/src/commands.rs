@@ -1052,6 +1052,7 @@ async fn deliver(
     let tuning = mail::Tuning {
         backoff: email_backoff(),
         max_attempts: config.email.max_attempts,
+        parallel: config.email.parallel,
         timeout: std::time::Duration::from_secs(config.email.timeout_seconds),
     };
     let progress = Progress::new("send", "messages", outgoing.len() as u64);

@@ -238,6 +238,9 @@ pub struct EmailConfig {
     pub max_attempts: u32,
     /// The longest one message may take to send, connection included (60).
     pub timeout_seconds: u64,
+    /// Messages in flight at once, each on its own pooled SMTP connection
+    /// (4; 1 to 64).
+    pub parallel: usize,
     /// Whether `learnlake report` also sends the student performance
     /// reports (to students, guardians and advisors) (true).
     pub student_reports: bool,
@@ -397,6 +400,7 @@ impl Default for EmailConfig {
             templates: None,
             max_attempts: 5,
             timeout_seconds: 60,
+            parallel: 4,
             student_reports: true,
             smtp: SmtpConfig::default(),
         }
@@ -428,7 +432,7 @@ const STEPS: [&str; 7] = [
 /// Every environment variable learnlake reads for its config, and the key it
 /// sets. The generic `LEARNLAKE_SECTION_FIELD` form works for every key; the
 /// short names are the ones PRODUCT §9 promises.
-pub const ENVIRONMENT: [(&str, &str); 31] = [
+pub const ENVIRONMENT: [(&str, &str); 32] = [
     ("LEARNLAKE_TIMEZONE", "timezone"),
     ("LEARNLAKE_LAKE", "lake.url"),
     ("LEARNLAKE_LAKE_URL", "lake.url"),
@@ -460,6 +464,7 @@ pub const ENVIRONMENT: [(&str, &str); 31] = [
     ("LEARNLAKE_EMAIL_TEMPLATES", "email.templates"),
     ("LEARNLAKE_EMAIL_MAX_ATTEMPTS", "email.max_attempts"),
     ("LEARNLAKE_EMAIL_TIMEOUT_SECONDS", "email.timeout_seconds"),
+    ("LEARNLAKE_EMAIL_PARALLEL", "email.parallel"),
     ("LEARNLAKE_EMAIL_STUDENT_REPORTS", "email.student_reports"),
     ("LEARNLAKE_SMTP_HOST", "email.smtp.host"),
     ("LEARNLAKE_SMTP_PORT", "email.smtp.port"),
@@ -612,6 +617,9 @@ impl Config {
             "email.timeout_seconds" => {
                 self.email.timeout_seconds = number(value, "a number of seconds")?;
             }
+            "email.parallel" => {
+                self.email.parallel = number(value, "a number of messages")?;
+            }
             "email.student_reports" => {
                 self.email.student_reports = match value.trim() {
                     "true" | "1" | "yes" => true,
@@ -696,6 +704,12 @@ impl Config {
         }
         if self.email.max_attempts == 0 || self.email.timeout_seconds == 0 {
             problems.push("email: max_attempts and timeout_seconds must be at least 1".into());
+        }
+        if !(1..=64).contains(&self.email.parallel) {
+            problems.push(format!(
+                "email.parallel: {} messages at once; use 1 to 64 (4 suits most servers)",
+                self.email.parallel
+            ));
         }
         if !from_address(&self.email.from).is_some_and(plausible_address) {
             problems.push(format!(

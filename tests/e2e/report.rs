@@ -314,7 +314,8 @@ fn reports_reach_a_real_smtp_server_once_through_outages_retries_and_a_crash() {
     );
     assert_eq!(flaky.accepted().len(), 4);
 
-    // kill -9 while the third message hangs, then a re-run against a
+    // kill -9 while the third message the server sees hangs (the others,
+    // sent in parallel, are accepted and recorded), then a re-run against a
     // healthy server: every message of that week delivered exactly once.
     let hung = SmtpServer::start(&dir, "hung", None, &["--stall-at", "3"]);
     hung.wait_listening();
@@ -345,13 +346,37 @@ fn reports_reach_a_real_smtp_server_once_through_outages_retries_and_a_crash() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The crash comes after the ledger caught up with what the server
+    // accepted (a message accepted in the instant before a crash and not
+    // yet recorded would go again: docs/REPORTS.md, "Delivery").
+    let recorded = || {
+        std::fs::read_dir(lake.join("_meta/mail/sent"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let started = Instant::now();
+    loop {
+        let accepted = hung.accepted().len();
+        std::thread::sleep(Duration::from_millis(300));
+        if recorded() >= accepted && hung.accepted().len() == accepted {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the ledger lags"
+        );
+    }
     assert!(
         child.try_wait().unwrap().is_none(),
         "the run is mid-batch when killed"
     );
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    assert_eq!(hung.accepted().len(), 2, "two delivered before the crash");
+    let before_crash = hung.accepted().len();
+    assert!(
+        (2..=3).contains(&before_crash),
+        "two, or three with parallel sends, delivered before the crash: {before_crash}"
+    );
     let port = hung.port;
     let hung_log = hung.log.clone();
     drop(hung);
@@ -372,7 +397,10 @@ fn reports_reach_a_real_smtp_server_once_through_outages_retries_and_a_crash() {
     );
     let text = stdout(&out);
     assert!(
-        text.contains("2 sent, 2 sent before"),
+        text.contains(&format!(
+            "{} sent, {before_crash} sent before",
+            4 - before_crash
+        )),
         "the outbox was finished first: {text}"
     );
     let week2 = deliveries(&[&hung_log, &healthy.log]);
