@@ -881,6 +881,38 @@ fn generated_at(tz: chrono_tz::Tz) -> String {
         .to_string()
 }
 
+/// What `report` and `notify` read: the templates and the From address
+/// checked first (a config mistake fails before the lake is read), then the
+/// lake, its session and the week.
+struct ReportRun {
+    tz: chrono_tz::Tz,
+    templates: Templates,
+    lake: Store,
+    ctx: datafusion::prelude::SessionContext,
+    queries: analytics::Queries,
+    week: analytics::Week,
+}
+
+impl ReportRun {
+    async fn open(config: &Config, week: Option<chrono::NaiveDate>) -> Result<Self> {
+        let tz = zone(config)?;
+        let templates = Templates::load(config.email.templates.as_deref())?;
+        mail::from_mailbox(&config.email)?;
+        let lake = open_lake(config)?;
+        let ctx = report_session(config, &lake).await?;
+        let queries = analytics::Queries::new(config.analytics.queries.as_deref())?;
+        let week = report_week(&lake, &ctx, &queries, week, tz).await?;
+        Ok(Self {
+            tz,
+            templates,
+            lake,
+            ctx,
+            queries,
+            week,
+        })
+    }
+}
+
 /// `learnlake report`: renders the week's reports and delivers them once.
 async fn run_report(
     config: &Config,
@@ -889,13 +921,14 @@ async fn run_report(
     dry_run: bool,
     html: Option<&Path>,
 ) -> Result<chrono::NaiveDate> {
-    let tz = zone(config)?;
-    let templates = Templates::load(config.email.templates.as_deref())?;
-    mail::from_mailbox(&config.email)?;
-    let lake = open_lake(config)?;
-    let ctx = report_session(config, &lake).await?;
-    let queries = analytics::Queries::new(config.analytics.queries.as_deref())?;
-    let week = report_week(&lake, &ctx, &queries, week, tz).await?;
+    let ReportRun {
+        tz,
+        templates,
+        lake,
+        ctx,
+        queries,
+        week,
+    } = ReportRun::open(config, week).await?;
     let period_start = week.period_start;
     let request = reports::ReportRequest {
         period_start,
@@ -966,13 +999,14 @@ async fn run_report(
 
 /// `learnlake notify`: the week's notifications, delivered once.
 async fn run_notify(config: &Config, week: Option<chrono::NaiveDate>, dry_run: bool) -> Result<()> {
-    let tz = zone(config)?;
-    let templates = Templates::load(config.email.templates.as_deref())?;
-    mail::from_mailbox(&config.email)?;
-    let lake = open_lake(config)?;
-    let ctx = report_session(config, &lake).await?;
-    let queries = analytics::Queries::new(config.analytics.queries.as_deref())?;
-    let week = report_week(&lake, &ctx, &queries, week, tz).await?;
+    let ReportRun {
+        tz,
+        templates,
+        lake,
+        ctx,
+        queries,
+        week,
+    } = ReportRun::open(config, week).await?;
     let data = StudentWeekData::load(
         &ctx,
         &queries,
@@ -1052,7 +1086,12 @@ async fn deliver(
     let tuning = mail::Tuning {
         backoff: email_backoff(),
         max_attempts: config.email.max_attempts,
-        parallel: config.email.parallel,
+        // The file transport writes with blocking calls on this task:
+        // nothing to overlap.
+        parallel: match config.email.transport {
+            learnlake_pipeline::config::Transport::Smtp => config.email.parallel,
+            learnlake_pipeline::config::Transport::File => 1,
+        },
         timeout: std::time::Duration::from_secs(config.email.timeout_seconds),
     };
     let progress = Progress::new("send", "messages", outgoing.len() as u64);
