@@ -384,13 +384,13 @@ fn outcomes_follow_scores() {
     }
     let mut by_result: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for e in csv_rows(&dir.path().join("enrollments.csv")) {
-        if let Some(s) = scores.get(&(e["student_id"].clone(), e["course_id"].clone())) {
-            if !e["final_result"].is_empty() {
-                by_result
-                    .entry(e["final_result"].clone())
-                    .or_default()
-                    .push(s.iter().sum::<f64>() / s.len() as f64);
-            }
+        if let Some(s) = scores.get(&(e["student_id"].clone(), e["course_id"].clone()))
+            && !e["final_result"].is_empty()
+        {
+            by_result
+                .entry(e["final_result"].clone())
+                .or_default()
+                .push(s.iter().sum::<f64>() / s.len() as f64);
         }
     }
     let mean = |r: &str| by_result[r].iter().sum::<f64>() / by_result[r].len() as f64;

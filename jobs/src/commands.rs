@@ -529,8 +529,7 @@ async fn models(config: &Config) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<2}{:<10} {:<20} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}  {}",
-        "", "version", "trained_at", "auc", "wk 2", "wk 5", "wk 10", "wk 20", "brier", "held out"
+        "  version    trained_at               auc    wk 2    wk 5   wk 10   wk 20   brier  held out"
     );
     for m in &saved {
         let q = m.metrics.clone().unwrap_or_default();

@@ -867,9 +867,8 @@ fn enrollment_rules_and_work_before_the_course_starts() {
         // before a enrolled and before C1 starts: before a's history, never counted
         event_line("e1", "a", "C1", "2026-02-20T10:00:00Z", "video_play", 5),
         // after enrolling, before the start: counts
-        format!(
-            "{{\"event_id\":\"e2\",\"student_id\":\"a\",\"course_id\":\"C1\",\"timestamp\":\"2026-03-03T10:00:00Z\",\"activity_type\":\"lesson_complete\",\"lesson_id\":\"L1\",\"interaction_count\":2}}"
-        ),
+        "{\"event_id\":\"e2\",\"student_id\":\"a\",\"course_id\":\"C1\",\"timestamp\":\"2026-03-03T10:00:00Z\",\"activity_type\":\"lesson_complete\",\"lesson_id\":\"L1\",\"interaction_count\":2}"
+            .to_string(),
         event_line("e3", "a", "C1", "2026-03-10T10:00:00Z", "video_play", 1),
         event_line("e4", "c", "CX", "2026-03-10T10:00:00Z", "video_play", 4),
         // d is active only before the start: not "never started"

@@ -31,10 +31,7 @@ pub(super) fn parse_item(
     let mut rejected = Vec::new();
     match &batch.units[u] {
         Unit::Lines { source, .. } => {
-            let mut line = first_line;
-            for raw in batch.buf[start..end].split(|&b| b == b'\n') {
-                let this = line;
-                line += 1;
+            for (this, raw) in (first_line..).zip(batch.buf[start..end].split(|&b| b == b'\n')) {
                 let mut text = raw;
                 if this == 1 && text.starts_with(b"\xEF\xBB\xBF") {
                     text = &text[3..];
