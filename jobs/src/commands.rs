@@ -886,17 +886,21 @@ fn generated_at(tz: chrono_tz::Tz) -> String {
 struct ReportRun {
     tz: chrono_tz::Tz,
     templates: Templates,
+    from: lettre::message::Mailbox,
     lake: Store,
     ctx: datafusion::prelude::SessionContext,
     queries: analytics::Queries,
     week: analytics::Week,
+    /// When the figures were read, in the institution zone.
+    generated_at: String,
+    min_group_size: usize,
 }
 
 impl ReportRun {
     async fn open(config: &Config, week: Option<chrono::NaiveDate>) -> Result<Self> {
         let tz = zone(config)?;
         let templates = Templates::load(config.email.templates.as_deref())?;
-        mail::from_mailbox(&config.email)?;
+        let from = mail::from_mailbox(&config.email)?;
         let lake = open_lake(config)?;
         let ctx = report_session(config, &lake).await?;
         let queries = analytics::Queries::new(config.analytics.queries.as_deref())?;
@@ -904,11 +908,27 @@ impl ReportRun {
         Ok(Self {
             tz,
             templates,
+            from,
             lake,
             ctx,
             queries,
             week,
+            generated_at: generated_at(tz),
+            min_group_size: config.privacy.min_group_size,
         })
+    }
+
+    /// The week's rows per student (performance reports, notifications).
+    async fn student_data(&self) -> Result<StudentWeekData> {
+        StudentWeekData::load(
+            &self.ctx,
+            &self.queries,
+            self.week,
+            self.tz,
+            self.generated_at.clone(),
+            self.min_group_size,
+        )
+        .await
     }
 }
 
@@ -920,24 +940,23 @@ async fn run_report(
     dry_run: bool,
     html: Option<&Path>,
 ) -> Result<chrono::NaiveDate> {
-    let ReportRun {
-        tz,
-        templates,
-        lake,
-        ctx,
-        queries,
-        week,
-    } = ReportRun::open(config, week).await?;
-    let period_start = week.period_start;
+    let run = ReportRun::open(config, week).await?;
+    let period_start = run.week.period_start;
     let request = reports::ReportRequest {
         period_start,
         course: course.clone(),
-        zone: tz,
-        min_group_size: config.privacy.min_group_size,
-        generated_at: generated_at(tz),
+        zone: run.tz,
+        min_group_size: run.min_group_size,
+        generated_at: run.generated_at.clone(),
     };
-    let rendered =
-        reports::render(&ctx, &queries, &templates, &request, &config.email.admins).await?;
+    let rendered = reports::render(
+        &run.ctx,
+        &run.queries,
+        &run.templates,
+        &request,
+        &config.email.admins,
+    )
+    .await?;
     if let Some(dir) = html {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         for r in &rendered {
@@ -961,22 +980,14 @@ async fn run_report(
         .flat_map(|r| r.drafts(period_start))
         .collect();
     if config.email.student_reports {
-        let mut data = StudentWeekData::load(
-            &ctx,
-            &queries,
-            week,
-            tz,
-            request.generated_at.clone(),
-            config.privacy.min_group_size,
-        )
-        .await?;
+        let mut data = run.student_data().await?;
         if let Some(only) = &course {
             for rows in data.students.values_mut() {
                 rows.retain(|r| r.get("course_id").and_then(|v| v.as_str()) == Some(only.as_str()));
             }
             data.students.retain(|_, rows| !rows.is_empty());
         }
-        let performance = data.performance_reports(&templates)?;
+        let performance = data.performance_reports(&run.templates)?;
         if let Some(dir) = html {
             // One example of each kind, to look at.
             let mut shown = std::collections::BTreeSet::new();
@@ -992,37 +1003,21 @@ async fn run_report(
         }
         drafts.extend(performance);
     }
-    deliver(config, &lake, drafts, dry_run, period_start).await?;
+    deliver(config, &run, drafts, dry_run).await?;
     Ok(period_start)
 }
 
 /// `learnlake notify`: the week's notifications, delivered once.
 async fn run_notify(config: &Config, week: Option<chrono::NaiveDate>, dry_run: bool) -> Result<()> {
-    let ReportRun {
-        tz,
-        templates,
-        lake,
-        ctx,
-        queries,
-        week,
-    } = ReportRun::open(config, week).await?;
-    let data = StudentWeekData::load(
-        &ctx,
-        &queries,
-        week,
-        tz,
-        generated_at(tz),
-        config.privacy.min_group_size,
-    )
-    .await?;
-    let drafts = data.notifications(&templates)?;
+    let run = ReportRun::open(config, week).await?;
+    let drafts = run.student_data().await?.notifications(&run.templates)?;
     let mut kinds: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
     for d in &drafts {
         *kinds.entry(d.kind.as_str()).or_default() += 1;
     }
     println!(
         "Week of {}: {}",
-        week.period_start,
+        run.week.period_start,
         if kinds.is_empty() {
             "no notification is due".to_string()
         } else {
@@ -1033,7 +1028,7 @@ async fn run_notify(config: &Config, week: Option<chrono::NaiveDate>, dry_run: b
                 .join(", ")
         }
     );
-    deliver(config, &lake, drafts, dry_run, week.period_start).await
+    deliver(config, &run, drafts, dry_run).await
 }
 
 /// Builds the drafts into messages and delivers them once (or lists them
@@ -1041,17 +1036,16 @@ async fn run_notify(config: &Config, week: Option<chrono::NaiveDate>, dry_run: b
 /// makes the run fail after everything else went.
 async fn deliver(
     config: &Config,
-    lake: &Store,
+    run: &ReportRun,
     drafts: Vec<mail::Draft>,
     dry_run: bool,
-    period_start: chrono::NaiveDate,
 ) -> Result<()> {
-    let from = mail::from_mailbox(&config.email)?;
+    let (from, lake, period_start) = (&run.from, &run.lake, run.week.period_start);
     let date = std::time::SystemTime::now();
     let mut outgoing = Vec::new();
     let mut refused = Vec::new();
     for draft in &drafts {
-        match mail::build(&from, draft, date) {
+        match mail::build(from, draft, date) {
             Ok(m) => outgoing.push(m),
             Err(e) => refused.push(format!("{} to {:?}: {e:#}", draft.kind, draft.to)),
         }

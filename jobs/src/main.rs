@@ -9,6 +9,7 @@ mod flags;
 mod mail;
 mod progress;
 mod report;
+mod rows;
 mod students;
 mod templates;
 mod webhooks;

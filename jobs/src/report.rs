@@ -8,16 +8,13 @@ use std::collections::BTreeMap;
 use anyhow::{Result, bail};
 use chrono::NaiveDate;
 use chrono_tz::Tz;
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::json::WriterBuilder;
-use datafusion::arrow::json::writer::JsonArray;
-use datafusion::common::ScalarValue;
 use datafusion::prelude::SessionContext;
 use learnlake_pipeline::analytics::{self, Queries};
-use serde_json::{Map, Value as Json, json};
+use serde_json::{Value as Json, json};
 
 use crate::charts::{self, Bar, Palette};
 use crate::mail::{Draft, Image};
+use crate::rows::{Row, count, group_by, json_rows, level_rank, num, strings, text};
 use crate::templates::Templates;
 
 /// Students shown per course in an at-risk list; the rest are counted.
@@ -73,54 +70,6 @@ impl Rendered {
     }
 }
 
-/// Arrow rows as JSON objects (nulls kept, so strict templates see every field).
-pub fn json_rows(batches: &[RecordBatch]) -> Result<Vec<Map<String, Json>>> {
-    let mut out = Vec::new();
-    for batch in batches.iter().filter(|b| b.num_rows() > 0) {
-        let mut writer = WriterBuilder::new()
-            .with_explicit_nulls(true)
-            .build::<_, JsonArray>(Vec::new());
-        writer.write(batch)?;
-        writer.finish()?;
-        let mut rows: Vec<Map<String, Json>> = serde_json::from_slice(&writer.into_inner())?;
-        for row in &mut rows {
-            row.values_mut().for_each(one_line_strings);
-        }
-        out.extend(rows);
-    }
-    Ok(out)
-}
-
-/// Every text a report shows is one line: a name or title with CR/LF (or
-/// another control character) from a source system reads as spaces, in the
-/// HTML, the plain text and the headers alike.
-fn one_line_strings(value: &mut Json) {
-    match value {
-        Json::String(s) if s.chars().any(char::is_control) => *s = crate::mail::one_line(s),
-        Json::Array(items) => items.iter_mut().for_each(one_line_strings),
-        Json::Object(map) => map.values_mut().for_each(one_line_strings),
-        _ => {}
-    }
-}
-
-fn date(d: NaiveDate) -> ScalarValue {
-    ScalarValue::Date32(Some(
-        d.signed_duration_since(NaiveDate::default()).num_days() as i32,
-    ))
-}
-
-fn num(row: &Map<String, Json>, key: &str) -> f64 {
-    row.get(key).and_then(Json::as_f64).unwrap_or(0.0)
-}
-
-fn opt(row: &Map<String, Json>, key: &str) -> Option<f64> {
-    row.get(key).and_then(Json::as_f64)
-}
-
-fn text<'a>(row: &'a Map<String, Json>, key: &str) -> &'a str {
-    row.get(key).and_then(Json::as_str).unwrap_or("")
-}
-
 /// The figures of one group (a course, or the institution) in one week.
 #[derive(Clone, Debug, Default)]
 struct Figures {
@@ -137,17 +86,17 @@ struct Figures {
 }
 
 impl Figures {
-    fn add(&mut self, row: &Map<String, Json>) {
-        let enrolled = num(row, "enrolled");
+    fn add(&mut self, row: &Row) {
+        let enrolled = count(row, "enrolled");
         self.enrolled += enrolled;
-        self.active += num(row, "active");
-        self.minutes += num(row, "mean_minutes") * enrolled;
-        let scored = enrolled - num(row, "grade_none");
-        if let Some(s) = opt(row, "mean_score_to_date") {
+        self.active += count(row, "active");
+        self.minutes += count(row, "mean_minutes") * enrolled;
+        let scored = enrolled - count(row, "grade_none");
+        if let Some(s) = num(row, "mean_score_to_date") {
             self.score_sum += s * scored;
             self.scored += scored;
         }
-        self.completion_sum += num(row, "completion_rate") * enrolled;
+        self.completion_sum += count(row, "completion_rate") * enrolled;
         for (i, k) in [
             "grade_a",
             "grade_b",
@@ -159,10 +108,10 @@ impl Figures {
         .iter()
         .enumerate()
         {
-            self.grades[i] += num(row, k);
+            self.grades[i] += count(row, k);
         }
         for (i, k) in ["risk_high", "risk_medium", "risk_low"].iter().enumerate() {
-            self.risk[i] += num(row, k);
+            self.risk[i] += count(row, k);
         }
     }
 
@@ -274,15 +223,6 @@ pub fn factor(text: &str) -> String {
     }
 }
 
-fn level_rank(level: &str) -> u8 {
-    match level {
-        "high" => 3,
-        "medium" => 2,
-        "low" => 1,
-        _ => 0,
-    }
-}
-
 /// Reads the figures and renders the administrator report and each
 /// instructor's course report. Fails with what to run when the week has
 /// not been analyzed.
@@ -300,7 +240,10 @@ pub async fn render(
         ctx,
         queries,
         "report_courses",
-        &[("period_start", date(week)), ("first_start", date(first))],
+        &[
+            ("period_start", analytics::date(week)),
+            ("first_start", analytics::date(first)),
+        ],
     )
     .await?;
     let mut rows = json_rows(&batches)?;
@@ -326,18 +269,12 @@ pub async fn render(
         queries,
         "report_at_risk",
         &[
-            ("period_start", date(week)),
-            ("previous_start", date(previous)),
+            ("period_start", analytics::date(week)),
+            ("previous_start", analytics::date(previous)),
         ],
     )
     .await?;
-    let mut at_risk: BTreeMap<String, Vec<Map<String, Json>>> = BTreeMap::new();
-    for row in json_rows(&risk_batches)? {
-        at_risk
-            .entry(text(&row, "course_id").to_string())
-            .or_default()
-            .push(row);
-    }
+    let at_risk = group_by(json_rows(&risk_batches)?, "course_id");
 
     // Per course: figures by week, title, instructor, model.
     struct Course {
@@ -395,12 +332,6 @@ pub async fn render(
             .map(|r| {
                 let level = text(r, "risk_level");
                 let previous_level = r.get("previous_level").and_then(Json::as_str);
-                let strings = |k: &str| -> Vec<String> {
-                    r.get(k)
-                        .and_then(Json::as_array)
-                        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
-                        .unwrap_or_default()
-                };
                 json!({
                     "student_id": text(r, "student_id"),
                     "name": text(r, "name"),
@@ -408,8 +339,8 @@ pub async fn render(
                     "previous_level": previous_level,
                     "rose": previous_level.is_some_and(|p| level_rank(level) > level_rank(p)),
                     "probability": r.get("success_probability").cloned().unwrap_or(Json::Null),
-                    "reasons": strings("risk_indicators").iter().map(|s| reason(s)).collect::<Vec<_>>(),
-                    "factors": strings("risk_factors").iter().map(|s| factor(s)).collect::<Vec<_>>(),
+                    "reasons": strings(r, "risk_indicators").iter().map(|s| reason(s)).collect::<Vec<_>>(),
+                    "factors": strings(r, "risk_factors").iter().map(|s| factor(s)).collect::<Vec<_>>(),
                 })
             })
             .collect();

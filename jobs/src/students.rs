@@ -10,18 +10,16 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
-use datafusion::common::ScalarValue;
 use datafusion::prelude::SessionContext;
 use learnlake_pipeline::analytics::{self, Queries, Week};
-use serde_json::{Map, Value as Json, json};
+use serde_json::{Value as Json, json};
 
 use crate::mail::Draft;
-use crate::report::{factor, json_rows, reason};
+use crate::report::{factor, reason};
+use crate::rows::{Row, group_by, json_rows, level_rank, num, strings, text};
 use crate::templates::Templates;
-
-type Row = Map<String, Json>;
 
 /// Days after the week's end that "next steps" and deadline reminders look at.
 pub const LOOK_AHEAD_DAYS: i64 = 14;
@@ -47,50 +45,12 @@ pub struct StudentWeekData {
     pub min_group_size: usize,
 }
 
-fn ts(t: DateTime<Utc>) -> ScalarValue {
-    ScalarValue::TimestampMicrosecond(Some(t.timestamp_micros()), Some("UTC".into()))
-}
-
-fn date(d: NaiveDate) -> ScalarValue {
-    ScalarValue::Date32(Some(
-        d.signed_duration_since(NaiveDate::default()).num_days() as i32,
-    ))
-}
-
-fn text<'a>(row: &'a Row, key: &str) -> &'a str {
-    row.get(key).and_then(Json::as_str).unwrap_or("")
-}
-
-fn num(row: &Row, key: &str) -> Option<f64> {
-    row.get(key).and_then(Json::as_f64)
-}
-
 fn address(row: &Row, key: &str) -> Option<String> {
     row.get(key)
         .and_then(Json::as_str)
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_string)
-}
-
-fn strings(row: &Row, key: &str) -> Vec<String> {
-    row.get(key)
-        .and_then(Json::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn level_rank(level: &str) -> u8 {
-    match level {
-        "high" => 3,
-        "medium" => 2,
-        "low" => 1,
-        _ => 0,
-    }
 }
 
 impl StudentWeekData {
@@ -110,23 +70,17 @@ impl StudentWeekData {
             queries,
             "student_reports",
             &[
-                ("period_start", date(week.period_start)),
-                ("previous_start", date(previous)),
+                ("period_start", analytics::date(week.period_start)),
+                ("previous_start", analytics::date(previous)),
             ],
         )
         .await?;
-        let mut students: BTreeMap<String, Vec<Row>> = BTreeMap::new();
-        for row in json_rows(&batches)? {
-            students
-                .entry(text(&row, "student_id").to_string())
-                .or_default()
-                .push(row);
-        }
+        let students = group_by(json_rows(&batches)?, "student_id");
         let (_, batches) = analytics::run_query(
             ctx,
             queries,
             "student_assessments",
-            &[("period_end", ts(week.end))],
+            &[("period_end", analytics::ts(week.end))],
         )
         .await?;
         let mut assessments: BTreeMap<(String, String), Vec<Row>> = BTreeMap::new();
@@ -144,22 +98,16 @@ impl StudentWeekData {
             queries,
             "student_upcoming",
             &[
-                ("period_start", date(week.period_start)),
-                ("period_end", ts(week.end)),
+                ("period_start", analytics::date(week.period_start)),
+                ("period_end", analytics::ts(week.end)),
                 (
                     "horizon_end",
-                    ts(week.end + Duration::days(LOOK_AHEAD_DAYS)),
+                    analytics::ts(week.end + Duration::days(LOOK_AHEAD_DAYS)),
                 ),
             ],
         )
         .await?;
-        let mut upcoming: BTreeMap<String, Vec<Row>> = BTreeMap::new();
-        for row in json_rows(&batches)? {
-            upcoming
-                .entry(text(&row, "student_id").to_string())
-                .or_default()
-                .push(row);
-        }
+        let upcoming = group_by(json_rows(&batches)?, "student_id");
         Ok(Self {
             week,
             zone,

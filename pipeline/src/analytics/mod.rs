@@ -215,11 +215,13 @@ pub async fn query_frame(
     df.with_param_values(ParamValues::Map(map)).map_err(wrap)
 }
 
-fn ts(t: DateTime<Utc>) -> ScalarValue {
+/// An instant as a query parameter (`Timestamp(µs, UTC)`).
+pub fn ts(t: DateTime<Utc>) -> ScalarValue {
     ScalarValue::TimestampMicrosecond(Some(t.timestamp_micros()), Some("UTC".into()))
 }
 
-fn date(d: NaiveDate) -> ScalarValue {
+/// A day as a query parameter (`Date32`).
+pub fn date(d: NaiveDate) -> ScalarValue {
     ScalarValue::Date32(Some(days(d)))
 }
 
