@@ -70,9 +70,9 @@ def main():
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     first = con.execute(
-        f"SELECT MIN(\"timestamp\") FROM read_parquet('{lake}/activity/*/*.parquet', hive_partitioning = true)"
+        f"SELECT MIN(\"timestamp\") FROM read_parquet({current(lake, 'activity')})"
     ).fetchone()[0]
-    events = con.execute(f"SELECT COUNT(*) FROM read_parquet('{lake}/activity/*/*.parquet')").fetchone()[0]
+    events = con.execute(f"SELECT COUNT(*) FROM read_parquet({current(lake, 'activity')})").fetchone()[0]
     con.close()
     first_local = first.astimezone(zone).date()
     monday = first_local - dt.timedelta(days=first_local.weekday())
@@ -83,7 +83,7 @@ def main():
         runs["learnlake"].append(run_learnlake(args, lake, weeks))
         runs["duckdb"].append(run_duckdb(args, lake, zone, weeks))
 
-    ll_rows = duckdb.connect().execute(f"SELECT COUNT(*) FROM read_parquet('{lake}/student_week/*/*.parquet')").fetchone()[0]
+    ll_rows = duckdb.connect().execute(f"SELECT COUNT(*) FROM read_parquet({current(lake, 'student_week')})").fetchone()[0]
     median = {k: statistics.median(r["seconds"] for r in v) for k, v in runs.items()}
     result = {
         "events": events, "weeks": len(weeks),
@@ -98,6 +98,16 @@ def main():
         "ratio_learnlake_over_duckdb": round(median["learnlake"] / median["duckdb"], 2),
     }
     print(json.dumps(result, indent=1))
+
+
+def current(lake, table):
+    """The Parquet files of a table's current Delta version (a list DuckDB's
+    read_parquet takes), or the folder's glob for a lake written before Delta."""
+    folder = os.path.join(lake, table)
+    if os.path.isdir(os.path.join(folder, "_delta_log")):
+        from deltalake import DeltaTable
+        return "[" + ", ".join(f"'{f}'" for f in DeltaTable(folder).file_uris()) + "]"
+    return f"'{folder}/*/*.parquet'" if table in ("activity", "attempts", "student_week") else f"'{folder}/*.parquet'"
 
 
 def run_learnlake(args, lake, weeks):
@@ -122,10 +132,10 @@ def run_duckdb(args, lake, zone, weeks):
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     hive = "hive_partitioning = true, hive_types = {'%s': DATE}"
-    con.execute(f"CREATE VIEW activity AS SELECT * FROM read_parquet('{lake}/activity/*/*.parquet', {hive % 'event_date'})")
-    con.execute(f"CREATE VIEW attempts AS SELECT * FROM read_parquet('{lake}/attempts/*/*.parquet', {hive % 'submitted_date'})")
+    con.execute(f"CREATE VIEW activity AS SELECT * FROM read_parquet({current(lake, 'activity')}, {hive % 'event_date'})")
+    con.execute(f"CREATE VIEW attempts AS SELECT * FROM read_parquet({current(lake, 'attempts')}, {hive % 'submitted_date'})")
     for t_ in ("students", "courses", "enrollments", "assessments"):
-        con.execute(f"CREATE VIEW {t_} AS SELECT * FROM read_parquet('{lake}/{t_}/*.parquet')")
+        con.execute(f"CREATE VIEW {t_} AS SELECT * FROM read_parquet({current(lake, t_)})")
     con.execute("CREATE MACRO local_date(ts, z) AS CAST(timezone(z, ts) AS DATE)")
     con.execute("CREATE MACRO local_hour(ts, z) AS hour(timezone(z, ts))")
     queries = {n: duck_dialect(open(os.path.join(ROOT, "queries", f"{n}.sql")).read())

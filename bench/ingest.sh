@@ -2,14 +2,21 @@
 # Benchmark: generate + ingest N events, against DuckDB converting the same
 # NDJSON to partitioned zstd Parquet, in the same run on the same files.
 #
-#   bench/ingest.sh [STUDENTS] [WORKDIR]     (default 20000 students ≈ 10 M events)
+#   bench/ingest.sh [STUDENTS] [WORKDIR] [PROFILE]
 #
-# Prints events/s, MB/s, peak RSS for each side and the time ratio
-# learnlake / DuckDB (below 1.0: learnlake is faster).
+# PROFILE `rich` (default; 20000 students ≈ 10 M events of ~330 bytes) or
+# `daily-clicks` (narrow gzipped events, one per student × site × day with a
+# click count, as LMS exports have them; ~60000 students ≈ 10 M events).
+# Prints events/s, MB/s, peak RSS for each side, the time ratio learnlake /
+# DuckDB (below 1.0: learnlake is faster), files per partition and bytes per
+# event of both lakes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STUDENTS="${1:-20000}"
 WORK="${2:-/tmp/learnlake-bench}"
+PROFILE="${3:-rich}"
+GZIP=""
+[ "$PROFILE" = "daily-clicks" ] && GZIP="--gzip"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/learnlake-target}"
 [ -x "$CARGO_TARGET_DIR/release/learnlake" ] || cargo test --release --workspace --no-run -q
 BIN="$CARGO_TARGET_DIR/release/learnlake"
@@ -17,15 +24,15 @@ command -v /usr/bin/time >/dev/null || { apt-get install -y -qq time >/dev/null;
 python3 -c "import duckdb" 2>/dev/null || python3 -m pip install -q duckdb
 
 rm -rf "$WORK" && mkdir -p "$WORK"
-echo "== generate ($STUDENTS students, 8 courses, 12 weeks)"
+echo "== generate ($STUDENTS students, 8 courses, 12 weeks, profile $PROFILE)"
 /usr/bin/time -f "generate: %e s, peak RSS %M KB" "$BIN" generate --out "$WORK/landing" \
-  --students "$STUDENTS" --courses 8 --weeks 12 --seed 1 2>&1 | tail -2
-EVENTS=$(cat "$WORK"/landing/activity/*.jsonl | wc -l)
+  --students "$STUDENTS" --courses 8 --weeks 12 --seed 1 --profile "$PROFILE" $GZIP 2>&1 | tail -2
+EVENTS=$(python3 "$(dirname "$0")/count_summary.py" "$WORK/landing/GENERATED.json")
 MB=$(du -sm "$WORK/landing/activity" | cut -f1)
-echo "activity: $EVENTS events, $MB MB of NDJSON"
+echo "activity: $EVENTS events, $MB MB of NDJSON ($PROFILE)"
 
 # Drop the page cache's advantage for neither side: read the files once first.
-cat "$WORK"/landing/activity/*.jsonl > /dev/null
+cat "$WORK"/landing/activity/* > /dev/null
 
 echo "== learnlake ingest (validation, dedup, HMAC of ip_address, quarantine, ledger)"
 LL_START=$(date +%s.%N)
@@ -41,7 +48,7 @@ con = duckdb.connect()
 t = time.time()
 con.execute("""
 COPY (SELECT *, CAST("timestamp" AS DATE) AS event_date
-      FROM read_json('$WORK/landing/activity/*.jsonl', format = 'newline_delimited'))
+      FROM read_json('$WORK/landing/activity/*.jsonl*', format = 'newline_delimited'))
 TO '$WORK/duck-activity' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (event_date))
 """)
 n = con.execute("SELECT COUNT(*) FROM read_parquet('$WORK/duck-activity/*/*.parquet')").fetchone()[0]
@@ -59,4 +66,23 @@ print(f"{'':10} {'seconds':>8} {'M events/s':>11} {'MB/s':>7} {'peak RSS MB':>12
 print(f"{'learnlake':10} {ll_s:8.2f} {events/ll_s/1e6:11.2f} {mb/ll_s:7.0f} {ll_kb/1024:12.0f}")
 print(f"{'duckdb':10} {dk_s:8.2f} {events/dk_s/1e6:11.2f} {mb/dk_s:7.0f} {dk_kb/1024:12.0f}")
 print(f"ratio learnlake/duckdb: {ll_s/dk_s:.2f}")
+PY
+python3 - "$WORK" "$EVENTS" <<'PY'
+import os, sys
+work, events = sys.argv[1], int(sys.argv[2])
+def shape(root):
+    files, size, parts = 0, 0, set()
+    for d, _, names in os.walk(root):
+        if "_delta_log" in d:
+            continue
+        for n in names:
+            if n.endswith(".parquet"):
+                files += 1
+                size += os.path.getsize(os.path.join(d, n))
+                parts.add(d)
+    return files, len(parts), size
+for name, root in [("learnlake", f"{work}/lake/activity"), ("duckdb", f"{work}/duck-activity")]:
+    files, parts, size = shape(root)
+    print(f"{name:10} {parts} partitions, {files/max(parts,1):.1f} files per partition, "
+          f"{size/1e6:.0f} MB, {size/max(events,1):.1f} bytes per event")
 PY

@@ -4,8 +4,8 @@ tests/reference_analytics.py.
 
     python3 tests/compare_student_week.py REFERENCE.parquet LAKE_DIR [--weeks W1,W2]
 
-Reads LAKE_DIR/student_week/period_start=*/*.parquet (hive partition
-period_start as DATE), restricted to the reference's weeks (or --weeks), joins
+Reads LAKE_DIR/student_week (its current Delta version, through the
+`deltalake` package), restricted to the reference's weeks (or --weeks), joins
 on (student_id, course_id, period_start) and compares every column of the
 reference: floats within 1e-6 (relative or absolute), NULL == NULL, lists and
 structs element-wise. Prints the mismatches (first 20 per column) and a JSON
@@ -96,8 +96,14 @@ def main():
         sys.exit(f"the reference has no rows for the weeks {[str(w) for w in weeks]}: nothing to compare")
     if not os.path.isdir(base):
         sys.exit(f"no student_week table under {args.lake}: nothing to compare")
-    dataset = ds.dataset(base, format="parquet", partitioning=part,
-                         exclude_invalid_files=False, ignore_prefixes=[".", "_"])
+    if os.path.isdir(os.path.join(base, "_delta_log")):
+        # A Delta table: its current version (files of replaced weeks stay
+        # on disk until vacuumed and must not be read).
+        from deltalake import DeltaTable
+        dataset = ds.dataset(DeltaTable(base).to_pyarrow_table())
+    else:
+        dataset = ds.dataset(base, format="parquet", partitioning=part,
+                             exclude_invalid_files=False, ignore_prefixes=[".", "_"])
     got_tbl = dataset.to_table(filter=ds.field("period_start").isin(weeks))
     got_rows = got_tbl.to_pylist()
 

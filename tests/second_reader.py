@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Reads a learnlake lake with DuckDB and pyarrow (readers other than
-learnlake's own) and prints what they see as JSON: row counts, column types,
+learnlake's own; Delta tables through the `deltalake` package, and Polars) and prints what they see as JSON: row counts, column types,
 partition values, and the quarantine. The e2e tests assert on this output.
 
     python3 tests/second_reader.py LAKE [--expect activity,attempts,...]
@@ -13,6 +13,7 @@ import json
 import sys
 
 import duckdb
+import os
 import pyarrow as pa
 import pyarrow.dataset as ds
 
@@ -29,7 +30,7 @@ if unknown:
     sys.exit(f"second_reader: unknown table(s) {unknown}; known: {ALL + DERIVED}")
 out = {"duckdb": {}, "pyarrow": {}}
 con = duckdb.connect()
-con.execute("SET TimeZone = 'UTC'")
+con.execute("SET TimeZone = 'UTC'").fetchall()
 
 tables = {
     "activity": ("activity/*/*.parquet", "event_date"),
@@ -43,53 +44,78 @@ tables = {
     "risk_flags": ("risk_flags/*/*.parquet", "as_of_date"),
     "models": ("_meta/models/*.parquet", None),
 }
+out["polars"] = {}
 for name, (glob, part) in tables.items():
     if name in DERIVED and name not in expected:
         continue
-    path = f"{lake}/{glob}"
-    if part:
-        rel = f"read_parquet('{path}', hive_partitioning = true, hive_types = {{'{part}': DATE}})"
+    folder = f"{lake}/{glob.split('/*')[0]}"
+    delta = os.path.isdir(os.path.join(folder, "_delta_log"))
+    if delta:
+        # A Delta table: its current version through the `deltalake` package
+        # (delta-rs's Python bindings); DuckDB scans that Arrow table and
+        # Polars reads the table itself. Files of replaced partitions stay
+        # on disk until vacuumed, so a plain Parquet glob would see them.
+        import polars as pl
+        from deltalake import DeltaTable
+        delta_table = DeltaTable(folder).to_pyarrow_table()
+        con.register(f"delta_{name}", delta_table)
+        rel = f"delta_{name}"
+        frame = pl.read_delta(folder)
+        out["polars"][name] = {
+            "rows": frame.height,
+            "types": {c: str(t) for c, t in frame.schema.items()},
+        }
+    elif part:
+        rel = f"read_parquet('{lake}/{glob}', hive_partitioning = true, hive_types = {{'{part}': DATE}})"
     else:
-        rel = f"read_parquet('{path}')"
+        rel = f"read_parquet('{lake}/{glob}')"
     try:
         types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()}
-        count = con.execute(f"SELECT COUNT(*) FROM {rel}").fetchone()[0]
+        count = con.execute(f"SELECT COUNT(*) FROM {rel}").fetchall()[0][0]
     except duckdb.IOException as e:
         if name in expected:
             sys.exit(f"second_reader: table {name} is missing or unreadable in {lake}: {e}")
         continue
-    entry = {"rows": count, "types": types}
+    entry = {"rows": count, "types": types, "delta": delta}
     key = {"activity": "event_id", "attempts": "attempt_id"}.get(name)
     if key:
-        entry["distinct_ids"] = con.execute(f"SELECT COUNT(DISTINCT {key}) FROM {rel}").fetchone()[0]
+        entry["distinct_ids"] = con.execute(f"SELECT COUNT(DISTINCT {key}) FROM {rel}").fetchall()[0][0]
         ids = [r[0] for r in con.execute(f"SELECT {key} FROM {rel} ORDER BY 1").fetchall()]
         entry["ids_sha"] = __import__("hashlib").sha256("\n".join(ids).encode()).hexdigest()
         entry["partition_mismatch"] = con.execute(
             f"SELECT COUNT(*) FROM {rel} WHERE CAST({'timestamp' if name == 'activity' else 'submitted_at'} AS DATE) <> {part}"
-        ).fetchone()[0]
+        ).fetchall()[0][0]
     out["duckdb"][name] = entry
 
-    dataset = ds.dataset(
-        f"{lake}/{glob.split('/*')[0]}",
-        format="parquet",
-        partitioning=ds.partitioning(pa.schema([(part, pa.date32())]), flavor="hive") if part else None,
-        exclude_invalid_files=True,
-    )
-    table = dataset.to_table()
+    if delta:
+        table = delta_table
+    else:
+        dataset = ds.dataset(
+            folder,
+            format="parquet",
+            partitioning=ds.partitioning(pa.schema([(part, pa.date32())]), flavor="hive") if part else None,
+            exclude_invalid_files=True,
+        )
+        table = dataset.to_table()
     out["pyarrow"][name] = {
         "rows": table.num_rows,
         "types": {f.name: str(f.type) for f in table.schema},
     }
 
 quarantine = {}
-import os
 qroot = os.path.join(lake, "_quarantine")
 if os.path.isdir(qroot):
     for kind in sorted(os.listdir(qroot)):
-        rel = f"read_parquet('{qroot}/{kind}/*/*.parquet', hive_partitioning = true)"
+        if os.path.isdir(os.path.join(qroot, kind, "_delta_log")):
+            from deltalake import DeltaTable
+            con.register(f"quarantine_{kind}", DeltaTable(os.path.join(qroot, kind)).to_pyarrow_table())
+            rel = f"quarantine_{kind}"
+        else:
+            rel = f"read_parquet('{qroot}/{kind}/*/*.parquet', hive_partitioning = true)"
         rows = con.execute(f"SELECT source_file, line_number, reason, raw FROM {rel} ORDER BY 1, 2").fetchall()
         quarantine[kind] = [
             {"source_file": r[0], "line_number": r[1], "reason": r[2], "raw": r[3][:200]} for r in rows
         ]
 out["quarantine"] = quarantine
 print(json.dumps(out, indent=1, default=str))
+con.close()

@@ -49,6 +49,8 @@ use catalog::Course;
 use json::{JsonLine, Stamp};
 use population::{Population, Student, ZONES};
 use simulate::{Simulator, Streams, StudentIds, Window};
+
+pub use simulate::Profile;
 use sink::{OutputFile, SplitNdjson};
 
 pub use error::{Error, Result};
@@ -80,6 +82,9 @@ pub struct GenerateOptions {
     pub seed: u64,
     /// Write `.jsonl.gz` instead of `.jsonl` for activity and attempts.
     pub gzip: bool,
+    /// The shape of the activity events: rich client events, or the narrow
+    /// daily click counts of real LMS exports.
+    pub profile: Profile,
 }
 
 impl Default for GenerateOptions {
@@ -92,6 +97,7 @@ impl Default for GenerateOptions {
             start: NaiveDate::from_ymd_opt(2026, 2, 2).unwrap_or_default(),
             seed: 42,
             gzip: false,
+            profile: Profile::Rich,
         }
     }
 }
@@ -183,7 +189,7 @@ pub fn generate(
         activity: SplitNdjson::new(activity_dir, "activity", opts.gzip, EVENTS_PER_FILE),
         attempts: SplitNdjson::new(attempts_dir, "attempts", opts.gzip, ATTEMPTS_PER_FILE),
     };
-    let mut simulator = Simulator::new(&courses, window, &offsets);
+    let mut simulator = Simulator::new(&courses, window, &offsets).with_profile(opts.profile);
     let mut archetypes: BTreeMap<&'static str, usize> = BTreeMap::new();
     let mut unreported = 0;
     for index in 0..opts.students {
@@ -465,6 +471,9 @@ struct ManifestOptions {
     start: String,
     seed: u64,
     gzip: bool,
+    /// Absent for the rich profile (manifests from before profiles existed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -502,6 +511,10 @@ fn write_manifest(
             start: opts.start.to_string(),
             seed: opts.seed,
             gzip: opts.gzip,
+            profile: match opts.profile {
+                Profile::Rich => None,
+                Profile::DailyClicks => Some("daily-clicks"),
+            },
         },
         window: ManifestWindow {
             start: rfc3339_utc(window.start_secs()),

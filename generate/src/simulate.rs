@@ -75,7 +75,7 @@ fn offset_at(zone: usize, utc_seconds: i64) -> i32 {
 }
 
 /// Known activity types, plus one the contract does not list (kept as-is at ingest).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Kind {
     Login,
     Logout,
@@ -288,6 +288,7 @@ pub(crate) struct Simulator<'a> {
     answers: Vec<Answer>,
     week_factor: Vec<f64>,
     line: JsonLine,
+    profile: Profile,
 }
 
 /// Per-enrollment state of the student's way through the lessons.
@@ -330,7 +331,14 @@ impl<'a> Simulator<'a> {
             answers: Vec::new(),
             week_factor: Vec::new(),
             line: JsonLine::default(),
+            profile: Profile::Rich,
         }
+    }
+
+    /// Writes events in the shape of `profile` (rich by default).
+    pub(crate) fn with_profile(mut self, profile: Profile) -> Self {
+        self.profile = profile;
+        self
     }
 
     /// Simulates one enrollment and writes its events and attempts.
@@ -1057,8 +1065,17 @@ impl<'a> Simulator<'a> {
         self.events.sort_unstable_by_key(|e| (e.ts, e.seq));
         self.attempts.sort_by_key(|a| a.submitted);
         let n = student.number;
+        let events = match self.profile {
+            Profile::Rich => self.events.len() as u64,
+            Profile::DailyClicks => self.write_daily_clicks(student, course, ids, out)?,
+        };
         let line = &mut self.line;
-        for event in &self.events {
+        let rich = if self.profile == Profile::Rich {
+            &self.events[..]
+        } else {
+            &[]
+        };
+        for event in rich {
             ids.event += 1;
             let session = self.sessions[event.session as usize];
             line.begin();
@@ -1241,8 +1258,98 @@ impl<'a> Simulator<'a> {
             }
             out.attempts.write_line(line.finish())?;
         }
-        Ok((self.events.len() as u64, self.attempts.len() as u64))
+        Ok((events, self.attempts.len() as u64))
     }
+
+    /// The narrow shape of real LMS click exports: one event per student ×
+    /// site × UTC day, seven fields, the day's clicks in `interaction_count`
+    /// (the first event of the day on that site gives the time and type).
+    /// Returns the number of events written.
+    fn write_daily_clicks(
+        &mut self,
+        student: &Student,
+        course: &Course,
+        ids: &mut StudentIds,
+        out: &mut Streams,
+    ) -> Result<u64> {
+        // (day, site) → (first event, clicks), in order of first appearance.
+        let mut groups: Vec<((i64, Target), usize, u64)> = Vec::new();
+        let mut at: std::collections::HashMap<(i64, SiteKey), usize> =
+            std::collections::HashMap::new();
+        for (i, event) in self.events.iter().enumerate() {
+            let key = (event.ts.div_euclid(DAY), site_key(event.target, event.kind));
+            let clicks = u64::from(event.interactions.unwrap_or(1).max(1));
+            match at.get(&key) {
+                Some(&g) => groups[g].2 += clicks,
+                None => {
+                    at.insert(key, groups.len());
+                    groups.push(((key.0, event.target), i, clicks));
+                }
+            }
+        }
+        let n = student.number;
+        let line = &mut self.line;
+        for &((_, target), first, clicks) in &groups {
+            let event = &self.events[first];
+            ids.event += 1;
+            line.begin();
+            line.id2("event_id", "ev-", n, 6, ids.event);
+            line.id("student_id", "s", n, 6);
+            line.str("course_id", &course.id);
+            let site = match target {
+                Target::None => format!("{}-home", course.id),
+                Target::Lesson(l) => course.lessons[usize::from(l)].id.clone(),
+                Target::Resource(l, r) => {
+                    course.lessons[usize::from(l)].resource_ids[usize::from(r)].clone()
+                }
+                Target::Assessment(a) => course.assessments[usize::from(a)].id.clone(),
+            };
+            line.str("resource_id", &site);
+            line.timestamp(
+                "timestamp",
+                Stamp {
+                    utc_seconds: event.ts,
+                    millis: None,
+                    offset_seconds: None,
+                },
+            );
+            line.str("activity_type", event.kind.name());
+            line.uint("interaction_count", clicks);
+            out.activity.write_line(line.finish())?;
+        }
+        Ok(groups.len() as u64)
+    }
+}
+
+/// The site an event happened on, for the daily-clicks profile: its
+/// target, or its type when it has none (login, forum, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum SiteKey {
+    Kind(Kind),
+    Lesson(u16),
+    Resource(u16, u8),
+    Assessment(u8),
+}
+
+fn site_key(target: Target, kind: Kind) -> SiteKey {
+    match target {
+        Target::None => SiteKey::Kind(kind),
+        Target::Lesson(l) => SiteKey::Lesson(l),
+        Target::Resource(l, r) => SiteKey::Resource(l, r),
+        Target::Assessment(a) => SiteKey::Assessment(a),
+    }
+}
+
+/// The shape of the generated activity events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Profile {
+    /// Every event as a client sends it: sessions, devices, details,
+    /// durations (the generator's original shape).
+    #[default]
+    Rich,
+    /// Narrow daily click counts as real LMS exports have them (e.g. a VLE
+    /// log): one event per student × site × day, seven fields.
+    DailyClicks,
 }
 
 fn write_details(line: &mut JsonLine, detail: Detail, course: &Course) {

@@ -506,9 +506,108 @@ fn write_data_samples() {
             seed: 7,
             // Compressed to keep the repository small; same content as without --gzip.
             gzip: true,
+            profile: Profile::Rich,
         },
         &|_| {},
     )
     .unwrap();
     println!("{summary:?}");
+}
+
+/// The daily-clicks profile: the same simulated students as the rich
+/// profile (attempts and reference files byte-identical), their events
+/// folded into one narrow seven-field event per student × site × UTC day
+/// whose click counts add up to the rich events' interactions.
+#[test]
+fn daily_clicks_fold_the_rich_events_per_site_and_day() {
+    let (rich_dir, narrow_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let rich = GenerateOptions {
+        students: 40,
+        ..options(rich_dir.path())
+    };
+    let narrow = GenerateOptions {
+        out: narrow_dir.path().to_path_buf(),
+        profile: Profile::DailyClicks,
+        ..rich.clone()
+    };
+    let rich_summary = generate(&rich, &|_| {}).unwrap();
+    let narrow_summary = generate(&narrow, &|_| {}).unwrap();
+    assert_eq!(rich_summary.attempts, narrow_summary.attempts);
+    assert!(
+        narrow_summary.events * 2 < rich_summary.events,
+        "{} narrow events vs {} rich: folding did not fold",
+        narrow_summary.events,
+        rich_summary.events
+    );
+    for file in [
+        "attempts/attempts-00001.jsonl",
+        "students.csv",
+        "courses.csv",
+        "enrollments.csv",
+        "assessments.jsonl",
+    ] {
+        assert!(
+            fs::read(rich_dir.path().join(file)).unwrap()
+                == fs::read(narrow_dir.path().join(file)).unwrap(),
+            "{file} differs between the profiles"
+        );
+    }
+
+    let clicks = |v: &Value| v["interaction_count"].as_u64().unwrap_or(1).max(1);
+    let rich_events = ndjson_lines(&rich_dir.path().join("activity"));
+    let narrow_events = ndjson_lines(&narrow_dir.path().join("activity"));
+    assert_eq!(narrow_events.len() as u64, narrow_summary.events);
+    let mut rich_clicks: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for e in &rich_events {
+        let key = (e["student_id"].as_str().unwrap().to_owned(), e["course_id"].as_str().unwrap_or("").to_owned());
+        *rich_clicks.entry(key).or_default() += clicks(e);
+    }
+    let mut narrow_clicks: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for e in &narrow_events {
+        let fields: BTreeSet<&str> = e.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            fields,
+            BTreeSet::from([
+                "event_id",
+                "student_id",
+                "course_id",
+                "resource_id",
+                "timestamp",
+                "activity_type",
+                "interaction_count"
+            ]),
+            "{e}"
+        );
+        assert!(e["interaction_count"].as_u64().unwrap() >= 1);
+        let key = (e["student_id"].as_str().unwrap().to_owned(), e["course_id"].as_str().unwrap().to_owned());
+        *narrow_clicks.entry(key).or_default() += clicks(e);
+    }
+    // Every rich event belongs to its enrollment's course (rich events
+    // without a course_id are folded into that course's sites).
+    let rich_by_student: BTreeMap<&String, u64> =
+        rich_clicks.iter().fold(BTreeMap::new(), |mut m, ((s, _), n)| {
+            *m.entry(s).or_default() += n;
+            m
+        });
+    let narrow_by_student: BTreeMap<&String, u64> =
+        narrow_clicks.iter().fold(BTreeMap::new(), |mut m, ((s, _), n)| {
+            *m.entry(s).or_default() += n;
+            m
+        });
+    assert_eq!(rich_by_student, narrow_by_student);
+    // One event per (student, course, site, day): the site key folds types
+    // without a target by their type, so (site, type) is unique per day.
+    let unique: BTreeSet<_> = narrow_events
+        .iter()
+        .map(|e| {
+            (
+                e["student_id"].as_str().unwrap().to_owned(),
+                e["course_id"].as_str().unwrap().to_owned(),
+                e["resource_id"].as_str().unwrap().to_owned(),
+                e["activity_type"].as_str().unwrap().to_owned(),
+                timestamp(&e["timestamp"]).naive_utc().date(),
+            )
+        })
+        .collect();
+    assert_eq!(unique.len(), narrow_events.len());
 }

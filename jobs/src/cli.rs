@@ -67,6 +67,28 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Landing -> lake (idempotent).
     Ingest,
+    /// Merge each partition's small files into files of `[lake]
+    /// target_file_mb`, one commit per table; safe while readers and ingest run.
+    Compact {
+        /// Only this table (default: every table of the lake).
+        #[arg(long)]
+        table: Option<String>,
+        /// Only partitions dated before this day (leave today's alone while
+        /// it is still being written).
+        #[arg(long, value_parser = parse_date)]
+        older_than: Option<NaiveDate>,
+    },
+    /// Delete data files no current version needs (replaced, compacted
+    /// away, or left by an interrupted run) once older than the retention.
+    Vacuum {
+        /// Only this table (default: every table of the lake).
+        #[arg(long)]
+        table: Option<String>,
+        /// Keep files for this many days (default `[lake]
+        /// vacuum_retention_days`, 7); time travel reaches back this far.
+        #[arg(long)]
+        retention_days: Option<i64>,
+    },
     /// student_week and course_week (default: every week with data).
     Analyze {
         /// Analyze the week containing this date.
@@ -189,6 +211,17 @@ pub struct GenerateArgs {
     /// Write activity and attempts as .jsonl.gz.
     #[arg(long)]
     pub gzip: bool,
+    /// Shape of the activity events: `rich` (every client event, with
+    /// sessions, devices and details) or `daily-clicks` (one narrow event
+    /// per student × site × day with its click count, as LMS exports have).
+    #[arg(long, value_enum, default_value_t = GenerateProfile::Rich)]
+    pub profile: GenerateProfile,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GenerateProfile {
+    Rich,
+    DailyClicks,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

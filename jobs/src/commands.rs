@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use indicatif::{ProgressBar, ProgressStyle};
-use learnlake_generate::{self as generate, GenerateOptions};
+use learnlake_generate::{self as generate, GenerateOptions, Profile};
 use learnlake_pipeline::analytics::{self, AnalyzeOptions, AnalyzeReport, WeekSelection};
 use learnlake_pipeline::config::{Config, Engine};
 use learnlake_pipeline::engine::{self, EngineOptions};
@@ -17,7 +17,7 @@ use learnlake_pipeline::lake::{LakeTable, Store, parquet_io};
 use learnlake_pipeline::predict::{self, TrainOptions, TrainReport};
 use tracing::{info, warn};
 
-use crate::cli::{Cli, Command, GenerateArgs, Global, OutputFormat};
+use crate::cli::{Cli, Command, GenerateArgs, GenerateProfile, Global, OutputFormat};
 use crate::mail::{self, Delivery, Sender};
 use crate::progress::Progress;
 use crate::students::StudentWeekData;
@@ -69,6 +69,75 @@ fn open_lake(config: &Config) -> Result<Store> {
     open_store(&config.lake.url, false, "lake", LAKE_HINT)
 }
 
+/// The lake's table folders (every table, and each kind's quarantine), or
+/// the one `only` names.
+fn table_folders(only: Option<&str>) -> Result<Vec<(String, String)>> {
+    let mut all: Vec<(String, String)> = LakeTable::ALL
+        .iter()
+        .map(|t| (t.name().to_string(), t.folder().to_string()))
+        .collect();
+    all.extend(LakeTable::ALL.iter().filter_map(|t| {
+        t.quarantine_folder()
+            .map(|f| (format!("quarantine_{}", t.name()), f))
+    }));
+    match only {
+        None => Ok(all),
+        Some(name) => match all.into_iter().find(|(n, _)| n == name) {
+            Some(found) => Ok(vec![found]),
+            None => bail!(
+                "unknown table {name:?}; the lake's tables are {}",
+                LakeTable::ALL.map(|t| t.name()).join(", ")
+                    + ", quarantine_<kind>"
+            ),
+        },
+    }
+}
+
+async fn compact(
+    config: &Config,
+    only: Option<&str>,
+    before: Option<chrono::NaiveDate>,
+) -> Result<()> {
+    let lake = open_lake(config)?;
+    let target = config.lake.target_file_mb << 20;
+    for (name, folder) in table_folders(only)? {
+        let done = learnlake_pipeline::lake::delta::compact(&lake, &folder, target, before)
+            .await
+            .with_context(|| format!("compacting {name}"))?;
+        if done.files_removed > 0 {
+            println!(
+                "{name}: {} files merged into {} (version {})",
+                done.files_removed,
+                done.files_added,
+                done.version.map_or_else(|| "-".into(), |v| v.to_string())
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn vacuum(config: &Config, only: Option<&str>, retention_days: Option<i64>) -> Result<()> {
+    let lake = open_lake(config)?;
+    let days = retention_days.unwrap_or(config.lake.vacuum_retention_days);
+    if days < 0 {
+        bail!("--retention-days must be 0 or more");
+    }
+    for (name, folder) in table_folders(only)? {
+        let deleted = learnlake_pipeline::lake::delta::vacuum(
+            &lake,
+            &folder,
+            chrono::Duration::days(days),
+            false,
+        )
+        .await
+        .with_context(|| format!("vacuuming {name}"))?;
+        if !deleted.is_empty() {
+            println!("{name}: {} files deleted", deleted.len());
+        }
+    }
+    Ok(())
+}
+
 /// The institution zone (validated with the rest of the config).
 fn zone(config: &Config) -> Result<chrono_tz::Tz> {
     config.tz().map_err(|e| anyhow::anyhow!(e))
@@ -86,6 +155,13 @@ pub async fn run(cli: Cli) -> Result<()> {
                     print_ingest_report(&report);
                     Ok(())
                 }
+                Command::Compact { table, older_than } => {
+                    compact(&config, table.as_deref(), older_than).await
+                }
+                Command::Vacuum {
+                    table,
+                    retention_days,
+                } => vacuum(&config, table.as_deref(), retention_days).await,
                 Command::Analyze { week, from, to } => {
                     let selection = match (week, from, to) {
                         (Some(w), _, _) => WeekSelection::Range(w, w),
@@ -256,6 +332,10 @@ fn run_generate(args: &GenerateArgs) -> Result<generate::GenerateSummary> {
         start: args.start,
         seed: args.seed,
         gzip: args.gzip,
+        profile: match args.profile {
+            GenerateProfile::Rich => Profile::Rich,
+            GenerateProfile::DailyClicks => Profile::DailyClicks,
+        },
     };
     let progress = if std::io::stderr().is_terminal() {
         let b = ProgressBar::new_spinner();
@@ -322,7 +402,8 @@ async fn run_ingest(config: &Config) -> Result<IngestReport> {
     let progress = Arc::new(Progress::new("ingest", "bytes", total));
     let p = progress.clone();
     let options = IngestOptions {
-        batch_bytes: config.ingest.batch_mb << 20,
+        batch_bytes: config.ingest.batch_mb.min(64) << 20,
+        hold_bytes: config.ingest.batch_mb << 20,
         threads: config
             .ingest
             .threads

@@ -61,6 +61,11 @@ pub struct Config {
 pub struct LakeConfig {
     /// `file://./lake` (default), a path, `s3://bucket/prefix`, `gs://…`, `az://…`.
     pub url: String,
+    /// Size `learnlake compact` merges a partition's files into, in MiB (256).
+    pub target_file_mb: u64,
+    /// Days a file no version needs any more is kept before `learnlake
+    /// vacuum` deletes it: time travel reaches back this far (7).
+    pub vacuum_retention_days: i64,
 }
 
 /// `[landing]`
@@ -132,8 +137,12 @@ pub struct EngineConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
-    /// Uncompressed input processed per batch, in MiB (default 256). Bounds
-    /// ingest memory to a small multiple of this, whatever the input size.
+    /// Memory of parsed rows a run holds before it commits them, in MiB
+    /// (default 1024). A run writes one file per partition per commit: one
+    /// while its rows fit, more (merged later by `learnlake compact`) when
+    /// they do not. Input is parsed in batches of at most 64 MiB of text
+    /// (less when this is smaller). Bounds ingest memory to a small multiple
+    /// of this, whatever the input size.
     pub batch_mb: usize,
     /// Parser threads (default: the number of cores).
     pub threads: Option<usize>,
@@ -335,6 +344,8 @@ impl Default for LakeConfig {
     fn default() -> Self {
         Self {
             url: "file://./lake".into(),
+            target_file_mb: 256,
+            vacuum_retention_days: 7,
         }
     }
 }
@@ -360,7 +371,7 @@ impl Default for EngineConfig {
 impl Default for IngestConfig {
     fn default() -> Self {
         Self {
-            batch_mb: 256,
+            batch_mb: 1024,
             threads: None,
         }
     }
@@ -580,6 +591,10 @@ impl Config {
         match key {
             "timezone" => self.timezone = value.to_string(),
             "lake.url" => self.lake.url = value.to_string(),
+            "lake.target_file_mb" => self.lake.target_file_mb = number(value, "a number of MiB")?,
+            "lake.vacuum_retention_days" => {
+                self.lake.vacuum_retention_days = number(value, "a number of days")?;
+            }
             "landing.url" => self.landing.url = value.to_string(),
             "engine.url" => self.engine.url = value.parse()?,
             "engine.memory_limit_mb" => {
@@ -660,6 +675,12 @@ impl Config {
         }
         if self.engine.target_partitions == Some(0) {
             problems.push("engine.target_partitions: must be at least 1 (or unset)".into());
+        }
+        if self.lake.target_file_mb == 0 {
+            problems.push("lake.target_file_mb: must be at least 1".into());
+        }
+        if self.lake.vacuum_retention_days < 0 {
+            problems.push("lake.vacuum_retention_days: must be 0 or more".into());
         }
         if self.ingest.batch_mb == 0 {
             problems.push("ingest.batch_mb: must be at least 1".into());

@@ -42,6 +42,14 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// A Delta Lake operation (load, commit, time travel) on a lake table.
+    #[error("Delta table {table}: {source}")]
+    Delta {
+        table: String,
+        #[source]
+        source: Box<deltalake_core::DeltaTableError>,
+    },
+
     #[error("could not read table {table}: {source}")]
     ReadTable {
         table: String,

@@ -1093,8 +1093,20 @@ async fn analyze_options_progress_and_errors() {
         ..range("2026-03-09", "2026-03-09")
     };
     analytics::analyze(&store, &ctx, &options).await.unwrap();
-    let file = std::fs::File::open(lake.join("course_week/period_start=2026-03-09/part-0.parquet"))
-        .unwrap();
+    // The week's file in course_week's current version (the table's
+    // schema gained the override's column).
+    let delta = learnlake_pipeline::lake::delta::open(&store, "course_week")
+        .await
+        .unwrap()
+        .expect("course_week is a Delta table");
+    let current: Vec<String> = learnlake_pipeline::lake::delta::files(&delta, "course_week")
+        .unwrap()
+        .into_iter()
+        .filter(|(_, d)| *d == Some(day("2026-03-09")))
+        .map(|(path, _)| path)
+        .collect();
+    assert_eq!(current.len(), 1, "{current:?}");
+    let file = std::fs::File::open(lake.join("course_week").join(&current[0])).unwrap();
     let batches: Vec<_> =
         datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
             .unwrap()

@@ -340,7 +340,8 @@ fn an_ingest_killed_anywhere_completes_to_the_same_lake() {
                 !(p.ends_with(".parquet")
                     || p.ends_with(".json")
                     || p.ends_with(".idx")
-                    || p.ends_with("/_complete"))
+                    || p.ends_with("/_complete")
+                    || p.ends_with("/_last_checkpoint"))
             })
             .collect();
         assert!(stray.is_empty(), "stray files: {stray:?}");

@@ -5,6 +5,7 @@ mod analytics;
 mod cli;
 mod golden;
 mod ingest;
+mod lake;
 mod predict;
 mod report;
 mod webhooks;
@@ -21,7 +22,10 @@ pub fn learnlake(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.current_dir(cwd)
         .args(args)
         .env_remove("LEARNLAKE_CONFIG")
-        .env("LEARNLAKE_LOG", "info");
+        .env(
+            "LEARNLAKE_LOG",
+            "info,deltalake_core=warn,buoyant_kernel=warn,buoyant_kernel_engine=warn",
+        );
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -91,7 +95,8 @@ pub fn second_reader_of(lake: &Path, expected: &[&str]) -> serde_json::Value {
 }
 
 /// Every file under `dir` (relative path → sha256 of its bytes), optionally
-/// skipping top-level folders.
+/// skipping top-level folders. Delta transaction logs (`_delta_log/`) are
+/// left out: their commits carry timestamps.
 pub fn fingerprint(dir: &Path, skip: &[&str]) -> BTreeMap<String, String> {
     fn walk(root: &Path, dir: &Path, skip: &[&str], out: &mut BTreeMap<String, String>) {
         let mut entries: Vec<_> = std::fs::read_dir(dir)
@@ -109,6 +114,7 @@ pub fn fingerprint(dir: &Path, skip: &[&str]) -> BTreeMap<String, String> {
             if skip
                 .iter()
                 .any(|s| rel == *s || rel.starts_with(&format!("{s}/")))
+                || rel.ends_with("_delta_log")
             {
                 continue;
             }

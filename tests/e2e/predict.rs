@@ -170,7 +170,12 @@ fn train_validates_on_the_newest_courses_and_analysis_scores_with_the_model() {
     let flags = &seen["pyarrow"]["risk_flags"]["types"];
     assert_eq!(flags["as_of_date"], "date32[day]", "{flags}");
     assert_eq!(flags["success_probability"], "double", "{flags}");
-    assert_eq!(flags["indicators"], "list<item: string>", "{flags}");
+    // Through the Delta schema the list's child is named `element`.
+    assert_eq!(flags["indicators"], "list<element: string>", "{flags}");
+    let polars = &seen["polars"]["risk_flags"]["types"];
+    assert_eq!(polars["as_of_date"], "Date", "{polars}");
+    assert_eq!(polars["indicators"], "List(String)", "{polars}");
+    assert_eq!(seen["duckdb"]["risk_flags"]["delta"], true);
     assert_eq!(flags["flag_id"], "string", "{flags}");
     assert_eq!(seen["duckdb"]["models"]["rows"], 2);
 }
@@ -413,7 +418,7 @@ fn a_week_scores_the_same_whatever_comes_after_it_and_flags_export() {
         lines[1]
     );
     assert!(
-        lines[1].contains("'factors': 'list<item: string>'"),
+        lines[1].contains("'factors': 'list<element: string>'"),
         "{}",
         lines[1]
     );

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use datafusion::arrow::array::{Array, RecordBatch, TimestampMicrosecondArray};
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
@@ -34,7 +34,9 @@ use tracing::{Instrument, info, info_span};
 
 pub use self::queries::Queries;
 use crate::engine::{self, Tuning, udf};
-use crate::lake::{LakeTable, Store, parquet_io, partition_folder};
+use sha2::{Digest, Sha256};
+
+use crate::lake::{self, LakeTable, Store, parquet_io};
 use crate::predict;
 use crate::{Error, Result};
 
@@ -598,27 +600,22 @@ async fn history_start(
     Ok(start.min(first.period_start))
 }
 
-/// The period_start values a derived table has partitions for.
+/// The period_start values a derived table has partitions for (in its
+/// current Delta version).
 pub async fn partitions(lake: &Store, table: LakeTable) -> Result<BTreeSet<NaiveDate>> {
-    let column = table
-        .partition_column()
-        .expect("derived tables are partitioned");
-    let mut found = BTreeSet::new();
-    for meta in lake.list(table.name()).await? {
-        let rel = lake.relative(&meta.location);
-        if let Some(value) = rel
-            .split('/')
-            .find_map(|p| p.strip_prefix(&format!("{column}=")))
-            && let Ok(d) = NaiveDate::parse_from_str(value, "%Y-%m-%d")
-        {
-            found.insert(d);
-        }
-    }
-    Ok(found)
+    let Some(delta) = lake::delta::open(lake, table.folder()).await? else {
+        return Ok(BTreeSet::new());
+    };
+    Ok(lake::delta::files(&delta, table.folder())?
+        .into_iter()
+        .filter_map(|(_, day)| day)
+        .collect())
 }
 
-/// Replaces one week's partition of a derived table: the new file is put
-/// atomically under a fixed name, then anything else in the folder goes.
+/// Replaces one week's partition of a derived table: the new file is
+/// written under a name of its own, then one Delta commit removes the
+/// partition's current files and adds it (readers see the old week or the
+/// new one, never both; the old file stays for time travel until vacuumed).
 async fn write_partition(
     lake: &Store,
     table: LakeTable,
@@ -629,11 +626,8 @@ async fn write_partition(
     let column = table
         .partition_column()
         .expect("derived tables are partitioned");
-    let folder = partition_folder(
-        table.name(),
-        column,
-        &period_start.format("%Y-%m-%d").to_string(),
-    )?;
+    let day = period_start.format("%Y-%m-%d").to_string();
+    let partition = format!("{column}={day}");
     // The partition column lives in the folder name, not in the file.
     let keep: Vec<usize> = (0..schema.fields().len())
         .filter(|&i| schema.field(i).name() != column)
@@ -648,15 +642,46 @@ async fn write_partition(
         .map(|b| b.project(&keep))
         .collect::<std::result::Result<_, _>>()?;
     let rows = projected.iter().map(RecordBatch::num_rows).sum();
-    let file = format!("{folder}/part-0.parquet");
-    lake.put(&file, parquet_io::encode(&file_schema, &projected)?)
-        .await?;
-    for meta in lake.list(&folder).await? {
-        let rel = lake.relative(&meta.location);
-        if rel != file {
-            lake.delete(&rel).await?;
-        }
+    let data = parquet_io::encode(&file_schema, &projected)?;
+    // Named by content: the same result gets the same file, and an
+    // unchanged partition needs no new version.
+    let path = format!(
+        "{partition}/part-{}.parquet",
+        &hex::encode(Sha256::digest(&data))[..16]
+    );
+    let size = data.len() as u64;
+    // The table's schema: the query's columns with the partition column last.
+    let mut fields: Vec<Field> = file_schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new(column, DataType::Date32, false));
+    let table_schema = Schema::new(fields);
+    let mut delta =
+        lake::delta::open_or_create(lake, table.folder(), &table_schema, Some(column)).await?;
+    let current: Vec<String> = lake::delta::files(&delta, table.folder())?
+        .into_iter()
+        .filter(|(_, day)| *day == Some(period_start))
+        .map(|(file, _)| file)
+        .collect();
+    if current == [path.clone()] {
+        return Ok(rows);
     }
+    lake.put(&format!("{}/{path}", table.folder()), data).await?;
+    let mut commit = lake::delta::Commit::append(vec![lake::delta::DataFile {
+        path,
+        size,
+        rows: rows as u64,
+        partition: Some(period_start),
+    }]);
+    commit.replace = lake::delta::Replace::Partitions(vec![period_start]);
+    commit.schema = Some(table_schema);
+    commit.info = vec![(
+        "learnlake".to_string(),
+        serde_json::json!({ "operation": "analyze", "partition": day }),
+    )];
+    lake::delta::commit(&mut delta, table.folder(), commit).await?;
     Ok(rows)
 }
 

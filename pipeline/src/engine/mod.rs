@@ -91,6 +91,10 @@ pub async fn session(lake: &Store, options: &EngineOptions) -> Result<SessionCon
         )
         // Filters are evaluated while decoding Parquet (late materialization).
         .set_bool("datafusion.execution.parquet.pushdown_filters", true)
+        // Text reads as Utf8, the lake's type, from Delta and Parquet tables
+        // alike, so query results (and the files and exports made of them)
+        // keep the documented types.
+        .set_bool("datafusion.execution.parquet.schema_force_view_types", false)
         .with_extension(Arc::new(Tuning {
             explain_analyze: options.explain_analyze,
         }));
@@ -151,7 +155,9 @@ pub async fn register_lake(ctx: &SessionContext, lake: &Store) -> Result<()> {
     Ok(())
 }
 
-/// Registers one folder of Parquet files as a table, if it holds any.
+/// Registers one folder as a table, if it holds any data: a Delta table's
+/// current version (pruned by partition values and file statistics), or the
+/// Parquet files of a folder written before the lake used Delta.
 pub async fn register_folder(
     ctx: &SessionContext,
     lake: &Store,
@@ -160,6 +166,12 @@ pub async fn register_folder(
     partition: Option<&str>,
     schema: Option<datafusion::arrow::datatypes::SchemaRef>,
 ) -> Result<bool> {
+    if let Some(delta) = crate::lake::delta::open(lake, folder).await? {
+        ctx.deregister_table(name)?;
+        let provider = crate::lake::delta::provider(&delta, ctx).await?;
+        ctx.register_table(name, provider)?;
+        return Ok(true);
+    }
     let has_files = lake.contains_file(folder, ".parquet").await?;
     ctx.deregister_table(name)?;
     if !has_files {

@@ -5,19 +5,20 @@
 //! `(hash, date)` pairs of every id the table holds: the id's 64-bit XXH64
 //! hash and the partition date it was written to, bucketed by the hash's top
 //! six bits. A batch writes its files (`batch-<id>.idx`, one per bucket it
-//! touches) *before* its data files, each with one atomic put, so the index
-//! always covers the data; a crash can only leave entries for rows that were
-//! never written, and those are harmless because the index only proposes
-//! candidates: a hash hit is confirmed against the exact ids of the partition
-//! the entry names (ignoring the batch's own file, which an interrupted
-//! attempt at the same batch may have left). Memory is bounded: a run keeps
-//! loaded buckets only while they fit `budget_entries`, and at the end of a
-//! run buckets with many small files are merged into one.
+//! touches) *before* its data is committed, each with one atomic put, so the
+//! index always covers the data; a crash can only leave entries for rows that
+//! were never committed, and those are harmless because the index only
+//! proposes candidates: a hash hit is confirmed against the exact ids of the
+//! partition the entry names, in the table's current Delta version (files a
+//! crashed run left uncommitted are not in it), or against the rows the run
+//! holds and has not committed yet. Memory is bounded: a run keeps loaded
+//! buckets only while they fit `budget_entries`, and at the end of a run
+//! buckets with many small files are merged into one.
 //!
 //! A lake written before the index existed has no `_complete` marker: the
 //! first run builds the index from the table's data files, then writes it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use datafusion::arrow::array::{Array, StringArray};
@@ -25,7 +26,7 @@ use sha2::{Digest, Sha256};
 use tracing::{debug, info};
 
 use super::records::Kind;
-use crate::lake::{Store, parquet_io, partition_folder};
+use crate::lake::{Store, parquet_io};
 use crate::{Error, Result};
 
 /// Root of the index under the lake.
@@ -61,32 +62,51 @@ pub struct IdIndex {
     loaded: Vec<Option<Vec<Entry>>>,
     loaded_entries: usize,
     budget_entries: usize,
-    /// Exact ids of partitions read to confirm a hash hit.
-    exact: HashMap<String, FolderIds>,
-}
-
-/// The ids of one partition folder, each with the file that holds it.
-struct FolderIds {
-    files: Vec<String>,
-    ids: HashMap<String, u32, foldhash::fast::FixedState>,
+    /// The table's committed data files (relative to the lake root), by
+    /// partition date.
+    committed: HashMap<i32, Vec<String>>,
+    /// Exact ids of the committed files of partitions read to confirm a hash hit.
+    exact: HashMap<i32, HashSet<String, foldhash::fast::FixedState>>,
 }
 
 impl IdIndex {
-    /// Opens the index of `kind`'s table, building it first when the lake
-    /// predates it. `budget_bytes` bounds the memory of loaded buckets.
-    pub async fn open(lake: &Store, kind: Kind, budget_bytes: usize) -> Result<Self> {
+    /// Opens the index of `kind`'s table, whose committed data files are
+    /// `data_files` (relative to the lake root), building the index first
+    /// when the lake predates it. `budget_bytes` bounds the memory of loaded
+    /// buckets.
+    pub async fn open(
+        lake: &Store,
+        kind: Kind,
+        data_files: &[String],
+        budget_bytes: usize,
+    ) -> Result<Self> {
         let root = table_root(kind);
-        let mut index = Self::list(lake, kind, budget_bytes).await?;
+        let column = kind
+            .table()
+            .partition_column()
+            .expect("event tables are partitioned");
+        let mut committed: HashMap<i32, Vec<String>> = HashMap::new();
+        for file in data_files {
+            if let Some(date) = partition_date(file, column) {
+                committed.entry(date).or_default().push(file.clone());
+            }
+        }
+        let mut index = Self::list(lake, kind, committed.clone(), budget_bytes).await?;
         if lake.get_opt(&format!("{root}/{COMPLETE}")).await?.is_none() {
             index.build(lake).await?;
             lake.put(&format!("{root}/{COMPLETE}"), Bytes::from_static(b"1\n"))
                 .await?;
-            index = Self::list(lake, kind, budget_bytes).await?;
+            index = Self::list(lake, kind, committed, budget_bytes).await?;
         }
         Ok(index)
     }
 
-    async fn list(lake: &Store, kind: Kind, budget_bytes: usize) -> Result<Self> {
+    async fn list(
+        lake: &Store,
+        kind: Kind,
+        committed: HashMap<i32, Vec<String>>,
+        budget_bytes: usize,
+    ) -> Result<Self> {
         let mut files = vec![Vec::new(); BUCKETS];
         for meta in lake.list(&table_root(kind)).await? {
             let rel = lake.relative(&meta.location);
@@ -103,6 +123,7 @@ impl IdIndex {
             loaded: vec![None; BUCKETS],
             loaded_entries: 0,
             budget_entries: (budget_bytes / ENTRY_BYTES).max(1 << 20),
+            committed,
             exact: HashMap::new(),
         })
     }
@@ -110,18 +131,16 @@ impl IdIndex {
     /// Indexes every data file of the table (a lake written before the index).
     async fn build(&mut self, lake: &Store) -> Result<()> {
         let table = self.kind.table();
-        let column = table
-            .partition_column()
-            .expect("event tables are partitioned");
         let mut pending: Vec<Vec<Entry>> = vec![Vec::new(); BUCKETS];
         let mut buffered = 0usize;
         let mut part = 0usize;
         let mut data_files = 0usize;
-        for meta in lake.list(table.name()).await? {
-            let rel = lake.relative(&meta.location);
-            let Some(date) = partition_date(&rel, column) else {
-                continue;
-            };
+        let files: Vec<(i32, String)> = self
+            .committed
+            .iter()
+            .flat_map(|(&date, files)| files.iter().map(move |f| (date, f.clone())))
+            .collect();
+        for (date, rel) in files {
             data_files += 1;
             for id in read_ids(lake, self.kind, &rel).await? {
                 let h = id_hash(&id);
@@ -166,14 +185,14 @@ impl IdIndex {
         Ok(())
     }
 
-    /// For each key (with the partition date it would be written to), whether
-    /// the lake already holds that id; `own_file` is the batch's own data file
-    /// name, whose rows never count (a rewrite after a crash).
+    /// For each key, whether the table already holds that id (in any
+    /// partition) or `pending(date, key)` says the run holds it uncommitted
+    /// in the partition of that date.
     pub async fn contains(
         &mut self,
         lake: &Store,
         keys: &[&str],
-        own_file: &str,
+        pending: &mut (dyn FnMut(i32, &str) -> bool + Send),
     ) -> Result<Vec<bool>> {
         let hashes: Vec<u64> = keys.iter().map(|k| id_hash(k)).collect();
         let mut by_bucket: Vec<Vec<usize>> = vec![Vec::new(); BUCKETS];
@@ -200,59 +219,34 @@ impl IdIndex {
             return Ok(found);
         }
         debug!(candidates = candidates.len(), "id index hits to confirm");
-        let table = self.kind.table();
-        let column = table
-            .partition_column()
-            .expect("event tables are partitioned");
         for (i, date) in candidates {
             if found[i] {
                 continue;
             }
-            let folder = partition_folder(table.name(), column, &super::date_string(date))?;
-            if !self.exact.contains_key(&folder) {
-                let ids = read_folder(lake, self.kind, &folder).await?;
-                self.exact.insert(folder.clone(), ids);
+            if pending(date, keys[i]) {
+                found[i] = true;
+                continue;
             }
-            let ids = &self.exact[&folder];
-            found[i] = ids
-                .ids
-                .get(keys[i])
-                .is_some_and(|&f| ids.files[f as usize] != own_file);
+            if !self.exact.contains_key(&date) {
+                let mut ids = HashSet::default();
+                for file in self.committed.get(&date).map_or(&[][..], Vec::as_slice) {
+                    ids.extend(read_ids(lake, self.kind, file).await?);
+                }
+                self.exact.insert(date, ids);
+            }
+            found[i] = self.exact[&date].contains(keys[i]);
         }
         Ok(found)
     }
 
-    /// Records the ids a batch is about to write (each with its partition
-    /// date) and writes the batch's index files. Call before writing the
-    /// batch's data files.
-    pub async fn add(
-        &mut self,
-        lake: &Store,
-        batch_id: &str,
-        rows: &[(&str, i32)],
-        own_file: &str,
-    ) -> Result<()> {
+    /// Records the ids a batch is about to commit (each with its partition
+    /// date): writes the batch's index files. Call before committing the
+    /// batch's data.
+    pub async fn add(&mut self, lake: &Store, batch_id: &str, rows: &[(&str, i32)]) -> Result<()> {
         let mut by_bucket: BTreeMap<usize, Vec<Entry>> = BTreeMap::new();
         for &(key, date) in rows {
             let h = id_hash(key);
             by_bucket.entry(bucket_of(h)).or_default().push((h, date));
-        }
-        let table = self.kind.table();
-        let column = table
-            .partition_column()
-            .expect("event tables are partitioned");
-        for &(key, date) in rows {
-            let folder = partition_folder(table.name(), column, &super::date_string(date))?;
-            if let Some(ids) = self.exact.get_mut(&folder) {
-                let f = match ids.files.iter().position(|f| f == own_file) {
-                    Some(f) => f,
-                    None => {
-                        ids.files.push(own_file.to_string());
-                        ids.files.len() - 1
-                    }
-                };
-                ids.ids.insert(key.to_string(), f as u32);
-            }
         }
         for (b, mut entries) in by_bucket {
             entries.sort_unstable();
@@ -273,6 +267,15 @@ impl IdIndex {
             self.loaded_entries = 0;
         }
         Ok(())
+    }
+
+    /// Learns the data files a commit added (relative to the lake root, with
+    /// their partition date): their ids are the table's from now on.
+    pub fn committed(&mut self, files: &[(String, i32)]) {
+        for (file, date) in files {
+            self.committed.entry(*date).or_default().push(file.clone());
+            self.exact.remove(date);
+        }
     }
 
     /// Merges the buckets that hold many files into one file each: the
@@ -416,30 +419,6 @@ async fn read_ids(lake: &Store, kind: Kind, file: &str) -> Result<Vec<String>> {
                 source: format!("{key_column} is not a string column").into(),
             })?;
         out.extend(ids.iter().flatten().map(str::to_string));
-    }
-    Ok(out)
-}
-
-/// The ids of every data file in a partition folder.
-async fn read_folder(lake: &Store, kind: Kind, folder: &str) -> Result<FolderIds> {
-    let mut out = FolderIds {
-        files: Vec::new(),
-        ids: HashMap::default(),
-    };
-    for meta in lake.list(folder).await? {
-        let rel = lake.relative(&meta.location);
-        let Some((_, file)) = rel.rsplit_once('/') else {
-            continue;
-        };
-        if !file.ends_with(".parquet") || file.starts_with(['_', '.']) {
-            continue;
-        }
-        let f = out.files.len() as u32;
-        out.files.push(file.to_string());
-        for id in read_ids(lake, kind, &rel).await? {
-            // The first file listed keeps an id (names sort by batch).
-            out.ids.entry(id).or_insert(f);
-        }
     }
     Ok(out)
 }

@@ -1,7 +1,10 @@
-//! The ingest ledger (`_meta/ingest_ledger/<kind>-<batch>.json`): which
+//! The ingest ledger (`_meta/ingest_ledger/<kind>-<commit>.json`): which
 //! batches are committed and which landing files were read to their end.
-//! Writing a batch's entry is the batch's commit point; nothing here reads
-//! landing files or writes table data.
+//! A commit's rows are committed by the table's Delta commit, which carries
+//! each batch's transaction id; the ledger entry written after it lets the
+//! next run skip those files without reading them (a run restarted between
+//! the two finds the transaction ids and writes the entry). Nothing here
+//! reads landing files or writes table data.
 
 use std::collections::{HashMap, HashSet};
 
@@ -20,6 +23,11 @@ pub struct LedgerEntry {
     pub kind: String,
     pub committed_at: DateTime<Utc>,
     pub sources: Vec<LedgerSource>,
+    /// The batches this entry commits (one commit can hold several); empty
+    /// in entries written before commits held more than one batch, whose
+    /// `batch_id` is the batch.
+    #[serde(default)]
+    pub batches: Vec<String>,
     pub rows_accepted: u64,
     pub duplicates: u64,
     pub rows_quarantined: u64,
@@ -76,6 +84,7 @@ impl Ledger {
                     .done
                     .insert((s.path.clone(), s.size, s.sha256.clone()));
             }
+            ledger.committed.extend(entry.batches);
             ledger.committed.insert(entry.batch_id);
         }
         Ok(ledger)

@@ -1,25 +1,28 @@
 //! Landing → lake, exactly once.
 //!
-//! For each kind, the landing files not yet in the ledger are cut into
-//! batches of at most `batch_bytes` of text (at line boundaries, across
-//! files). A batch is parsed on all cores, checked row by row (bad rows go to
-//! the quarantine with their reason), deduplicated on its ids within itself
-//! and against the lake, and published:
+//! Every table is a Delta table (`lake::delta`). For each kind, the landing
+//! files not yet in the ledger are cut into batches of at most `batch_bytes`
+//! of text (at line boundaries, across files). A batch is parsed on all
+//! cores, checked row by row (bad rows go to the quarantine with their
+//! reason), deduplicated on its ids within itself, against the table and
+//! against the rows the run holds; its accepted rows are held until they
+//! reach `hold_bytes` or the input ends, and then committed:
 //!
-//! 1. one Parquet file per touched partition, `part-<batch>.parquet`;
-//! 2. the batch's quarantine file;
-//! 3. the batch's ledger entry — the commit point.
+//! 1. the quarantine's rows, one file, one commit;
+//! 2. one sorted Parquet file per touched partition, all in one commit that
+//!    carries each member batch's transaction id;
+//! 3. the ledger entry, so later runs skip the files without reading them.
 //!
 //! The batch id is a hash of what the batch reads (paths, content hashes,
 //! line ranges), so a run killed anywhere and started again cuts the same
-//! batches, skips the committed ones, and rewrites the files of the
-//! interrupted one under the same names. Deduplication against the lake
-//! ignores the batch's own files, so a rewrite never loses its rows. Every
-//! file is a single atomic put: readers see whole files or none.
+//! batches and skips those the ledger or the table's transactions already
+//! have. Files of a commit that never happened are not in the table; the
+//! restarted run writes them again under the same names, and `vacuum`
+//! removes what is left.
 //!
 //! Reference kinds are keyed snapshots: all new files of a kind are merged
-//! into the current snapshot (latest wins) and the one snapshot file is
-//! replaced atomically.
+//! into the current snapshot (latest wins) and one commit replaces the
+//! table's file.
 //!
 //! Along the data path: [`source`] finds and inspects landing files,
 //! `batches` cuts them, `parse` turns them into [`records`] rows, `events`
@@ -63,8 +66,11 @@ pub use self::ledger::{LedgerEntry, LedgerSource};
 /// How to ingest.
 #[derive(Clone)]
 pub struct IngestOptions {
-    /// Text per batch; bounds memory to a small multiple of it.
+    /// Text parsed at a time (a batch).
     pub batch_bytes: usize,
+    /// Memory of accepted rows held before they are committed: a run writes
+    /// one file per partition per commit, so one per run while its rows fit.
+    pub hold_bytes: usize,
     /// Parser threads.
     pub threads: usize,
     /// Key of the ip_address hash; without one, addresses are dropped.
@@ -81,7 +87,8 @@ pub struct IngestOptions {
 impl Default for IngestOptions {
     fn default() -> Self {
         Self {
-            batch_bytes: 256 << 20,
+            batch_bytes: 64 << 20,
+            hold_bytes: 1 << 30,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             hash_key: None,
             progress: None,

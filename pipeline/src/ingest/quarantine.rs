@@ -1,6 +1,6 @@
-//! The quarantine (`_quarantine/<kind>/ingest_date=D/part-<batch>.parquet`):
-//! rejected lines with their source, line number and reason, one file per
-//! batch, and files too broken to read, quarantined whole and committed.
+//! The quarantine (`_quarantine/<kind>`, a Delta table partitioned by
+//! `ingest_date`): rejected lines with their source, line number and reason,
+//! one file per commit, and files too broken to read, quarantined whole.
 
 use std::sync::Arc;
 
@@ -15,8 +15,10 @@ use super::parse::lossy;
 use super::records::Kind;
 use super::{IngestOptions, Pending};
 use crate::Result;
-use crate::lake::tables::{QUARANTINE_PARTITION, quarantine_schema};
-use crate::lake::{Store, parquet_io, partition_folder};
+use super::events::batch_transaction;
+use crate::lake::delta::{self, DataFile};
+use crate::lake::tables::{QUARANTINE_PARTITION, quarantine_schema, with_partition};
+use crate::lake::{Store, parquet_io, validate_partition_value};
 
 /// Rejected input on its way to the quarantine.
 pub(super) struct Rejected {
@@ -26,12 +28,17 @@ pub(super) struct Rejected {
     pub(super) reason: String,
 }
 
+/// Commits `rejected` to the kind's quarantine table (`ingest_date` = today)
+/// as one file, in one Delta commit carrying `transactions`; a commit whose
+/// transactions the table already has (a run restarted after a crash) is
+/// not repeated.
 pub(super) async fn write_quarantine(
     lake: &Store,
     kind: Kind,
     id: &str,
     rejected: &[&Rejected],
     sources: &[&str],
+    transactions: &[(String, i64)],
     options: &IngestOptions,
 ) -> Result<()> {
     if rejected.is_empty() {
@@ -41,25 +48,23 @@ pub(super) async fn write_quarantine(
         .table()
         .quarantine_folder()
         .expect("ingest tables have a quarantine");
-    let file = format!("part-{id}.parquet");
-    // A rewrite after a crash goes where the first attempt put it.
-    let existing = lake
-        .list(&folder)
-        .await?
-        .into_iter()
-        .map(|m| lake.relative(&m.location))
-        .find(|rel| rel.ends_with(&format!("/{file}")));
-    let path = match existing {
-        Some(path) => path,
-        None => format!(
-            "{}/{file}",
-            partition_folder(
-                &folder,
-                QUARANTINE_PARTITION,
-                &options.now.format("%Y-%m-%d").to_string()
-            )?
-        ),
-    };
+    let schema = quarantine_schema();
+    let mut table = delta::open_or_create(
+        lake,
+        &folder,
+        &with_partition(&schema, Some(QUARANTINE_PARTITION)),
+        Some(QUARANTINE_PARTITION),
+    )
+    .await?;
+    if let Some((app, _)) = transactions.first()
+        && delta::applied_version(&table, &folder, app).await?.is_some()
+    {
+        return Ok(());
+    }
+    let day = options.now.date_naive();
+    let value = day.format("%Y-%m-%d").to_string();
+    validate_partition_value(QUARANTINE_PARTITION, &value)?;
+    let path = format!("{QUARANTINE_PARTITION}={value}/part-{id}.parquet");
     let mut source_file = StringBuilder::new();
     let mut line_number = Int64Builder::new();
     let mut raw = StringBuilder::new();
@@ -72,7 +77,6 @@ pub(super) async fn write_quarantine(
         reason.append_value(&r.reason);
         at.append_value(options.now.timestamp_micros());
     }
-    let schema = quarantine_schema();
     let columns: Vec<ArrayRef> = vec![
         Arc::new(source_file.finish()),
         Arc::new(line_number.finish()),
@@ -81,8 +85,22 @@ pub(super) async fn write_quarantine(
         Arc::new(at.finish().with_timezone("UTC")),
     ];
     let batch = RecordBatch::try_new(schema.clone(), columns)?;
-    lake.put(&path, parquet_io::encode(&schema, &[batch])?)
-        .await?;
+    let data = parquet_io::encode(&schema, &[batch])?;
+    let size = data.len() as u64;
+    lake.put(&format!("{folder}/{path}"), data).await?;
+    crash_point();
+    let mut commit = delta::Commit::append(vec![DataFile {
+        path,
+        size,
+        rows: rejected.len() as u64,
+        partition: Some(day),
+    }]);
+    commit.app_transactions = transactions.to_vec();
+    commit.info = vec![(
+        "learnlake".to_string(),
+        serde_json::json!({ "operation": "quarantine", "kind": kind.name(), "commit": id }),
+    )];
+    delta::commit(&mut table, &folder, commit).await?;
     crash_point();
     Ok(())
 }
@@ -123,6 +141,7 @@ pub(super) async fn quarantine_whole_file(
         &id,
         &[&rejected],
         &[pending.source.path.as_str()],
+        &[(batch_transaction(&id), 0)],
         options,
     )
     .await?;
@@ -133,6 +152,7 @@ pub(super) async fn quarantine_whole_file(
             kind: kind.name().to_string(),
             committed_at: options.now,
             sources: vec![source],
+            batches: Vec::new(),
             rows_accepted: 0,
             duplicates: 0,
             rows_quarantined: 1,

@@ -19,6 +19,8 @@ use super::quarantine::{Rejected, write_quarantine};
 use super::records::{Kind, key_column};
 use super::source::{self, Format};
 use super::{IngestOptions, KindReport, Pending, blocking, progress};
+use super::events::batch_transaction;
+use crate::lake::delta::{self, DataFile};
 use crate::lake::tables::LakeTable;
 use crate::lake::{Store, parquet_io};
 use crate::{Error, Result};
@@ -32,9 +34,6 @@ pub(super) async fn ingest_reference(
     options: &IngestOptions,
 ) -> Result<KindReport> {
     let table = kind.table();
-    let snapshot_path = table
-        .snapshot_file()
-        .expect("reference tables are snapshots");
     let mut batch = Batch::new(kind);
     for (index, p) in pending.iter().enumerate() {
         let text = {
@@ -116,8 +115,8 @@ pub(super) async fn ingest_reference(
     let schema = table.file_schema().expect("reference tables have a schema");
     let mut inputs: Vec<RecordBatch> = Vec::new();
     let mut keys: Vec<String> = Vec::new();
-    if let Some(data) = lake.get_opt(&snapshot_path).await? {
-        for b in parquet_io::decode(data, None)? {
+    for file in delta::current_files(lake, table.folder()).await? {
+        for b in parquet_io::decode(lake.get(&file).await?, None)? {
             keys.extend(reference_keys(kind, &b)?);
             inputs.push(b);
         }
@@ -146,9 +145,36 @@ pub(super) async fn ingest_reference(
     } else {
         0
     };
-    lake.put(&snapshot_path, parquet_io::encode(&schema, &[snapshot])?)
-        .await?;
-    crash_point();
+    // The new snapshot replaces the table's files in one commit, which
+    // carries the batch's transaction id: after a crash the next run sees it
+    // committed and does not commit it again.
+    let transactions = vec![(batch_transaction(&id), 0)];
+    let mut delta_table = delta::open_or_create(lake, table.folder(), &schema, None).await?;
+    if delta::applied_version(&delta_table, table.folder(), &transactions[0].0)
+        .await?
+        .is_none()
+    {
+        let rows = snapshot.num_rows() as u64;
+        let data = parquet_io::encode(&schema, &[snapshot])?;
+        let path = format!("part-{id}.parquet");
+        let size = data.len() as u64;
+        lake.put(&format!("{}/{path}", table.folder()), data).await?;
+        crash_point();
+        let mut commit = delta::Commit::append(vec![DataFile {
+            path,
+            size,
+            rows,
+            partition: None,
+        }]);
+        commit.replace = delta::Replace::All;
+        commit.app_transactions = transactions.clone();
+        commit.info = vec![(
+            "learnlake".to_string(),
+            serde_json::json!({ "operation": "ingest", "kind": kind.name(), "batch": id }),
+        )];
+        delta::commit(&mut delta_table, table.folder(), commit).await?;
+        crash_point();
+    }
     if withdrawals_inferred > 0 {
         warn!(
             enrollments = withdrawals_inferred,
@@ -165,14 +191,15 @@ pub(super) async fn ingest_reference(
 
     let rejected: Vec<&Rejected> = parsed.iter().flat_map(|p| p.rejected.iter()).collect();
     let sources: Vec<&str> = pending.iter().map(|p| p.source.path.as_str()).collect();
-    write_quarantine(lake, kind, &id, &rejected, &sources, options).await?;
+    write_quarantine(lake, kind, &id, &rejected, &sources, &transactions, options).await?;
     commit(
         lake,
         &LedgerEntry {
-            batch_id: id,
+            batch_id: id.clone(),
             kind: kind.name().to_string(),
             committed_at: options.now,
             sources: batch.sources.clone(),
+            batches: vec![id],
             rows_accepted: new_rows,
             duplicates: 0,
             rows_quarantined: rejected.len() as u64,
@@ -275,12 +302,9 @@ pub(super) async fn snapshot_ids(
     table: LakeTable,
     column: &str,
 ) -> Result<HashSet<String>> {
-    let path = table
-        .snapshot_file()
-        .expect("reference tables are snapshots");
     let mut known = HashSet::new();
-    if let Some(data) = lake.get_opt(&path).await? {
-        for b in parquet_io::decode(data, Some(&[column]))? {
+    for file in delta::current_files(lake, table.folder()).await? {
+        for b in parquet_io::decode(lake.get(&file).await?, Some(&[column]))? {
             if let Some(ids) = b.column(0).as_any().downcast_ref::<StringArray>() {
                 known.extend(ids.iter().flatten().map(str::to_string));
             }

@@ -1,6 +1,7 @@
 //! The Parquet lake: where things live, what they look like, and how files
 //! are published (whole, atomically, under deterministic names).
 
+pub mod delta;
 pub mod parquet_io;
 pub mod store;
 pub mod tables;

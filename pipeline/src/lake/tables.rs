@@ -98,6 +98,13 @@ impl LakeTable {
         Some(Arc::new(schema))
     }
 
+    /// The schema of the Delta table (file columns, then the partition
+    /// column as a `Date32`), for the tables ingest writes.
+    pub fn table_schema(self) -> Option<Schema> {
+        let file = self.file_schema()?;
+        Some(with_partition(&file, self.partition_column()))
+    }
+
     /// The folder of the table's quarantine, `_quarantine/<table>`, for the
     /// tables ingest writes (partitioned by [`QUARANTINE_PARTITION`]).
     pub fn quarantine_folder(self) -> Option<String> {
@@ -109,17 +116,15 @@ impl LakeTable {
             _ => Some(format!("{QUARANTINE}/{}", self.name())),
         }
     }
+}
 
-    /// The file of a snapshot (reference) table.
-    pub fn snapshot_file(self) -> Option<String> {
-        match self {
-            LakeTable::Students
-            | LakeTable::Courses
-            | LakeTable::Enrollments
-            | LakeTable::Assessments => Some(format!("{0}/{0}.parquet", self.name())),
-            _ => None,
-        }
+/// `schema` with `partition` (a non-null `Date32`) appended, if any.
+pub fn with_partition(schema: &Schema, partition: Option<&str>) -> Schema {
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    if let Some(column) = partition {
+        fields.push(Field::new(column, DataType::Date32, false));
     }
+    Schema::new(fields)
 }
 
 /// `Timestamp(Microsecond, "UTC")`, the lake's one timestamp type.
