@@ -402,7 +402,7 @@ async fn run_ingest(config: &Config) -> Result<IngestReport> {
     let progress = Arc::new(Progress::new("ingest", "bytes", total));
     let p = progress.clone();
     let options = IngestOptions {
-        batch_bytes: config.ingest.batch_mb.min(64) << 20,
+        batch_bytes: config.ingest.batch_mb.min(256) << 20,
         hold_bytes: config.ingest.batch_mb << 20,
         threads: config
             .ingest

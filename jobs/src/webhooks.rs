@@ -154,6 +154,8 @@ async fn delivered(lake: &Store, endpoint: &str) -> Result<HashSet<String>> {
 /// file (written before the small ones go, so a crash loses nothing).
 async fn compact(lake: &Store, endpoint: &str) -> Result<()> {
     let folder = format!("{LEDGER}/{endpoint}/delivered");
+    // A run killed while writing a record leaves its staging file.
+    lake.remove_stale_uploads_in(&folder)?;
     let mut small = Vec::new();
     for meta in lake.list(&folder).await? {
         small.push(lake.relative(&meta.location));

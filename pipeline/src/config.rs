@@ -140,7 +140,7 @@ pub struct IngestConfig {
     /// Memory of parsed rows a run holds before it commits them, in MiB
     /// (default 1024). A run writes one file per partition per commit: one
     /// while its rows fit, more (merged later by `learnlake compact`) when
-    /// they do not. Input is parsed in batches of at most 64 MiB of text
+    /// they do not. Input is parsed in batches of at most 256 MiB of text
     /// (less when this is smaller). Bounds ingest memory to a small multiple
     /// of this, whatever the input size.
     pub batch_mb: usize,

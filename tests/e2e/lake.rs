@@ -96,11 +96,41 @@ fn one_file_per_partition_per_run_compaction_and_vacuum() {
     assert_eq!(unsorted, "0");
     let clean = second_reader(&lake);
 
-    // The same landing with a 1 MiB budget: many commits, many files.
+    // The same events arriving in three deliveries, each ingested as it
+    // comes (with a 1 MiB memory budget, so the runs spill): three files
+    // per partition.
     let small = dir.join("small");
-    ingest_ok(&dir, &small, &landing, &[("LEARNLAKE_INGEST_BATCH_MB", "1")]);
+    let feed = dir.join("feed");
+    std::fs::create_dir_all(feed.join("activity")).unwrap();
+    for f in ["students.csv", "courses.csv", "enrollments.csv", "assessments.jsonl"] {
+        std::fs::copy(landing.join(f), feed.join(f)).unwrap();
+    }
+    std::fs::create_dir_all(feed.join("attempts")).unwrap();
+    for e in std::fs::read_dir(landing.join("attempts")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, feed.join("attempts").join(p.file_name().unwrap())).unwrap();
+    }
+    let mut lines: Vec<String> = Vec::new();
+    for e in std::fs::read_dir(landing.join("activity")).unwrap() {
+        let p = e.unwrap().path();
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::MultiGzDecoder::new(std::fs::File::open(&p).unwrap()),
+            &mut text,
+        )
+        .unwrap_or_else(|_| {
+            text = std::fs::read_to_string(&p).unwrap();
+            0
+        });
+        lines.extend(text.lines().map(str::to_string));
+    }
+    for (i, part) in [0, 1, 2].into_iter().map(|i| (i, lines.iter().skip(i).step_by(3))) {
+        let text: Vec<&str> = part.map(String::as_str).collect();
+        std::fs::write(feed.join(format!("activity/part-{i}.jsonl")), text.join("\n")).unwrap();
+        ingest_ok(&dir, &small, &feed, &[("LEARNLAKE_INGEST_BATCH_MB", "1")]);
+    }
     let before = files_per_partition(&small, "activity");
-    assert!(before.values().any(|&n| n > 1), "{before:?}");
+    assert!(before.values().all(|&n| n == 3), "{before:?}");
     let out = learnlake_ok(&dir, &["--lake", s(&small), "compact"], &[]);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("activity: "), "{said}");

@@ -1,11 +1,13 @@
 //! Event kinds (activity, attempts): each batch is parsed, deduplicated on
 //! its ids within itself, against the whole table (the id index) and against
 //! the rows the run holds, and its accepted rows are held by partition date.
-//! When the held rows reach `hold_bytes` (and at the end of the input) they
-//! are committed: one file per partition, sorted by (course_id, student_id,
-//! timestamp), added to the Delta table in one commit that carries the
-//! member batches' transaction ids; then the quarantine's commit and the
-//! ledger entry. Attempts naming an unknown assessment are kept and counted.
+//! Held rows beyond `hold_bytes` of memory are spilled to a temporary folder
+//! (Arrow IPC files, one per partition and spill). At the end of the input
+//! they are committed: one file per partition, sorted by (course_id,
+//! student_id, timestamp), added to the Delta table in one commit that
+//! carries the batches' transaction ids; then the quarantine's commit and
+//! the ledger entry. Attempts naming an unknown assessment are kept and
+//! counted.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -129,7 +131,12 @@ pub(super) async fn ingest_events(
         drop(span);
         accepted?;
         if held.bytes >= options.hold_bytes {
-            report.add(&commit_held(lake, &mut data, &mut index, kind, &mut held, &sources, options).await?);
+            let mut full = std::mem::take(&mut held);
+            held = blocking(move || {
+                full.spill()?;
+                Ok(full)
+            })
+            .await?;
         }
     }
     reader
@@ -145,8 +152,11 @@ pub(super) async fn ingest_events(
 struct Held {
     /// The member batches: id and the parts of landing files each read.
     batches: Vec<(String, Vec<LedgerSource>)>,
-    /// Accepted rows by partition date.
+    /// Accepted rows by partition date, in memory.
     rows: BTreeMap<i32, Vec<RecordBatch>>,
+    /// Accepted rows by partition date, spilled to `spill_dir`.
+    spilled: BTreeMap<i32, Vec<std::path::PathBuf>>,
+    spill_dir: Option<tempfile::TempDir>,
     /// The ids held per date, built when an index hit needs confirming.
     ids: HashMap<i32, HashSet<String>>,
     rejected: Vec<Rejected>,
@@ -154,6 +164,63 @@ struct Held {
     accepted: u64,
     duplicates: u64,
     unknown_references: u64,
+}
+
+impl Held {
+    /// Writes the rows held in memory to one Arrow IPC file per partition
+    /// date in the spill folder, and frees them.
+    fn spill(&mut self) -> Result<()> {
+        if self.spill_dir.is_none() {
+            let dir = tempfile::Builder::new()
+                .prefix("learnlake-ingest-")
+                .tempdir()
+                .map_err(|source| Error::WriteFile {
+                    path: std::env::temp_dir(),
+                    source,
+                })?;
+            self.spill_dir = Some(dir);
+        }
+        let dir = self.spill_dir.as_ref().expect("just made").path().to_path_buf();
+        let n = self.spilled.values().map(Vec::len).sum::<usize>();
+        for (i, (date, parts)) in std::mem::take(&mut self.rows).into_iter().enumerate() {
+            let Some(first) = parts.first() else { continue };
+            let path = dir.join(format!("{date}-{}.arrow", n + i));
+            let io = |source| Error::WriteFile {
+                path: path.clone(),
+                source,
+            };
+            let file = std::io::BufWriter::new(std::fs::File::create(&path).map_err(io)?);
+            let mut writer =
+                datafusion::arrow::ipc::writer::FileWriter::try_new(file, &first.schema())?;
+            for part in &parts {
+                writer.write(part)?;
+            }
+            writer.finish()?;
+            self.spilled.entry(date).or_default().push(path);
+        }
+        self.bytes = 0;
+        Ok(())
+    }
+
+    /// The partition dates held.
+    fn dates(&self) -> Vec<i32> {
+        let mut dates: Vec<i32> = self.rows.keys().chain(self.spilled.keys()).copied().collect();
+        dates.sort_unstable();
+        dates.dedup();
+        dates
+    }
+}
+
+fn read_spill(path: &std::path::Path) -> Result<Vec<RecordBatch>> {
+    let file = std::fs::File::open(path).map_err(|source| Error::ReadFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let reader = datafusion::arrow::ipc::reader::FileReader::try_new(
+        std::io::BufReader::new(file),
+        None,
+    )?;
+    Ok(reader.collect::<std::result::Result<Vec<_>, _>>()?)
 }
 
 /// A fast hasher with a fixed seed for the in-batch id set: SipHash showed
@@ -199,13 +266,21 @@ async fn hold_batch(
         .collect();
     let key_column = key_column(kind);
     let mut pending = |date: i32, key: &str| -> bool {
-        let Some(rows) = held.rows.get(&date) else {
+        if !held.rows.contains_key(&date) && !held.spilled.contains_key(&date) {
             return false;
-        };
+        }
+        let (rows, spilled) = (&held.rows, &held.spilled);
         held.ids
             .entry(date)
             .or_insert_with(|| {
-                rows.iter()
+                let mut batches: Vec<RecordBatch> = rows.get(&date).cloned().unwrap_or_default();
+                for path in spilled.get(&date).map_or(&[][..], Vec::as_slice) {
+                    // A spill file this run wrote a moment ago; unreadable
+                    // only if the disk failed, and then the commit fails too.
+                    batches.extend(read_spill(path).unwrap_or_default());
+                }
+                batches
+                    .iter()
                     .filter_map(|b| b.column_by_name(key_column))
                     .filter_map(|c| c.as_any().downcast_ref::<StringArray>())
                     .flat_map(|a| a.iter().flatten().map(str::to_string))
@@ -272,7 +347,7 @@ async fn commit_held(
     sources: &[&str],
     options: &IngestOptions,
 ) -> Result<KindReport> {
-    let held = std::mem::take(held);
+    let mut held = std::mem::take(held);
     if held.batches.is_empty() {
         return Ok(KindReport::default());
     }
@@ -306,13 +381,31 @@ async fn commit_held(
     // Encode partitions on all threads, publishing each file as it is ready.
     let schema = table.file_schema().expect("event tables have a schema");
     let file = format!("part-{commit_id}.parquet");
-    let mut writes: Vec<(i32, String, Vec<RecordBatch>)> = Vec::new();
-    for (date, rows) in held.rows {
+    let mut writes: Vec<(i32, String)> = Vec::new();
+    for date in held.dates() {
         let value = super::date_string(date);
         validate_partition_value(column, &value)?;
-        writes.push((date, format!("{column}={value}/{file}"), rows));
+        writes.push((date, format!("{column}={value}/{file}")));
     }
-    let written = encode_and_put(lake, table, &schema, writes, options).await?;
+    let rows = Mutex::new(std::mem::take(&mut held.rows));
+    let spilled = std::mem::take(&mut held.spilled);
+    let written = encode_and_put(
+        lake,
+        table,
+        &schema,
+        writes,
+        move |date| {
+            let mut out = Vec::new();
+            for path in spilled.get(&date).map_or(&[][..], Vec::as_slice) {
+                out.extend(read_spill(path)?);
+            }
+            out.extend(rows.lock().expect("no poison").remove(&date).unwrap_or_default());
+            Ok(out)
+        },
+        options,
+    )
+    .await?;
+    drop(held.spill_dir.take());
     let adds: Vec<DataFile> = written
         .iter()
         .map(|w| DataFile {
@@ -400,7 +493,8 @@ async fn encode_and_put(
     lake: &Store,
     table: LakeTable,
     schema: &SchemaRef,
-    writes: Vec<(i32, String, Vec<RecordBatch>)>,
+    writes: Vec<(i32, String)>,
+    rows_of: impl Fn(i32) -> Result<Vec<RecordBatch>> + Send + Sync + 'static,
     options: &IngestOptions,
 ) -> Result<Vec<Written>> {
     let handle = tokio::runtime::Handle::current();
@@ -415,11 +509,13 @@ async fn encode_and_put(
                 scope.spawn(|| {
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some((date, path, parts)) = writes.get(i) else {
+                        let Some((date, path)) = writes.get(i) else {
                             break;
                         };
                         let result = (|| -> Result<Written> {
-                            let one = sorted(&concat_batches(&schema, parts)?)?;
+                            let parts = rows_of(*date)?;
+                            let one = sorted(&concat_batches(&schema, &parts)?)?;
+                            drop(parts);
                             let rows = one.num_rows() as u64;
                             let data = parquet_io::encode(&schema, &[one])?;
                             let size = data.len() as u64;

@@ -87,7 +87,7 @@ pub struct IngestOptions {
 impl Default for IngestOptions {
     fn default() -> Self {
         Self {
-            batch_bytes: 64 << 20,
+            batch_bytes: 256 << 20,
             hold_bytes: 1 << 30,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             hash_key: None,

@@ -214,6 +214,11 @@ impl Store {
     /// disk (`name#N`, invisible to listings and readers, but taking space).
     /// Returns how many were removed.
     pub fn remove_stale_uploads(&self) -> Result<usize> {
+        self.remove_stale_uploads_in("")
+    }
+
+    /// Like [`Store::remove_stale_uploads`], below the folder `rel` only.
+    pub fn remove_stale_uploads_in(&self, rel: &str) -> Result<usize> {
         fn walk(dir: &std::path::Path, removed: &mut usize) -> std::io::Result<()> {
             for entry in std::fs::read_dir(dir)? {
                 let entry = entry?;
@@ -232,13 +237,14 @@ impl Store {
             Ok(())
         }
         let mut removed = 0;
-        if let Some(root) = &self.local_root
-            && root.is_dir()
-        {
-            walk(root, &mut removed).map_err(|source| Error::WriteFile {
-                path: root.clone(),
-                source,
-            })?;
+        if let Some(root) = &self.local_root {
+            let folder = root.join(rel);
+            if folder.is_dir() {
+                walk(&folder, &mut removed).map_err(|source| Error::WriteFile {
+                    path: folder.clone(),
+                    source,
+                })?;
+            }
         }
         Ok(removed)
     }
