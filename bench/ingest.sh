@@ -6,7 +6,8 @@
 #
 # PROFILE `rich` (default; 20000 students ≈ 10 M events of ~330 bytes) or
 # `daily-clicks` (narrow gzipped events, one per student × site × day with a
-# click count, as LMS exports have them; ~60000 students ≈ 10 M events).
+# click count, as LMS exports have them; 39 weeks, ~18000 students ≈ 12 M
+# events). DuckDB converts activity and attempts, as learnlake ingests both.
 # Prints events/s, MB/s, peak RSS for each side, the time ratio learnlake /
 # DuckDB (below 1.0: learnlake is faster), files per partition and bytes per
 # event of both lakes.
@@ -16,7 +17,9 @@ STUDENTS="${1:-20000}"
 WORK="${2:-/tmp/learnlake-bench}"
 PROFILE="${3:-rich}"
 GZIP=""
-[ "$PROFILE" = "daily-clicks" ] && GZIP="--gzip"
+# The narrow shape as LMS exports have it: gzipped, ~270 days in every file.
+[ "$PROFILE" = "daily-clicks" ] && GZIP="--gzip" && WEEKS="${WEEKS:-39}"
+WEEKS="${WEEKS:-12}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/learnlake-target}"
 [ -x "$CARGO_TARGET_DIR/release/learnlake" ] || cargo test --release --workspace --no-run -q
 BIN="$CARGO_TARGET_DIR/release/learnlake"
@@ -24,9 +27,9 @@ command -v /usr/bin/time >/dev/null || { apt-get install -y -qq time >/dev/null;
 python3 -c "import duckdb" 2>/dev/null || python3 -m pip install -q duckdb
 
 rm -rf "$WORK" && mkdir -p "$WORK"
-echo "== generate ($STUDENTS students, 8 courses, 12 weeks, profile $PROFILE)"
+echo "== generate ($STUDENTS students, 8 courses, $WEEKS weeks, profile $PROFILE)"
 /usr/bin/time -f "generate: %e s, peak RSS %M KB" "$BIN" generate --out "$WORK/landing" \
-  --students "$STUDENTS" --courses 8 --weeks 12 --seed 1 --profile "$PROFILE" $GZIP 2>&1 | tail -2
+  --students "$STUDENTS" --courses 8 --weeks "$WEEKS" --seed 1 --profile "$PROFILE" $GZIP 2>&1 | tail -2
 EVENTS=$(python3 "$(dirname "$0")/count_summary.py" "$WORK/landing/GENERATED.json")
 MB=$(du -sm "$WORK/landing/activity" | cut -f1)
 echo "activity: $EVENTS events, $MB MB of NDJSON ($PROFILE)"
@@ -41,7 +44,7 @@ LEARNLAKE_HASH_KEY=bench /usr/bin/time -f "%e %M" -o "$WORK/ll.time" \
 LL_END=$(date +%s.%N)
 cat "$WORK/ll.out"
 
-echo "== DuckDB: read_json -> COPY ... PARTITION_BY (event_date), zstd"
+echo "== DuckDB: read_json -> COPY ... PARTITION_BY (date), zstd: activity and attempts, as learnlake"
 cat > "$WORK/duck.py" <<PY
 import duckdb, time
 con = duckdb.connect()
@@ -51,8 +54,14 @@ COPY (SELECT *, CAST("timestamp" AS DATE) AS event_date
       FROM read_json('$WORK/landing/activity/*.jsonl*', format = 'newline_delimited'))
 TO '$WORK/duck-activity' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (event_date))
 """)
-n = con.execute("SELECT COUNT(*) FROM read_parquet('$WORK/duck-activity/*/*.parquet')").fetchone()[0]
-print("duckdb rows:", n)
+con.execute("""
+COPY (SELECT *, CAST(submitted_at AS DATE) AS submitted_date
+      FROM read_json('$WORK/landing/attempts/*.jsonl*', format = 'newline_delimited'))
+TO '$WORK/duck-attempts' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (submitted_date))
+""")
+for table in ["activity", "attempts"]:
+    n = con.execute(f"SELECT COUNT(*) FROM read_parquet('$WORK/duck-{table}/*/*.parquet')").fetchone()[0]
+    print(f"duckdb {table} rows:", n)
 PY
 /usr/bin/time -f "%e %M" -o "$WORK/duck.time" python3 "$WORK/duck.py"
 

@@ -108,7 +108,7 @@ pub(super) fn cut_batches(
         if source.format == Some(Format::Csv) {
             let mut text = Vec::new();
             std::io::Read::read_to_end(&mut reader, &mut text).map_err(read_err)?;
-            let lines = text.iter().filter(|&&b| b == b'\n').count() as u64 + 1;
+            let lines = memchr::memchr_iter(b'\n', &text).count() as u64 + 1;
             batch.units.push(Unit::Csv {
                 source: index,
                 text,
@@ -190,13 +190,13 @@ pub(super) fn work_items(batch: &Batch, threads: usize) -> Vec<(usize, u64, usiz
                 while pos < end {
                     let mut cut = (pos + target).min(end);
                     if cut < end {
-                        cut = match batch.buf[cut..end].iter().position(|&b| b == b'\n') {
+                        cut = match memchr::memchr(b'\n', &batch.buf[cut..end]) {
                             Some(i) => cut + i + 1,
                             None => end,
                         };
                     }
                     items.push((u, line, pos, cut));
-                    line += batch.buf[pos..cut].iter().filter(|&&b| b == b'\n').count() as u64;
+                    line += memchr::memchr_iter(b'\n', &batch.buf[pos..cut]).count() as u64;
                     pos = cut;
                 }
             }

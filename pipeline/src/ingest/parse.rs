@@ -5,18 +5,19 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{AsArray, RecordBatch, StringArray};
 
 use super::IngestOptions;
 use super::batches::{Batch, Unit, work_items};
 use super::quarantine::Rejected;
-use super::records::Rows;
+use super::records::{Rows, key_column};
 use super::source;
 
 /// The result of parsing one slice of a batch.
 pub(super) struct Parsed {
     pub(super) rows: RecordBatch,
-    pub(super) keys: Vec<String>,
+    /// Per row: its key (events: the `event_id` / `attempt_id` column).
+    pub(super) keys: StringArray,
     pub(super) dates: Vec<i32>,
     pub(super) rejected: Vec<Rejected>,
 }
@@ -31,27 +32,45 @@ pub(super) fn parse_item(
     let mut rejected = Vec::new();
     match &batch.units[u] {
         Unit::Lines { source, .. } => {
-            for (this, raw) in (first_line..).zip(batch.buf[start..end].split(|&b| b == b'\n')) {
-                let mut text = raw;
-                if this == 1 && text.starts_with(b"\xEF\xBB\xBF") {
-                    text = &text[3..];
+            let slice = &batch.buf[start..end];
+            // One vectorised check of the whole slice; only a slice with a
+            // NUL byte or invalid UTF-8 somewhere is checked line by line.
+            let whole = match memchr::memchr(0, slice) {
+                None => simdutf8::basic::from_utf8(slice).ok(),
+                Some(_) => None,
+            };
+            let mut offset = 0;
+            for (this, raw) in (first_line..).zip(slice.split(|&b| b == b'\n')) {
+                let (at, mut lo, mut hi) = (offset, 0, raw.len());
+                offset += raw.len() + 1;
+                if this == 1 && raw.starts_with(b"\xEF\xBB\xBF") {
+                    lo = 3;
                 }
-                if text.last() == Some(&b'\r') {
-                    text = &text[..text.len() - 1];
+                if hi > lo && raw[hi - 1] == b'\r' {
+                    hi -= 1;
                 }
+                let text = &raw[lo..hi];
                 if text.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                if let Some(reason) = source::line_problem(text, false) {
-                    rejected.push(Rejected {
-                        source: *source,
-                        line: Some(this),
-                        raw: lossy(text),
-                        reason,
-                    });
-                    continue;
-                }
-                if let Err(reason) = rows.push_json(text) {
+                let line = match whole {
+                    // Cut at ASCII bytes and a whole BOM: char boundaries.
+                    Some(all) => &all[at + lo..at + hi],
+                    None => match std::str::from_utf8(text) {
+                        Ok(line) if !line.contains('\0') => line,
+                        _ => {
+                            rejected.push(Rejected {
+                                source: *source,
+                                line: Some(this),
+                                raw: lossy(text),
+                                reason: source::line_problem(text, false)
+                                    .unwrap_or_else(|| "line is not UTF-8 text".into()),
+                            });
+                            continue;
+                        }
+                    },
+                };
+                if let Err(reason) = rows.push_json(line) {
                     rejected.push(Rejected {
                         source: *source,
                         line: Some(this),
@@ -65,8 +84,16 @@ pub(super) fn parse_item(
     }
     let keys = std::mem::take(&mut rows.keys);
     let dates = std::mem::take(&mut rows.dates);
+    let rows = rows.finish();
+    let keys = match rows
+        .column_by_name(key_column(batch.kind))
+        .filter(|_| batch.kind.is_event())
+    {
+        Some(ids) => ids.as_string::<i32>().clone(),
+        None => StringArray::from(keys),
+    };
     Parsed {
-        rows: rows.finish(),
+        rows,
         keys,
         dates,
         rejected,
@@ -193,6 +220,7 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::Value;
 
+    use datafusion::arrow::array::Array;
     use super::parse_batch;
     use crate::ingest::IngestOptions;
     use crate::ingest::batches::{Batch, Unit};

@@ -124,7 +124,7 @@ pub(super) async fn ingest_reference(
     let old_rows = keys.len();
     let mut new_rows = 0u64;
     for p in &parsed {
-        keys.extend(p.keys.iter().cloned());
+        keys.extend(p.keys.iter().flatten().map(str::to_string));
         new_rows += p.keys.len() as u64;
         inputs.push(p.rows.clone());
     }

@@ -6,21 +6,41 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::ProjectionMask;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::basic::{Compression, Encoding, ZstdLevel};
+use datafusion::parquet::schema::types::ColumnPath;
 use datafusion::parquet::file::properties::WriterProperties;
 
 use crate::Result;
 
+/// Unique ids, sorted within a student: prefix-shared (DELTA_BYTE_ARRAY)
+/// instead of a dictionary that overflows and falls back to plain.
+const ID_COLUMNS: [&str; 2] = ["event_id", "attempt_id"];
+/// Times, increasing within a student: delta-encoded (DELTA_BINARY_PACKED).
+const TIME_COLUMNS: [&str; 3] = ["timestamp", "submitted_at", "started_at"];
+
 /// The writer settings of every lake file: zstd level 1 (same size as the
-/// default level 3 on our data, ~1.6× faster to write), row-group statistics.
+/// default level 3 on our data, ~1.6× faster to write), row-group statistics,
+/// and delta encodings for the event tables' ids and times (narrow events:
+/// 11.3 → 8.8 bytes per row; every Parquet reader of PRODUCT §4 reads them).
 pub fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
+    let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(1).expect("valid zstd level"),
         ))
         .set_max_row_group_row_count(Some(1024 * 1024))
-        .set_created_by("learnlake".to_string())
-        .build()
+        .set_created_by("learnlake".to_string());
+    for (columns, encoding) in [
+        (&ID_COLUMNS[..], Encoding::DELTA_BYTE_ARRAY),
+        (&TIME_COLUMNS[..], Encoding::DELTA_BINARY_PACKED),
+    ] {
+        for column in columns {
+            let path = ColumnPath::from(*column);
+            builder = builder
+                .set_column_dictionary_enabled(path.clone(), false)
+                .set_column_encoding(path, encoding);
+        }
+    }
+    builder.build()
 }
 
 /// Encodes batches (all of `schema`) into one Parquet file in memory.

@@ -27,7 +27,8 @@ use crate::lake::tables::{answer_fields, integrity_flag_fields};
 pub struct Rows {
     kind: Kind,
     builders: Builders,
-    /// Per accepted row: the key (event_id, attempt_id, or the reference key).
+    /// Per accepted row of a reference kind: its key. (An event's key is its
+    /// `event_id` / `attempt_id` column: not copied.)
     pub keys: Vec<String>,
     /// Per accepted row: the UTC date partition (days since epoch), events only.
     pub dates: Vec<i32>,
@@ -78,16 +79,20 @@ impl Rows {
 
     /// Accepted rows so far.
     pub fn len(&self) -> usize {
-        self.keys.len()
+        if self.kind.is_event() {
+            self.dates.len()
+        } else {
+            self.keys.len()
+        }
     }
 
     /// Whether no row was accepted.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.len() == 0
     }
 
     /// Parses and appends one NDJSON line; on error returns the reason.
-    pub fn push_json(&mut self, line: &[u8]) -> Result<(), String> {
+    pub fn push_json(&mut self, line: &str) -> Result<(), String> {
         match self.kind {
             Kind::Activity => {
                 let raw: RawActivity = from_json(line)?;
@@ -200,7 +205,6 @@ impl Rows {
         b.ip_address.append_option(ip.as_deref());
         b.success.append_option(raw.success);
         b.details.append_option(details.map(RawValue::get));
-        self.keys.push(event_id.to_string());
         self.dates.push(utc_days(timestamp));
         Ok(())
     }
@@ -316,7 +320,6 @@ impl Rows {
                 b.integrity_flags.append(true);
             }
         }
-        self.keys.push(attempt_id.to_string());
         self.dates.push(utc_days(submitted));
         Ok(())
     }
@@ -713,17 +716,18 @@ mod tests {
     use super::*;
 
     fn activity(line: &str) -> Result<(), String> {
-        Rows::new(Kind::Activity, Some(b"k")).push_json(line.as_bytes())
+        Rows::new(Kind::Activity, Some(b"k")).push_json(line)
     }
 
     #[test]
     fn a_valid_event_is_accepted_with_defaults_filled_in() {
         let mut rows = Rows::new(Kind::Activity, Some(b"key"));
-        rows.push_json(br#"{"event_id":"e1","student_id":"s1","timestamp":"2026-03-02T23:30:00-02:00","activity_type":"video_play","ip_address":"10.0.0.1","device":{"os":"linux"}}"#)
+        rows.push_json(r#"{"event_id":"e1","student_id":"s1","timestamp":"2026-03-02T23:30:00-02:00","activity_type":"video_play","ip_address":"10.0.0.1","device":{"os":"linux"}}"#)
             .unwrap();
         let batch = rows.finish();
         assert_eq!(batch.num_rows(), 1);
-        assert_eq!(rows.keys, ["e1"]);
+        assert!(rows.keys.is_empty(), "an event's key is its event_id column");
+        assert_eq!(rows.len(), 1);
         // 23:30 at -02:00 is 01:30 UTC on the next day.
         assert_eq!(
             rows.dates,
@@ -760,7 +764,7 @@ mod tests {
                 .value(0)
         };
         let mut rows = Rows::new(Kind::Assessments, None).in_zone(ny);
-        rows.push_json(br#"{"assessment_id":"a1","course_id":"c1","due_at":"2026-03-06"}"#)
+        rows.push_json(r#"{"assessment_id":"a1","course_id":"c1","due_at":"2026-03-06"}"#)
             .unwrap();
         // Due by the end of 6 March in New York: 05:00 UTC on the 7th (EST).
         assert_eq!(
@@ -769,7 +773,7 @@ mod tests {
         );
         let mut rows = Rows::new(Kind::Enrollments, None).in_zone(ny);
         rows.push_json(
-            br#"{"student_id":"s1","course_id":"c1","enrolled_at":"2026-03-09","withdrawn_at":"2026-03-10T12:00:00Z"}"#,
+            r#"{"student_id":"s1","course_id":"c1","enrolled_at":"2026-03-09","withdrawn_at":"2026-03-10T12:00:00Z"}"#,
         )
         .unwrap();
         // The start of 9 March in New York, after the DST change (EDT, -04:00).
@@ -811,10 +815,10 @@ mod tests {
     #[test]
     fn attempts_accept_aliases_and_derive_passed() {
         let mut rows = Rows::new(Kind::Attempts, None);
-        rows.push_json(br#"{"attempt_id":"a1","student_id":"s1","course_id":"c1","quiz_id":"q1","completed_at":"2026-03-02T10:00:00Z","score":72.5,"passing_score":70,"answers":[{"question_id":"x","is_correct":true}],"integrity_flags":[{"type":"tab_switch","timestamp":"2026-03-02T09:59:00Z","details":{"n":2}}]}"#)
+        rows.push_json(r#"{"attempt_id":"a1","student_id":"s1","course_id":"c1","quiz_id":"q1","completed_at":"2026-03-02T10:00:00Z","score":72.5,"passing_score":70,"answers":[{"question_id":"x","is_correct":true}],"integrity_flags":[{"type":"tab_switch","timestamp":"2026-03-02T09:59:00Z","details":{"n":2}}]}"#)
             .unwrap();
         let err = rows
-            .push_json(br#"{"attempt_id":"a2","student_id":"s1","course_id":"c1","assessment_id":"q1","submitted_at":"2026-03-02T10:00:00Z"}"#)
+            .push_json(r#"{"attempt_id":"a2","student_id":"s1","course_id":"c1","assessment_id":"q1","submitted_at":"2026-03-02T10:00:00Z"}"#)
             .unwrap_err();
         assert_eq!(err, "missing required field \"score\"");
         let batch = rows.finish();

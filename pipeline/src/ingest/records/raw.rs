@@ -213,11 +213,11 @@ pub(super) struct RawAssessment<'a> {
 /// Parses one JSON object. Valid lines take the plain serde_json path; only
 /// a line that fails is parsed again with path tracking, for a reason that
 /// names the field.
-pub(super) fn from_json<'de, T: Deserialize<'de>>(line: &'de [u8]) -> Result<T, String> {
-    if let Ok(value) = serde_json::from_slice(line) {
+pub(super) fn from_json<'de, T: Deserialize<'de>>(line: &'de str) -> Result<T, String> {
+    if let Ok(value) = serde_json::from_str(line) {
         return Ok(value);
     }
-    let mut de = serde_json::Deserializer::from_slice(line);
+    let mut de = serde_json::Deserializer::from_str(line);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
