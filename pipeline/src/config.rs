@@ -137,12 +137,12 @@ pub struct EngineConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
-    /// Memory of parsed rows a run holds before it commits them, in MiB
-    /// (default 1024). A run writes one file per partition per commit: one
-    /// while its rows fit, more (merged later by `learnlake compact`) when
-    /// they do not. Input is parsed in batches of at most 256 MiB of text
-    /// (less when this is smaller). Bounds ingest memory to a small multiple
-    /// of this, whatever the input size.
+    /// Memory of parsed rows a run holds, in MiB (default 1024); beyond it
+    /// the rows are spilled to Arrow IPC files in the temporary folder, and
+    /// the run still writes one file per partition per table. Input is
+    /// parsed in batches of at most 256 MiB of text (less when this is
+    /// smaller), the next one while the last is checked. Bounds ingest
+    /// memory to a small multiple of this, whatever the input size.
     pub batch_mb: usize,
     /// Parser threads (default: the number of cores).
     pub threads: Option<usize>,

@@ -80,7 +80,14 @@ pub(super) fn cut_batches(
     options: &IngestOptions,
     tx: &tokio::sync::mpsc::Sender<Batch>,
 ) -> Result<()> {
-    let mut batch = Batch::new(kind);
+    // A batch's text is read into one buffer of its final size (mapped
+    // lazily): growing it by doubling copied every batch twice.
+    let new_batch = || {
+        let mut batch = Batch::new(kind);
+        batch.buf.reserve(options.batch_bytes.saturating_add(1 << 20));
+        batch
+    };
+    let mut batch = new_batch();
     let send = |batch: Batch| -> Result<()> {
         tx.blocking_send(batch)
             .map_err(|_| Error::Worker("ingest stopped before the reader finished".into()))
@@ -116,7 +123,7 @@ pub(super) fn cut_batches(
             batch.sources.push(ledger_source(1, lines, true));
             progress(options, source.size);
             if batch.text_len() >= options.batch_bytes {
-                send(std::mem::replace(&mut batch, Batch::new(kind)))?;
+                send(std::mem::replace(&mut batch, new_batch()))?;
             }
             continue;
         }
@@ -145,7 +152,7 @@ pub(super) fn cut_batches(
                 batch
                     .sources
                     .push(ledger_source(first_line, line_no, at_end));
-                send(std::mem::replace(&mut batch, Batch::new(kind)))?;
+                send(std::mem::replace(&mut batch, new_batch()))?;
                 first_line = line_no + 1;
                 start = 0;
                 if at_end {

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, RecordBatch, StringArray, UInt32Array,
+    Array, ArrayRef, AsArray, RecordBatch, StringArray, UInt32Array, new_null_array,
 };
 use datafusion::arrow::compute::{
     SortColumn, SortOptions, cast, concat_batches, interleave_record_batch, lexsort_to_indices,
@@ -141,6 +141,16 @@ pub(super) async fn ingest_events(
         let parsed = task
             .await
             .map_err(|e| Error::Worker(format!("a parser thread failed: {e}")))?;
+        // Spill only when more rows come: the rows of the last batch go
+        // straight to the commit, not through the disk.
+        if held.bytes >= options.hold_bytes {
+            let mut full = std::mem::take(&mut held);
+            held = blocking(move || {
+                full.spill()?;
+                Ok(full)
+            })
+            .await?;
+        }
         let span = info_span!("batch", batch = id, sources = batch_sources.len());
         let accepted = hold_batch(
             lake,
@@ -155,14 +165,6 @@ pub(super) async fn ingest_events(
         .await;
         drop(span);
         accepted?;
-        if held.bytes >= options.hold_bytes {
-            let mut full = std::mem::take(&mut held);
-            held = blocking(move || {
-                full.spill()?;
-                Ok(full)
-            })
-            .await?;
-        }
     }
     reader
         .await
@@ -207,21 +209,26 @@ impl Held {
         }
         let dir = self.spill_dir.as_ref().expect("just made").path().to_path_buf();
         let n = self.spilled.values().map(Vec::len).sum::<usize>();
-        for (i, (date, parts)) in std::mem::take(&mut self.rows).into_iter().enumerate() {
-            let Some(first) = parts.first() else { continue };
-            let path = dir.join(format!("{date}-{}.arrow", n + i));
-            let io = |source| Error::WriteFile {
-                path: path.clone(),
-                source,
-            };
-            let file = std::io::BufWriter::new(std::fs::File::create(&path).map_err(io)?);
-            let mut writer =
-                datafusion::arrow::ipc::writer::FileWriter::try_new(file, &first.schema())?;
-            for part in &parts {
-                writer.write(part)?;
+        let mut i = n;
+        for (date, parts) in std::mem::take(&mut self.rows) {
+            // One file per run of parts with the same columns (parts leave
+            // out their all-null columns, see `without_null_columns`).
+            for run in parts.chunk_by(|a, b| a.schema() == b.schema()) {
+                let path = dir.join(format!("{date}-{i}.arrow"));
+                i += 1;
+                let io = |source| Error::WriteFile {
+                    path: path.clone(),
+                    source,
+                };
+                let file = std::io::BufWriter::new(std::fs::File::create(&path).map_err(io)?);
+                let mut writer =
+                    datafusion::arrow::ipc::writer::FileWriter::try_new(file, &run[0].schema())?;
+                for part in run {
+                    writer.write(part)?;
+                }
+                writer.finish()?;
+                self.spilled.entry(date).or_default().push(path);
             }
-            writer.finish()?;
-            self.spilled.entry(date).or_default().push(path);
         }
         self.bytes = 0;
         Ok(())
@@ -332,6 +339,12 @@ async fn hold_batch(
     held.duplicates += duplicates;
     drop(accepted_keys);
 
+    // Narrow exports leave most columns empty: held and spilled rows carry
+    // only the columns a part has values in.
+    let compact: Vec<RecordBatch> = parsed
+        .iter()
+        .map(|p| without_null_columns(&p.rows))
+        .collect::<Result<_>>()?;
     for (date, slots) in by_date {
         if let Some(known) = assessments {
             held.unknown_references += unknown_assessments(&parsed, &slots, known);
@@ -340,7 +353,7 @@ async fn hold_batch(
         for (p, rows) in slots.iter().enumerate() {
             if !rows.is_empty() {
                 parts.push(take_record_batch(
-                    &parsed[p].rows,
+                    &compact[p],
                     &UInt32Array::from(rows.clone()),
                 )?);
             }
@@ -583,7 +596,12 @@ const SORT_COLUMNS: [&str; 4] = ["course_id", "student_id", "timestamp", "submit
 /// are sorted as tuples and the rows gathered in one copy: comparing strings
 /// through Arrow's dynamic comparators was a tenth of an ingest.
 fn sorted(schema: &SchemaRef, parts: &[RecordBatch]) -> Result<RecordBatch> {
-    let parts: Vec<&RecordBatch> = parts.iter().filter(|p| p.num_rows() > 0).collect();
+    let parts: Vec<RecordBatch> = parts
+        .iter()
+        .filter(|p| p.num_rows() > 0)
+        .map(|p| with_all_columns(schema, p))
+        .collect::<Result<_>>()?;
+    let parts: Vec<&RecordBatch> = parts.iter().collect();
     if parts.is_empty() {
         return Ok(RecordBatch::new_empty(schema.clone()));
     }
@@ -616,6 +634,35 @@ fn sorted(schema: &SchemaRef, parts: &[RecordBatch]) -> Result<RecordBatch> {
         .map(|(_, p, row)| (p as usize, row as usize))
         .collect();
     Ok(interleave_record_batch(&parts, &indices)?)
+}
+
+/// `batch` without the columns that hold only nulls (a narrow export's rows
+/// leave most of the table's columns empty: their offsets alone were half
+/// the memory held).
+fn without_null_columns(batch: &RecordBatch) -> Result<RecordBatch> {
+    let keep: Vec<usize> = (0..batch.num_columns())
+        .filter(|&c| batch.num_rows() == 0 || batch.column(c).null_count() < batch.num_rows())
+        .collect();
+    if keep.len() == batch.num_columns() {
+        return Ok(batch.clone());
+    }
+    Ok(batch.project(&keep)?)
+}
+
+/// `part` with every column of `schema`, the ones it left out as nulls.
+fn with_all_columns(schema: &SchemaRef, part: &RecordBatch) -> Result<RecordBatch> {
+    if part.schema().fields().len() == schema.fields().len() {
+        return Ok(part.clone());
+    }
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|field| match part.column_by_name(field.name()) {
+            Some(column) => column.clone(),
+            None => new_null_array(field.data_type(), part.num_rows()),
+        })
+        .collect();
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
 /// Per part and row, a key whose integer order is the column's order, nulls
@@ -782,6 +829,26 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    /// Parts held without their all-null columns come back whole.
+    #[test]
+    fn all_null_columns_are_left_out_and_restored() {
+        let full = part(&[(None, 2, Some(5)), (None, 1, None)], 0);
+        let narrow = without_null_columns(&full).unwrap();
+        assert_eq!(narrow.num_columns(), 3, "course_id is all null");
+        assert!(narrow.column_by_name("course_id").is_none());
+        let other = part(&[(Some(1), 0, Some(1))], 10);
+        let got = sorted(&schema(), &[narrow, other]).unwrap();
+        assert_eq!(got.schema(), schema());
+        assert_eq!(
+            keys(&got),
+            [
+                (None, "s1".to_string(), None, 1),
+                (None, "s2".to_string(), Some(5), 0),
+                (Some("c1".to_string()), "s0".to_string(), Some(1), 10),
+            ]
+        );
     }
 
     proptest! {
