@@ -559,7 +559,10 @@ fn daily_clicks_fold_the_rich_events_per_site_and_day() {
     assert_eq!(narrow_events.len() as u64, narrow_summary.events);
     let mut rich_clicks: BTreeMap<(String, String), u64> = BTreeMap::new();
     for e in &rich_events {
-        let key = (e["student_id"].as_str().unwrap().to_owned(), e["course_id"].as_str().unwrap_or("").to_owned());
+        let key = (
+            e["student_id"].as_str().unwrap().to_owned(),
+            e["course_id"].as_str().unwrap_or("").to_owned(),
+        );
         *rich_clicks.entry(key).or_default() += clicks(e);
     }
     let mut narrow_clicks: BTreeMap<(String, String), u64> = BTreeMap::new();
@@ -579,21 +582,28 @@ fn daily_clicks_fold_the_rich_events_per_site_and_day() {
             "{e}"
         );
         assert!(e["interaction_count"].as_u64().unwrap() >= 1);
-        let key = (e["student_id"].as_str().unwrap().to_owned(), e["course_id"].as_str().unwrap().to_owned());
+        let key = (
+            e["student_id"].as_str().unwrap().to_owned(),
+            e["course_id"].as_str().unwrap().to_owned(),
+        );
         *narrow_clicks.entry(key).or_default() += clicks(e);
     }
     // Every rich event belongs to its enrollment's course (rich events
     // without a course_id are folded into that course's sites).
     let rich_by_student: BTreeMap<&String, u64> =
-        rich_clicks.iter().fold(BTreeMap::new(), |mut m, ((s, _), n)| {
-            *m.entry(s).or_default() += n;
-            m
-        });
+        rich_clicks
+            .iter()
+            .fold(BTreeMap::new(), |mut m, ((s, _), n)| {
+                *m.entry(s).or_default() += n;
+                m
+            });
     let narrow_by_student: BTreeMap<&String, u64> =
-        narrow_clicks.iter().fold(BTreeMap::new(), |mut m, ((s, _), n)| {
-            *m.entry(s).or_default() += n;
-            m
-        });
+        narrow_clicks
+            .iter()
+            .fold(BTreeMap::new(), |mut m, ((s, _), n)| {
+                *m.entry(s).or_default() += n;
+                m
+            });
     assert_eq!(rich_by_student, narrow_by_student);
     // One event per (student, course, site, day): the site key folds types
     // without a target by their type, so (site, type) is unique per day.

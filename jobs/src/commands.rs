@@ -86,8 +86,7 @@ fn table_folders(only: Option<&str>) -> Result<Vec<(String, String)>> {
             Some(found) => Ok(vec![found]),
             None => bail!(
                 "unknown table {name:?}; the lake's tables are {}",
-                LakeTable::ALL.map(|t| t.name()).join(", ")
-                    + ", quarantine_<kind>"
+                LakeTable::ALL.map(|t| t.name()).join(", ") + ", quarantine_<kind>"
             ),
         },
     }

@@ -96,7 +96,9 @@ fn init_tracing(format: LogFormat, verbose: u8) {
         // delta-rs logs a commit that waited for another writer and was
         // then checked and retried as a warning; it is routine here.
         0 => "warn,deltalake_core=error,buoyant_kernel=error,buoyant_kernel_engine=error",
-        1 => "info,datafusion=warn,sqllogictest=warn,deltalake_core=warn,buoyant_kernel=warn,buoyant_kernel_engine=warn",
+        1 => {
+            "info,datafusion=warn,sqllogictest=warn,deltalake_core=warn,buoyant_kernel=warn,buoyant_kernel_engine=warn"
+        }
         2 => "debug,datafusion=info",
         _ => "trace",
     };

@@ -297,9 +297,11 @@ fn an_ingest_killed_anywhere_completes_to_the_same_lake() {
     // Holding 1 MiB, the run spilled most rows to disk before its commits;
     // holding everything in memory gives the same tables.
     let in_memory = dir.join("in-memory");
-    assert!(run(&in_memory, &[KEY, ("LEARNLAKE_INGEST_BATCH_MB", "1024")])
-        .status
-        .success());
+    assert!(
+        run(&in_memory, &[KEY, ("LEARNLAKE_INGEST_BATCH_MB", "1024")])
+            .status
+            .success()
+    );
     let held = second_reader(&in_memory);
     assert_eq!(held["duckdb"], expected["duckdb"], "spilled vs held rows");
     assert_eq!(held["quarantine"], expected["quarantine"]);

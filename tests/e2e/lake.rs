@@ -14,13 +14,30 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-fn generate(dir: &Path, name: &str, students: &str, seed: &str, profile: &str) -> std::path::PathBuf {
+fn generate(
+    dir: &Path,
+    name: &str,
+    students: &str,
+    seed: &str,
+    profile: &str,
+) -> std::path::PathBuf {
     let landing = dir.join(name);
     learnlake_ok(
         dir,
         &[
-            "generate", "--out", s(&landing), "--students", students, "--courses", "4",
-            "--weeks", "8", "--seed", seed, "--profile", profile,
+            "generate",
+            "--out",
+            s(&landing),
+            "--students",
+            students,
+            "--courses",
+            "4",
+            "--weeks",
+            "8",
+            "--seed",
+            seed,
+            "--profile",
+            profile,
         ],
         &[],
     );
@@ -32,7 +49,10 @@ fn files_per_partition(lake: &Path, table: &str) -> BTreeMap<Option<chrono::Naiv
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let store = Store::open(s(lake), false).unwrap();
-        let t = delta::open(&store, table).await.unwrap().expect("a Delta table");
+        let t = delta::open(&store, table)
+            .await
+            .unwrap()
+            .expect("a Delta table");
         let mut out = BTreeMap::new();
         for (_, day) in delta::files(&t, table).unwrap() {
             *out.entry(day).or_default() += 1;
@@ -61,7 +81,11 @@ fn files_on_disk(lake: &Path, table: &str) -> usize {
 }
 
 fn sql_one(dir: &Path, lake: &Path, query: &str) -> String {
-    let out = learnlake_ok(dir, &["--lake", s(lake), "sql", query, "--format", "csv"], &[]);
+    let out = learnlake_ok(
+        dir,
+        &["--lake", s(lake), "sql", query, "--format", "csv"],
+        &[],
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .nth(1)
@@ -102,7 +126,12 @@ fn one_file_per_partition_per_run_compaction_and_vacuum() {
     let small = dir.join("small");
     let feed = dir.join("feed");
     std::fs::create_dir_all(feed.join("activity")).unwrap();
-    for f in ["students.csv", "courses.csv", "enrollments.csv", "assessments.jsonl"] {
+    for f in [
+        "students.csv",
+        "courses.csv",
+        "enrollments.csv",
+        "assessments.jsonl",
+    ] {
         std::fs::copy(landing.join(f), feed.join(f)).unwrap();
     }
     std::fs::create_dir_all(feed.join("attempts")).unwrap();
@@ -124,9 +153,16 @@ fn one_file_per_partition_per_run_compaction_and_vacuum() {
         });
         lines.extend(text.lines().map(str::to_string));
     }
-    for (i, part) in [0, 1, 2].into_iter().map(|i| (i, lines.iter().skip(i).step_by(3))) {
+    for (i, part) in [0, 1, 2]
+        .into_iter()
+        .map(|i| (i, lines.iter().skip(i).step_by(3)))
+    {
         let text: Vec<&str> = part.map(String::as_str).collect();
-        std::fs::write(feed.join(format!("activity/part-{i}.jsonl")), text.join("\n")).unwrap();
+        std::fs::write(
+            feed.join(format!("activity/part-{i}.jsonl")),
+            text.join("\n"),
+        )
+        .unwrap();
         ingest_ok(&dir, &small, &feed, &[("LEARNLAKE_INGEST_BATCH_MB", "1")]);
     }
     let before = files_per_partition(&small, "activity");
@@ -135,20 +171,44 @@ fn one_file_per_partition_per_run_compaction_and_vacuum() {
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("activity: "), "{said}");
     let after = files_per_partition(&small, "activity");
-    assert_eq!(after.keys().collect::<Vec<_>>(), before.keys().collect::<Vec<_>>());
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>()
+    );
     assert!(after.values().all(|&n| n == 1), "{after:?}");
     let seen = second_reader(&small);
-    assert_eq!(seen["duckdb"]["activity"]["ids_sha"], clean["duckdb"]["activity"]["ids_sha"]);
-    assert_eq!(seen["polars"]["activity"]["rows"], clean["duckdb"]["activity"]["rows"]);
+    assert_eq!(
+        seen["duckdb"]["activity"]["ids_sha"],
+        clean["duckdb"]["activity"]["ids_sha"]
+    );
+    assert_eq!(
+        seen["polars"]["activity"]["rows"],
+        clean["duckdb"]["activity"]["rows"]
+    );
 
     // The compacted-away files stay for time travel until vacuumed.
     let current: usize = after.values().sum();
     assert!(files_on_disk(&small, "activity") > current);
-    learnlake_ok(&dir, &["--lake", s(&small), "vacuum", "--retention-days", "7"], &[]);
-    assert!(files_on_disk(&small, "activity") > current, "kept for 7 days");
     learnlake_ok(
         &dir,
-        &["--lake", s(&small), "vacuum", "--table", "activity", "--retention-days", "0"],
+        &["--lake", s(&small), "vacuum", "--retention-days", "7"],
+        &[],
+    );
+    assert!(
+        files_on_disk(&small, "activity") > current,
+        "kept for 7 days"
+    );
+    learnlake_ok(
+        &dir,
+        &[
+            "--lake",
+            s(&small),
+            "vacuum",
+            "--table",
+            "activity",
+            "--retention-days",
+            "0",
+        ],
         &[],
     );
     assert_eq!(files_on_disk(&small, "activity"), current);
@@ -170,7 +230,11 @@ fn one_file_per_partition_per_run_compaction_and_vacuum() {
     );
 
     // A table that does not exist is named.
-    let out = super::learnlake(&dir, &["--lake", s(&small), "compact", "--table", "nope"], &[]);
+    let out = super::learnlake(
+        &dir,
+        &["--lake", s(&small), "compact", "--table", "nope"],
+        &[],
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown table \"nope\""));
 }
@@ -186,14 +250,20 @@ fn time_travel_returns_the_rows_before_a_reanalysis() {
     // First only the data up to the week's Wednesday, then all of it.
     let early = dir.join("early");
     std::fs::create_dir_all(early.join("activity")).unwrap();
-    for f in ["students.csv", "courses.csv", "enrollments.csv", "assessments.jsonl"] {
+    for f in [
+        "students.csv",
+        "courses.csv",
+        "enrollments.csv",
+        "assessments.jsonl",
+    ] {
         std::fs::copy(landing.join(f), early.join(f)).unwrap();
     }
     let mut kept = String::new();
     for e in std::fs::read_dir(landing.join("activity")).unwrap() {
         for line in std::fs::read_to_string(e.unwrap().path()).unwrap().lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            let ts = chrono::DateTime::parse_from_rfc3339(v["timestamp"].as_str().unwrap()).unwrap();
+            let ts =
+                chrono::DateTime::parse_from_rfc3339(v["timestamp"].as_str().unwrap()).unwrap();
             if ts < chrono::DateTime::parse_from_rfc3339("2026-03-04T00:00:00Z").unwrap() {
                 kept.push_str(line);
                 kept.push('\n');
@@ -203,12 +273,19 @@ fn time_travel_returns_the_rows_before_a_reanalysis() {
     std::fs::write(early.join("activity/early.jsonl"), kept).unwrap();
     ingest_ok(&dir, &lake, &early, &[]);
     learnlake_ok(&dir, &["--lake", s(&lake), "analyze", "--week", week], &[]);
-    let query = format!("SELECT SUM(interactions), COUNT(*) FROM student_week WHERE period_start = DATE '{week}'");
+    let query = format!(
+        "SELECT SUM(interactions), COUNT(*) FROM student_week WHERE period_start = DATE '{week}'"
+    );
     let old = sql_one(&dir, &lake, &query);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let store = Store::open(s(&lake), false).unwrap();
     let version = runtime.block_on(async {
-        delta::open(&store, "student_week").await.unwrap().unwrap().version().unwrap()
+        delta::open(&store, "student_week")
+            .await
+            .unwrap()
+            .unwrap()
+            .version()
+            .unwrap()
     });
 
     ingest_ok(&dir, &lake, &landing, &[]);
@@ -217,7 +294,9 @@ fn time_travel_returns_the_rows_before_a_reanalysis() {
     assert_ne!(old, new, "the re-analysis saw the rest of the week");
 
     let then = runtime.block_on(async {
-        let t = delta::open_version(&store, "student_week", version).await.unwrap();
+        let t = delta::open_version(&store, "student_week", version)
+            .await
+            .unwrap();
         let ctx = datafusion::prelude::SessionContext::new();
         ctx.register_table("student_week", delta::provider(&t, &ctx).await.unwrap())
             .unwrap();
@@ -227,7 +306,10 @@ fn time_travel_returns_the_rows_before_a_reanalysis() {
             + &datafusion::arrow::util::display::array_value_to_string(batches[0].column(1), 0)
                 .unwrap()
     });
-    assert_eq!(then, old, "version {version} still has the rows before the re-analysis");
+    assert_eq!(
+        then, old,
+        "version {version} still has the rows before the re-analysis"
+    );
     // The deltalake package reads the same version.
     let py = Command::new("python3")
         .arg("-c")
@@ -240,7 +322,12 @@ fn time_travel_returns_the_rows_before_a_reanalysis() {
         ))
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&py.stdout).trim(), old, "{}", String::from_utf8_lossy(&py.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&py.stdout).trim(),
+        old,
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
 }
 
 /// An ingest and a compaction of the same table at the same time: both
@@ -258,7 +345,9 @@ fn an_ingest_and_a_compaction_at_once() {
     // The second landing's ids overlap the first's (same generator ids).
     for e in std::fs::read_dir(second.join("activity")).unwrap() {
         let p = e.unwrap().path();
-        let text = std::fs::read_to_string(&p).unwrap().replace("\"ev-", "\"ev2-");
+        let text = std::fs::read_to_string(&p)
+            .unwrap()
+            .replace("\"ev-", "\"ev2-");
         std::fs::write(&p, text).unwrap();
     }
     ingest_ok(&dir, &clean, &second, &[]);
@@ -273,16 +362,29 @@ fn an_ingest_and_a_compaction_at_once() {
         .unwrap();
     let ingested = ingest(&dir, &lake, &second, &[("LEARNLAKE_INGEST_BATCH_MB", "1")]);
     let compacted = compacting.wait_with_output().unwrap();
-    assert!(ingested.status.success(), "{}", String::from_utf8_lossy(&ingested.stderr));
+    assert!(
+        ingested.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ingested.stderr)
+    );
     if !compacted.status.success() {
         // A compaction that lost to a conflicting commit is simply run again.
         learnlake_ok(&dir, &["--lake", s(&lake), "compact"], &[]);
     }
     let seen = second_reader(&lake);
     for kind in ["activity", "attempts"] {
-        assert_eq!(seen["duckdb"][kind]["rows"], expected["duckdb"][kind]["rows"], "{kind}");
-        assert_eq!(seen["duckdb"][kind]["ids_sha"], expected["duckdb"][kind]["ids_sha"], "{kind}");
-        assert_eq!(seen["duckdb"][kind]["rows"], seen["duckdb"][kind]["distinct_ids"], "{kind}");
+        assert_eq!(
+            seen["duckdb"][kind]["rows"], expected["duckdb"][kind]["rows"],
+            "{kind}"
+        );
+        assert_eq!(
+            seen["duckdb"][kind]["ids_sha"], expected["duckdb"][kind]["ids_sha"],
+            "{kind}"
+        );
+        assert_eq!(
+            seen["duckdb"][kind]["rows"], seen["duckdb"][kind]["distinct_ids"],
+            "{kind}"
+        );
     }
 }
 
@@ -297,8 +399,14 @@ fn killed_compactions_and_partition_replaces_leave_whole_versions() {
     ingest_ok(&dir, &clean, &landing, &[]);
     learnlake_ok(&dir, &["--lake", s(&clean), "analyze"], &[]);
     let expected = second_reader(&clean);
-    let weeks = "SELECT period_start, COUNT(*), SUM(interactions) FROM student_week GROUP BY 1 ORDER BY 1";
-    let expected_weeks = learnlake_ok(&dir, &["--lake", s(&clean), "sql", weeks, "--format", "csv"], &[]).stdout;
+    let weeks =
+        "SELECT period_start, COUNT(*), SUM(interactions) FROM student_week GROUP BY 1 ORDER BY 1";
+    let expected_weeks = learnlake_ok(
+        &dir,
+        &["--lake", s(&clean), "sql", weeks, "--format", "csv"],
+        &[],
+    )
+    .stdout;
 
     for (i, delay_ms) in [5u64, 40, 120, 300].into_iter().enumerate() {
         let lake = dir.join(format!("lake-{i}"));
@@ -317,13 +425,25 @@ fn killed_compactions_and_partition_replaces_leave_whole_versions() {
             child.wait().unwrap();
             // Whatever the moment, the lake reads as a whole version.
             let seen = second_reader(&lake);
-            assert_eq!(seen["duckdb"]["activity"]["ids_sha"], expected["duckdb"]["activity"]["ids_sha"], "{args:?} killed after {delay_ms} ms");
+            assert_eq!(
+                seen["duckdb"]["activity"]["ids_sha"], expected["duckdb"]["activity"]["ids_sha"],
+                "{args:?} killed after {delay_ms} ms"
+            );
         }
         learnlake_ok(&dir, &["--lake", s(&lake), "compact"], &[]);
         learnlake_ok(&dir, &["--lake", s(&lake), "analyze"], &[]);
         let seen = second_reader(&lake);
         assert_eq!(seen["duckdb"]["activity"], expected["duckdb"]["activity"]);
-        let got = learnlake_ok(&dir, &["--lake", s(&lake), "sql", weeks, "--format", "csv"], &[]).stdout;
-        assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&expected_weeks), "after kills at {delay_ms} ms");
+        let got = learnlake_ok(
+            &dir,
+            &["--lake", s(&lake), "sql", weeks, "--format", "csv"],
+            &[],
+        )
+        .stdout;
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&expected_weeks),
+            "after kills at {delay_ms} ms"
+        );
     }
 }

@@ -668,7 +668,8 @@ async fn write_partition(
     if current == [path.clone()] {
         return Ok(rows);
     }
-    lake.put(&format!("{}/{path}", table.folder()), data).await?;
+    lake.put(&format!("{}/{path}", table.folder()), data)
+        .await?;
     let mut commit = lake::delta::Commit::append(vec![lake::delta::DataFile {
         path,
         size,

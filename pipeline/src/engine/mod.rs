@@ -94,7 +94,10 @@ pub async fn session(lake: &Store, options: &EngineOptions) -> Result<SessionCon
         // Text reads as Utf8, the lake's type, from Delta and Parquet tables
         // alike, so query results (and the files and exports made of them)
         // keep the documented types.
-        .set_bool("datafusion.execution.parquet.schema_force_view_types", false)
+        .set_bool(
+            "datafusion.execution.parquet.schema_force_view_types",
+            false,
+        )
         .with_extension(Arc::new(Tuning {
             explain_analyze: options.explain_analyze,
         }));

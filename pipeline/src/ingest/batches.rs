@@ -84,7 +84,9 @@ pub(super) fn cut_batches(
     // lazily): growing it by doubling copied every batch twice.
     let new_batch = || {
         let mut batch = Batch::new(kind);
-        batch.buf.reserve(options.batch_bytes.saturating_add(1 << 20));
+        batch
+            .buf
+            .reserve(options.batch_bytes.saturating_add(1 << 20));
         batch
     };
     let mut batch = new_batch();

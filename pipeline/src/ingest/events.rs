@@ -10,8 +10,8 @@
 //! counted.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, RecordBatch, StringArray, UInt32Array, new_null_array,
@@ -169,7 +169,12 @@ pub(super) async fn ingest_events(
     reader
         .await
         .map_err(|e| Error::Worker(format!("the reader thread failed: {e}")))??;
-    report.add(&commit_held(lake, &mut data, &mut index, kind, &mut held, &sources, options).await?);
+    report.add(
+        &commit_held(
+            lake, &mut data, &mut index, kind, &mut held, &sources, options,
+        )
+        .await?,
+    );
     index.compact(lake).await?;
     Ok(report)
 }
@@ -207,7 +212,12 @@ impl Held {
                 })?;
             self.spill_dir = Some(dir);
         }
-        let dir = self.spill_dir.as_ref().expect("just made").path().to_path_buf();
+        let dir = self
+            .spill_dir
+            .as_ref()
+            .expect("just made")
+            .path()
+            .to_path_buf();
         let n = self.spilled.values().map(Vec::len).sum::<usize>();
         let mut i = n;
         for (date, parts) in std::mem::take(&mut self.rows) {
@@ -236,7 +246,12 @@ impl Held {
 
     /// The partition dates held.
     fn dates(&self) -> Vec<i32> {
-        let mut dates: Vec<i32> = self.rows.keys().chain(self.spilled.keys()).copied().collect();
+        let mut dates: Vec<i32> = self
+            .rows
+            .keys()
+            .chain(self.spilled.keys())
+            .copied()
+            .collect();
         dates.sort_unstable();
         dates.dedup();
         dates
@@ -248,10 +263,8 @@ fn read_spill(path: &std::path::Path) -> Result<Vec<RecordBatch>> {
         path: path.to_path_buf(),
         source,
     })?;
-    let reader = datafusion::arrow::ipc::reader::FileReader::try_new(
-        std::io::BufReader::new(file),
-        None,
-    )?;
+    let reader =
+        datafusion::arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(file), None)?;
     Ok(reader.collect::<std::result::Result<Vec<_>, _>>()?)
 }
 
@@ -273,7 +286,6 @@ async fn hold_batch(
     id: &str,
     held: &mut Held,
 ) -> Result<()> {
-
     // Dedup inside the batch, first occurrence wins.
     let mut seen: HashSet<&str, FastState> = HashSet::default();
     let mut candidates: Vec<(usize, u32)> = Vec::new();
@@ -411,7 +423,16 @@ async fn commit_held(
     let _enter = span.enter();
 
     let rejected: Vec<&Rejected> = held.rejected.iter().collect();
-    write_quarantine(lake, kind, &commit_id, &rejected, sources, &transactions, options).await?;
+    write_quarantine(
+        lake,
+        kind,
+        &commit_id,
+        &rejected,
+        sources,
+        &transactions,
+        options,
+    )
+    .await?;
 
     // Encode partitions on all threads, publishing each file as it is ready.
     let schema = table.file_schema().expect("event tables have a schema");
@@ -434,7 +455,12 @@ async fn commit_held(
             for path in spilled.get(&date).map_or(&[][..], Vec::as_slice) {
                 out.extend(read_spill(path)?);
             }
-            out.extend(rows.lock().expect("no poison").remove(&date).unwrap_or_default());
+            out.extend(
+                rows.lock()
+                    .expect("no poison")
+                    .remove(&date)
+                    .unwrap_or_default(),
+            );
             Ok(out)
         },
         options,
@@ -499,11 +525,7 @@ async fn commit_held(
             "attempts of assessments missing from assessments; see `learnlake sql \"SELECT * FROM unknown_references\"`"
         );
     }
-    info!(
-        files = written.len(),
-        rows = held.accepted,
-        "committed"
-    );
+    info!(files = written.len(), rows = held.accepted, "committed");
     Ok(KindReport {
         rows_accepted: held.accepted,
         duplicates: held.duplicates,
@@ -554,7 +576,8 @@ async fn encode_and_put(
                             let rows = one.num_rows() as u64;
                             let data = parquet_io::encode(&schema, &[one])?;
                             let size = data.len() as u64;
-                            handle.block_on(lake.put(&format!("{}/{path}", table.folder()), data))?;
+                            handle
+                                .block_on(lake.put(&format!("{}/{path}", table.folder()), data))?;
                             crash_point();
                             Ok(Written {
                                 date: *date,
@@ -809,7 +832,12 @@ mod tests {
         let n = Int64Array::from_iter_values(first..first + rows.len() as i64);
         RecordBatch::try_new(
             schema(),
-            vec![Arc::new(course), Arc::new(student), Arc::new(ts), Arc::new(n)],
+            vec![
+                Arc::new(course),
+                Arc::new(student),
+                Arc::new(ts),
+                Arc::new(n),
+            ],
         )
         .unwrap()
     }
@@ -817,7 +845,9 @@ mod tests {
     fn keys(batch: &RecordBatch) -> Vec<(Option<String>, String, Option<i64>, i64)> {
         let c = batch.column(0).as_string::<i32>();
         let s = batch.column(1).as_string::<i32>();
-        let t = batch.column(2).as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>();
+        let t = batch
+            .column(2)
+            .as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>();
         let n = batch.column(3).as_primitive::<Int64Type>();
         (0..batch.num_rows())
             .map(|i| {

@@ -475,7 +475,10 @@ mod tests {
     #[test]
     fn merging_keeps_the_order() {
         let merged = merge_sorted(vec![(1, 0), (5, 2), (9, 1)], vec![(0, 0), (5, 1), (10, 3)]);
-        assert_eq!(merged, vec![(0, 0), (1, 0), (5, 1), (5, 2), (9, 1), (10, 3)]);
+        assert_eq!(
+            merged,
+            vec![(0, 0), (1, 0), (5, 1), (5, 2), (9, 1), (10, 3)]
+        );
         assert_eq!(merge_sorted(Vec::new(), vec![(2, 2)]), vec![(2, 2)]);
     }
 
@@ -486,7 +489,9 @@ mod tests {
     async fn compaction_is_size_tiered_and_keeps_every_entry() {
         let dir = tempfile::tempdir().unwrap();
         let lake = Store::open(dir.path().to_str().unwrap(), true).unwrap();
-        let mut index = IdIndex::open(&lake, Kind::Activity, &[], 1 << 20).await.unwrap();
+        let mut index = IdIndex::open(&lake, Kind::Activity, &[], 1 << 20)
+            .await
+            .unwrap();
         let ids: Vec<String> = (0..6000).map(|i| format!("big-{i}")).collect();
         let rows: Vec<(&str, i32)> = ids.iter().map(|id| (id.as_str(), 1)).collect();
         index.add(&lake, "big", &rows).await.unwrap();
@@ -495,12 +500,19 @@ mod tests {
         for run in 0..(MERGE_ABOVE + 1) {
             let these: Vec<String> = (0..200).map(|i| format!("run-{run}-{i}")).collect();
             let rows: Vec<(&str, i32)> = these.iter().map(|id| (id.as_str(), 2)).collect();
-            index.add(&lake, &format!("run-{run}"), &rows).await.unwrap();
+            index
+                .add(&lake, &format!("run-{run}"), &rows)
+                .await
+                .unwrap();
             small.extend(these);
         }
         index.compact(&lake).await.unwrap();
         for b in 0..BUCKETS {
-            assert!(index.files[b].len() <= MERGE_ABOVE, "bucket {b}: {:?}", index.files[b]);
+            assert!(
+                index.files[b].len() <= MERGE_ABOVE,
+                "bucket {b}: {:?}",
+                index.files[b]
+            );
             let largest = index.files[b]
                 .iter()
                 .max_by_key(|f| index.sizes[*f])
@@ -513,10 +525,17 @@ mod tests {
                 );
             }
         }
-        let merged = index.files.iter().flatten().filter(|f| f.contains("merged-")).count();
+        let merged = index
+            .files
+            .iter()
+            .flatten()
+            .filter(|f| f.contains("merged-"))
+            .count();
         assert!(merged > 0, "no bucket was merged: the test proves nothing");
         // Every id is still found, by a fresh reader of the files.
-        let mut reopened = IdIndex::open(&lake, Kind::Activity, &[], 1 << 20).await.unwrap();
+        let mut reopened = IdIndex::open(&lake, Kind::Activity, &[], 1 << 20)
+            .await
+            .unwrap();
         let keys: Vec<&str> = ids.iter().chain(&small).map(String::as_str).collect();
         let mut none = |_: i32, _: &str| true; // confirm every hash hit
         let found = reopened.contains(&lake, &keys, &mut none).await.unwrap();

@@ -220,11 +220,11 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::Value;
 
-    use datafusion::arrow::array::Array;
     use super::parse_batch;
     use crate::ingest::IngestOptions;
     use crate::ingest::batches::{Batch, Unit};
     use crate::ingest::records::Kind;
+    use datafusion::arrow::array::Array;
 
     /// Parses `lines` as one NDJSON unit of `kind`; returns (accepted, rejected,
     /// lines that should have been looked at).

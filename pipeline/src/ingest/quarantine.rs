@@ -10,12 +10,12 @@ use datafusion::arrow::array::{
 
 use super::batches::Batch;
 use super::crash::crash_point;
+use super::events::batch_transaction;
 use super::ledger::{Ledger, LedgerEntry, LedgerSource, commit};
 use super::parse::lossy;
 use super::records::Kind;
 use super::{IngestOptions, Pending};
 use crate::Result;
-use super::events::batch_transaction;
 use crate::lake::delta::{self, DataFile};
 use crate::lake::tables::{QUARANTINE_PARTITION, quarantine_schema, with_partition};
 use crate::lake::{Store, parquet_io, validate_partition_value};
@@ -57,7 +57,9 @@ pub(super) async fn write_quarantine(
     )
     .await?;
     if let Some((app, _)) = transactions.first()
-        && delta::applied_version(&table, &folder, app).await?.is_some()
+        && delta::applied_version(&table, &folder, app)
+            .await?
+            .is_some()
     {
         return Ok(());
     }

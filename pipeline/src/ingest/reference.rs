@@ -13,13 +13,13 @@ use tracing::warn;
 
 use super::batches::{Batch, Unit};
 use super::crash::crash_point;
+use super::events::batch_transaction;
 use super::ledger::{Ledger, LedgerEntry, LedgerSource, commit};
 use super::parse::{Parsed, parse_item};
 use super::quarantine::{Rejected, write_quarantine};
 use super::records::{Kind, key_column};
 use super::source::{self, Format};
 use super::{IngestOptions, KindReport, Pending, blocking, progress};
-use super::events::batch_transaction;
 use crate::lake::delta::{self, DataFile};
 use crate::lake::tables::LakeTable;
 use crate::lake::{Store, parquet_io};
@@ -158,7 +158,8 @@ pub(super) async fn ingest_reference(
         let data = parquet_io::encode(&schema, &[snapshot])?;
         let path = format!("part-{id}.parquet");
         let size = data.len() as u64;
-        lake.put(&format!("{}/{path}", table.folder()), data).await?;
+        lake.put(&format!("{}/{path}", table.folder()), data)
+            .await?;
         crash_point();
         let mut commit = delta::Commit::append(vec![DataFile {
             path,

@@ -233,7 +233,9 @@ async fn adopt_existing_files(
         };
         let name = path.rsplit('/').next().unwrap_or(path);
         if !name.ends_with(".parquet")
-            || path.split('/').any(|p| p.starts_with('_') || p.starts_with('.'))
+            || path
+                .split('/')
+                .any(|p| p.starts_with('_') || p.starts_with('.'))
             || name.contains('#')
         {
             continue;
@@ -448,7 +450,11 @@ fn evolved_metadata(
 }
 
 /// The version of `app_id`'s last committed transaction, if any.
-pub async fn applied_version(table: &DeltaTable, folder: &str, app_id: &str) -> Result<Option<i64>> {
+pub async fn applied_version(
+    table: &DeltaTable,
+    folder: &str,
+    app_id: &str,
+) -> Result<Option<i64>> {
     let snapshot = table.snapshot().map_err(|e| delta_error(folder, e))?;
     snapshot
         .transaction_version(table.log_store().as_ref(), app_id)
@@ -464,10 +470,9 @@ pub fn files(table: &DeltaTable, folder: &str) -> Result<Vec<(String, Option<Nai
         .log_data()
         .into_iter()
         .map(|file| {
-            let day = file
-                .partition_values_map()
-                .into_iter()
-                .find_map(|(_, v)| v.and_then(|v| NaiveDate::parse_from_str(&v.to_string(), "%Y-%m-%d").ok()));
+            let day = file.partition_values_map().into_iter().find_map(|(_, v)| {
+                v.and_then(|v| NaiveDate::parse_from_str(&v.to_string(), "%Y-%m-%d").ok())
+            });
             (file.path().to_string(), day)
         })
         .collect())
@@ -619,16 +624,32 @@ mod tests {
     async fn a_table_fits_the_schema_it_was_created_with_and_grows_new_columns() {
         let dir = tempfile::tempdir().unwrap();
         let lake = Store::open(dir.path().to_str().unwrap(), true).unwrap();
-        let table = open_or_create(&lake, "t", &schema(), Some("day")).await.unwrap();
+        let table = open_or_create(&lake, "t", &schema(), Some("day"))
+            .await
+            .unwrap();
         let snapshot = table.snapshot().unwrap();
         assert!(
-            evolved_metadata(snapshot, "t", &schema()).unwrap().is_none(),
+            evolved_metadata(snapshot, "t", &schema())
+                .unwrap()
+                .is_none(),
             "the creating schema needs no change"
         );
-        let mut wider: Vec<Field> = schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut wider: Vec<Field> = schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
         wider.push(Field::new("extra", DataType::Int64, true));
-        assert!(evolved_metadata(snapshot, "t", &Schema::new(wider)).unwrap().is_some());
-        let mut retyped: Vec<Field> = schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        assert!(
+            evolved_metadata(snapshot, "t", &Schema::new(wider))
+                .unwrap()
+                .is_some()
+        );
+        let mut retyped: Vec<Field> = schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
         retyped[0] = Field::new("id", DataType::Int64, false);
         let err = evolved_metadata(snapshot, "t", &Schema::new(retyped)).unwrap_err();
         assert!(err.to_string().contains("column id changed type"), "{err}");

@@ -726,7 +726,10 @@ mod tests {
             .unwrap();
         let batch = rows.finish();
         assert_eq!(batch.num_rows(), 1);
-        assert!(rows.keys.is_empty(), "an event's key is its event_id column");
+        assert!(
+            rows.keys.is_empty(),
+            "an event's key is its event_id column"
+        );
         assert_eq!(rows.len(), 1);
         // 23:30 at -02:00 is 01:30 UTC on the next day.
         assert_eq!(
