@@ -627,7 +627,7 @@ async fn write_partition(
         .partition_column()
         .expect("derived tables are partitioned");
     let day = period_start.format("%Y-%m-%d").to_string();
-    let partition = format!("{column}={day}");
+    let partition = lake::partition_folder(column, &day)?;
     // The partition column lives in the folder name, not in the file.
     let keep: Vec<usize> = (0..schema.fields().len())
         .filter(|&i| schema.field(i).name() != column)

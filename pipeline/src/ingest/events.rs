@@ -16,10 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, RecordBatch, StringArray, UInt32Array, new_null_array,
 };
-use datafusion::arrow::compute::{
-    SortColumn, SortOptions, cast, concat_batches, interleave_record_batch, lexsort_to_indices,
-    take_record_batch,
-};
+use datafusion::arrow::compute::{cast, interleave_record_batch, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use sha2::{Digest, Sha256};
 use tracing::{info, info_span, warn};
@@ -35,7 +32,7 @@ use super::reference::snapshot_ids;
 use super::{IngestOptions, KindReport, Pending, blocking};
 use crate::lake::delta::{self, DataFile};
 use crate::lake::tables::{LakeTable, QUARANTINE};
-use crate::lake::{Store, parquet_io, validate_partition_value};
+use crate::lake::{Store, parquet_io, partition_folder};
 use crate::{Error, Result};
 
 /// The Delta transaction id that marks a batch as committed to a table:
@@ -67,9 +64,9 @@ pub(super) async fn ingest_events(
         table.partition_column(),
     )
     .await?;
-    let data_files: Vec<String> = delta::files(&data, table.folder())?
+    let data_files: Vec<(String, i32)> = delta::files(&data, table.folder())?
         .into_iter()
-        .map(|(path, _)| format!("{}/{path}", table.folder()))
+        .filter_map(|(path, day)| Some((format!("{}/{path}", table.folder()), days(day?))))
         .collect();
     let mut index = IdIndex::open(
         lake,
@@ -439,9 +436,8 @@ async fn commit_held(
     let file = format!("part-{commit_id}.parquet");
     let mut writes: Vec<(i32, String)> = Vec::new();
     for date in held.dates() {
-        let value = super::date_string(date);
-        validate_partition_value(column, &value)?;
-        writes.push((date, format!("{column}={value}/{file}")));
+        let folder = partition_folder(column, &super::date_string(date))?;
+        writes.push((date, format!("{folder}/{file}")));
     }
     let rows = Mutex::new(std::mem::take(&mut held.rows));
     let spilled = std::mem::take(&mut held.spilled);
@@ -473,9 +469,7 @@ async fn commit_held(
             path: w.path.clone(),
             size: w.size,
             rows: w.rows,
-            partition: Some(
-                chrono::NaiveDate::default() + chrono::Duration::days(i64::from(w.date)),
-            ),
+            partition: Some(day(w.date)),
         })
         .collect();
     let mut commit = delta::Commit::append(adds);
@@ -634,11 +628,7 @@ fn sorted(schema: &SchemaRef, parts: &[RecordBatch]) -> Result<RecordBatch> {
             continue;
         };
         let columns: Vec<&ArrayRef> = parts.iter().map(|p| p.column(column)).collect();
-        match order_keys(&columns)? {
-            Some(k) => keys.push(k),
-            // A type without integer keys: Arrow's general sort.
-            None => return lexsorted(schema, &parts),
-        }
+        keys.push(order_keys(&columns)?);
     }
     let mut order: Vec<([u64; 3], u32, u32)> =
         Vec::with_capacity(parts.iter().map(|p| p.num_rows()).sum());
@@ -690,10 +680,11 @@ fn with_all_columns(schema: &SchemaRef, part: &RecordBatch) -> Result<RecordBatc
 
 /// Per part and row, a key whose integer order is the column's order, nulls
 /// first: strings by their rank among the distinct values, integers and
-/// timestamps by their bits with the sign flipped. None for other types.
-fn order_keys(columns: &[&ArrayRef]) -> Result<Option<Vec<Vec<u64>>>> {
+/// timestamps by their bits with the sign flipped. The event tables sort on
+/// no other type.
+fn order_keys(columns: &[&ArrayRef]) -> Result<Vec<Vec<u64>>> {
     let Some(first) = columns.first() else {
-        return Ok(Some(Vec::new()));
+        return Ok(Vec::new());
     };
     match first.data_type() {
         DataType::Utf8 => {
@@ -719,16 +710,14 @@ fn order_keys(columns: &[&ArrayRef]) -> Result<Option<Vec<Vec<u64>>>> {
             for (r, (_, id)) in distinct.iter().enumerate() {
                 rank[*id as usize] = r as u64 + 1;
             }
-            Ok(Some(
-                provisional
-                    .into_iter()
-                    .map(|ids| {
-                        ids.into_iter()
-                            .map(|id| if id == u32::MAX { 0 } else { rank[id as usize] })
-                            .collect()
-                    })
-                    .collect(),
-            ))
+            Ok(provisional
+                .into_iter()
+                .map(|ids| {
+                    ids.into_iter()
+                        .map(|id| if id == u32::MAX { 0 } else { rank[id as usize] })
+                        .collect()
+                })
+                .collect())
         }
         DataType::Int64 | DataType::Timestamp(_, _) | DataType::Date32 | DataType::Int32 => {
             let mut out = Vec::with_capacity(columns.len());
@@ -748,29 +737,15 @@ fn order_keys(columns: &[&ArrayRef]) -> Result<Option<Vec<Vec<u64>>>> {
                         .collect(),
                 );
             }
-            Ok(Some(out))
+            Ok(out)
         }
-        _ => Ok(None),
+        other => Err(
+            datafusion::arrow::error::ArrowError::InvalidArgumentError(format!(
+                "cannot sort a partition by a {other} column"
+            ))
+            .into(),
+        ),
     }
-}
-
-/// Arrow's general sort of the concatenated parts, for column types
-/// without integer keys.
-fn lexsorted(schema: &SchemaRef, parts: &[&RecordBatch]) -> Result<RecordBatch> {
-    let batch = concat_batches(schema, parts.iter().copied())?;
-    let columns: Vec<SortColumn> = SORT_COLUMNS
-        .iter()
-        .filter_map(|name| batch.column_by_name(name))
-        .map(|values: &ArrayRef| SortColumn {
-            values: values.clone(),
-            options: Some(SortOptions::default()),
-        })
-        .collect();
-    if columns.is_empty() || batch.num_rows() < 2 {
-        return Ok(batch);
-    }
-    let indices = lexsort_to_indices(&columns, None)?;
-    Ok(take_record_batch(&batch, &indices)?)
 }
 
 /// How many of the rows `slots` picks from `parsed` name an assessment not in `known`.
@@ -792,11 +767,20 @@ fn unknown_assessments(parsed: &[Parsed], slots: &[Vec<u32>], known: &HashSet<St
     n
 }
 
+/// The date `days` after 1970-01-01 (a partition date as ingest keeps it).
+fn day(days: i32) -> chrono::NaiveDate {
+    chrono::NaiveDate::default() + chrono::Duration::days(i64::from(days))
+}
+
+/// Days since 1970-01-01 of `date`.
+fn days(date: chrono::NaiveDate) -> i32 {
+    date.signed_duration_since(chrono::NaiveDate::default())
+        .num_days() as i32
+}
+
 /// `YYYY-MM-DD` of days since 1970-01-01.
 pub fn date_string(days: i32) -> String {
-    (chrono::NaiveDate::default() + chrono::Duration::days(i64::from(days)))
-        .format("%Y-%m-%d")
-        .to_string()
+    day(days).format("%Y-%m-%d").to_string()
 }
 
 #[cfg(test)]

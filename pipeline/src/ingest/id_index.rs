@@ -73,25 +73,20 @@ pub struct IdIndex {
 
 impl IdIndex {
     /// Opens the index of `kind`'s table, whose committed data files are
-    /// `data_files` (relative to the lake root), building the index first
+    /// `data_files` (path relative to the lake root, partition date as the
+    /// Delta log records it), building the index first
     /// when the lake predates it. `budget_bytes` bounds the memory of loaded
     /// buckets.
     pub async fn open(
         lake: &Store,
         kind: Kind,
-        data_files: &[String],
+        data_files: &[(String, i32)],
         budget_bytes: usize,
     ) -> Result<Self> {
         let root = table_root(kind);
-        let column = kind
-            .table()
-            .partition_column()
-            .expect("event tables are partitioned");
         let mut committed: HashMap<i32, Vec<String>> = HashMap::new();
-        for file in data_files {
-            if let Some(date) = partition_date(file, column) {
-                committed.entry(date).or_default().push(file.clone());
-            }
+        for (file, date) in data_files {
+            committed.entry(*date).or_default().push(file.clone());
         }
         let mut index = Self::list(lake, kind, committed.clone(), budget_bytes).await?;
         if lake.get_opt(&format!("{root}/{COMPLETE}")).await?.is_none() {
@@ -390,24 +385,6 @@ fn bucket_of_path(rel: &str) -> Option<usize> {
     (b < BUCKETS).then_some(b)
 }
 
-/// The partition date of a data file path (`<table>/<column>=YYYY-MM-DD/part-….parquet`).
-fn partition_date(rel: &str, column: &str) -> Option<i32> {
-    let (folder, file) = rel.rsplit_once('/')?;
-    if !file.ends_with(".parquet") || file.starts_with(['_', '.']) {
-        return None;
-    }
-    let value = folder
-        .rsplit_once('/')?
-        .1
-        .strip_prefix(column)?
-        .strip_prefix('=')?;
-    let date = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").ok()?;
-    Some(
-        date.signed_duration_since(chrono::NaiveDate::default())
-            .num_days() as i32,
-    )
-}
-
 fn encode(entries: &[Entry]) -> Bytes {
     let mut out = BytesMut::with_capacity(16 + entries.len() * ENTRY_BYTES);
     out.put_slice(MAGIC);
@@ -554,22 +531,11 @@ mod tests {
     }
 
     #[test]
-    fn paths_name_their_bucket_and_date() {
+    fn paths_name_their_bucket() {
         assert_eq!(
             bucket_of_path("_meta/id_index/activity/b=07/batch-ab.idx"),
             Some(7)
         );
         assert_eq!(bucket_of_path("_meta/id_index/activity/_complete"), None);
-        assert_eq!(
-            partition_date(
-                "activity/event_date=1970-01-02/part-x.parquet",
-                "event_date"
-            ),
-            Some(1)
-        );
-        assert_eq!(
-            partition_date("activity/event_date=1970-01-02/_tmp", "event_date"),
-            None
-        );
     }
 }

@@ -18,7 +18,7 @@ use super::{IngestOptions, Pending};
 use crate::Result;
 use crate::lake::delta::{self, DataFile};
 use crate::lake::tables::{QUARANTINE_PARTITION, quarantine_schema, with_partition};
-use crate::lake::{Store, parquet_io, validate_partition_value};
+use crate::lake::{Store, parquet_io, partition_folder};
 
 /// Rejected input on its way to the quarantine.
 pub(super) struct Rejected {
@@ -64,9 +64,8 @@ pub(super) async fn write_quarantine(
         return Ok(());
     }
     let day = options.now.date_naive();
-    let value = day.format("%Y-%m-%d").to_string();
-    validate_partition_value(QUARANTINE_PARTITION, &value)?;
-    let path = format!("{QUARANTINE_PARTITION}={value}/part-{id}.parquet");
+    let partition = partition_folder(QUARANTINE_PARTITION, &day.format("%Y-%m-%d").to_string())?;
+    let path = format!("{partition}/part-{id}.parquet");
     let mut source_file = StringBuilder::new();
     let mut line_number = Int64Builder::new();
     let mut raw = StringBuilder::new();

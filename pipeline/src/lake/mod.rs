@@ -39,10 +39,11 @@ pub fn validate_partition_value(column: &str, value: &str) -> Result<()> {
     }
 }
 
-/// The folder of one partition: `activity/event_date=2026-03-02`.
-pub fn partition_folder(table: &str, column: &str, value: &str) -> Result<String> {
+/// The folder of one partition within its table (`event_date=2026-03-02`),
+/// as Delta add actions name it.
+pub fn partition_folder(column: &str, value: &str) -> Result<String> {
     validate_partition_value(column, value)?;
-    Ok(format!("{table}/{column}={value}"))
+    Ok(format!("{column}={value}"))
 }
 
 #[cfg(test)]
@@ -58,8 +59,8 @@ mod tests {
             );
         }
         assert_eq!(
-            partition_folder("activity", "event_date", "2026-03-02").unwrap(),
-            "activity/event_date=2026-03-02"
+            partition_folder("event_date", "2026-03-02").unwrap(),
+            "event_date=2026-03-02"
         );
         let err = validate_partition_value("event_date", "../../etc").unwrap_err();
         assert_eq!(
