@@ -16,12 +16,12 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use chrono_tz::Tz;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
 /// The whole configuration.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Institution zone for weeks, days and schedules (IANA name, default UTC).
@@ -42,6 +42,8 @@ pub struct Config {
     pub privacy: PrivacyConfig,
     /// E-mail delivery.
     pub email: EmailConfig,
+    /// How `learnlake schedule` and `learnlake run` coordinate.
+    pub scheduler: SchedulerConfig,
     /// Scheduled jobs.
     pub jobs: Vec<JobConfig>,
     /// Endpoints that receive changed at-risk flags (`learnlake flags --deliver`).
@@ -56,7 +58,7 @@ pub struct Config {
 }
 
 /// `[lake]`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LakeConfig {
     /// `file://./lake` (default), a path, `s3://bucket/prefix`, `gs://…`, `az://…`.
@@ -69,7 +71,7 @@ pub struct LakeConfig {
 }
 
 /// `[landing]`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LandingConfig {
     /// `file://./landing` (default) or any object-store URL.
@@ -77,8 +79,8 @@ pub struct LandingConfig {
 }
 
 /// Which engine runs the SQL.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum Engine {
     /// DataFusion in this process (default).
     Local,
@@ -104,6 +106,12 @@ impl FromStr for Engine {
     }
 }
 
+impl From<Engine> for String {
+    fn from(engine: Engine) -> String {
+        engine.to_string()
+    }
+}
+
 impl TryFrom<String> for Engine {
     type Error = String;
     fn try_from(text: String) -> Result<Self, String> {
@@ -122,7 +130,7 @@ impl std::fmt::Display for Engine {
 }
 
 /// `[engine]`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
     /// `local` (default), `ballista://host:port` or `ballista-standalone`.
@@ -134,7 +142,7 @@ pub struct EngineConfig {
 }
 
 /// `[ingest]`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
     /// Memory of parsed rows a run holds, in MiB (default 1024); beyond it
@@ -149,7 +157,7 @@ pub struct IngestConfig {
 }
 
 /// `[analytics]`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AnalyticsConfig {
     /// Events without a session_id form inferred sessions; a gap longer
@@ -161,7 +169,7 @@ pub struct AnalyticsConfig {
 }
 
 /// `[risk]`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RiskConfig {
     /// success_probability below this is high risk (0.4).
@@ -171,7 +179,7 @@ pub struct RiskConfig {
 }
 
 /// `[privacy]`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PrivacyConfig {
     /// Groups smaller than this are not shown in aggregates (10).
@@ -179,7 +187,7 @@ pub struct PrivacyConfig {
 }
 
 /// How e-mail leaves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     /// `.eml` files in the outbox folder (default).
@@ -202,7 +210,7 @@ impl FromStr for Transport {
 }
 
 /// How the SMTP connection is secured.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TlsMode {
     /// Plain text (a relay on loopback only).
@@ -228,7 +236,7 @@ impl FromStr for TlsMode {
 }
 
 /// `[email]`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EmailConfig {
     /// `file` (default: `.eml` files in `outbox`) or `smtp`.
@@ -253,12 +261,12 @@ pub struct EmailConfig {
     /// Whether `learnlake report` also sends the student performance
     /// reports (to students, guardians and advisors) (true).
     pub student_reports: bool,
-    /// `[email.smtp]`
+    /// The SMTP relay, for `transport = "smtp"`.
     pub smtp: SmtpConfig,
 }
 
 /// `[email.smtp]`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SmtpConfig {
     /// Relay host.
@@ -274,21 +282,78 @@ pub struct SmtpConfig {
     pub password: Option<String>,
 }
 
+/// `[scheduler]`
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerConfig {
+    /// Seconds a job's lease lasts without renewal: a process that dies
+    /// holding it blocks the job this long at most (60; renewed every
+    /// quarter of it while the job runs).
+    pub lease_seconds: u64,
+    /// Seconds the running step gets to finish after SIGTERM or ctrl-c
+    /// before it is cancelled and recorded as such (30).
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            lease_seconds: 60,
+            shutdown_grace_seconds: 30,
+        }
+    }
+}
+
 /// `[[jobs]]`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobConfig {
-    /// The job's name (`learnlake run NAME`).
+    /// The job's name (`learnlake run NAME`): letters, digits, `-`, `_`.
     pub name: String,
-    /// Six-field cron expression (sec min hour day month weekday) in `timezone`.
+    /// Six-field cron expression (sec min hour day month weekday, weekdays
+    /// as names) on the wall clock of `timezone`.
     pub schedule: String,
-    /// Steps in order: ingest, analyze, train, report, notify, flags, retention.
+    /// Steps in order: ingest, analyze, train, report, notify, flags,
+    /// compact, vacuum.
     pub steps: Vec<String>,
+    /// Slots missed while no daemon ran (or while the previous run
+    /// overran): `latest` runs the newest one (default), `all` runs each
+    /// in order, `none` runs none and waits for the next.
+    #[serde(default)]
+    pub catch_up: CatchUp,
+    /// Times a failed step is tried again, with backoff, before the run is
+    /// recorded as failed (2).
+    #[serde(default = "default_job_retries")]
+    pub retries: u32,
+    /// Seconds before the first retry, doubling each time (30).
+    #[serde(default = "default_job_backoff")]
+    pub retry_backoff_seconds: u64,
+}
+
+fn default_job_retries() -> u32 {
+    2
+}
+
+fn default_job_backoff() -> u64 {
+    30
+}
+
+/// What the scheduler does with slots it missed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CatchUp {
+    /// Run the newest missed slot only.
+    #[default]
+    Latest,
+    /// Run every missed slot, oldest first.
+    All,
+    /// Skip them.
+    None,
 }
 
 /// `[[webhooks]]`: an endpoint that receives every changed at-risk flag,
 /// once, as a signed JSON POST (docs/PREDICTIONS.md).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// The endpoint's name: its delivery ledger and log lines (letters,
@@ -332,6 +397,7 @@ impl Default for Config {
             analytics: AnalyticsConfig::default(),
             privacy: PrivacyConfig::default(),
             email: EmailConfig::default(),
+            scheduler: SchedulerConfig::default(),
             jobs: Vec::new(),
             webhooks: Vec::new(),
             hash_key: None,
@@ -430,20 +496,15 @@ impl Default for SmtpConfig {
     }
 }
 
-const STEPS: [&str; 7] = [
-    "ingest",
-    "analyze",
-    "train",
-    "report",
-    "notify",
-    "flags",
-    "retention",
+/// The steps a job can run, in the order a weekly job usually lists them.
+pub const STEPS: [&str; 8] = [
+    "ingest", "analyze", "train", "report", "notify", "flags", "compact", "vacuum",
 ];
 
 /// Every environment variable learnlake reads for its config, and the key it
 /// sets. The generic `LEARNLAKE_SECTION_FIELD` form works for every key; the
 /// short names are the ones PRODUCT §9 promises.
-pub const ENVIRONMENT: [(&str, &str); 32] = [
+pub const ENVIRONMENT: [(&str, &str); 34] = [
     ("LEARNLAKE_TIMEZONE", "timezone"),
     ("LEARNLAKE_LAKE", "lake.url"),
     ("LEARNLAKE_LAKE_URL", "lake.url"),
@@ -482,6 +543,14 @@ pub const ENVIRONMENT: [(&str, &str); 32] = [
     ("LEARNLAKE_SMTP_TLS", "email.smtp.tls"),
     ("LEARNLAKE_SMTP_USERNAME", "email.smtp.username"),
     ("LEARNLAKE_SMTP_PASSWORD", "email.smtp.password"),
+    (
+        "LEARNLAKE_SCHEDULER_LEASE_SECONDS",
+        "scheduler.lease_seconds",
+    ),
+    (
+        "LEARNLAKE_SCHEDULER_SHUTDOWN_GRACE_SECONDS",
+        "scheduler.shutdown_grace_seconds",
+    ),
 ];
 
 /// A quick syntax check of an address (the mail builder checks it fully):
@@ -519,12 +588,178 @@ fn number<T: FromStr>(text: &str, what: &str) -> Result<T, String> {
         .map_err(|_| format!("{text:?} is not {what}"))
 }
 
+/// This file's text: `learnlake config` prints each key with the doc
+/// comment it has here, so the documentation of a key lives in one place.
+const SOURCE: &str = include_str!("config.rs");
+
+/// The fields of `pub struct name` in this file, in order, as (field, type,
+/// doc comment), leaving out `#[serde(skip)]` ones.
+fn documented_fields(name: &str) -> Vec<(&'static str, &'static str, String)> {
+    let Some(start) = SOURCE.find(&format!("pub struct {name} {{\n")) else {
+        return Vec::new();
+    };
+    let body = &SOURCE[start..];
+    let body = &body[..body.find("\n}\n").unwrap_or(body.len())];
+    let mut fields = Vec::new();
+    let (mut doc, mut skip) = (Vec::new(), false);
+    for line in body.lines().skip(1).map(str::trim) {
+        if let Some(text) = line.strip_prefix("///") {
+            doc.push(text.trim().to_string());
+        } else if line.starts_with("#[serde(skip") {
+            skip = true;
+        } else if let Some(rest) = line.strip_prefix("pub ")
+            && let Some((field, ty)) = rest.split_once(':')
+        {
+            if !skip {
+                fields.push((
+                    field.trim(),
+                    ty.trim().trim_end_matches(','),
+                    doc.join("\n"),
+                ));
+            }
+            (doc, skip) = (Vec::new(), false);
+        }
+    }
+    fields
+}
+
+/// `# ` before each line of a doc comment.
+fn comment(out: &mut String, doc: &str, indent: &str) {
+    for line in doc.lines() {
+        if line.is_empty() {
+            out.push_str(&format!("{indent}#\n"));
+        } else {
+            out.push_str(&format!("{indent}# {line}\n"));
+        }
+    }
+}
+
+/// Writes `table`'s keys (of the struct `name`) and then its sub-tables.
+fn write_table(out: &mut String, name: &str, table: &toml::Table, section: &str) {
+    let fields = documented_fields(name);
+    let is_table = |ty: &str| SOURCE.contains(&format!("pub struct {ty} {{\n"));
+    for (field, ty, doc) in &fields {
+        if is_table(ty) || ty.starts_with("Vec<") && is_table(&ty[4..ty.len() - 1]) {
+            continue;
+        }
+        comment(out, doc, "");
+        match table.get(*field) {
+            Some(value) => out.push_str(&format!("{field} = {value}\n")),
+            None => out.push_str(&format!("# {field} =   (unset)\n")),
+        }
+    }
+    for (field, ty, doc) in &fields {
+        let key = if section.is_empty() {
+            field.to_string()
+        } else {
+            format!("{section}.{field}")
+        };
+        if is_table(ty) {
+            out.push('\n');
+            comment(out, doc, "");
+            out.push_str(&format!("[{key}]\n"));
+            let empty = toml::Table::new();
+            let sub = table
+                .get(*field)
+                .and_then(|v| v.as_table())
+                .unwrap_or(&empty);
+            write_table(out, ty, sub, &key);
+        } else if let Some(item) = ty.strip_prefix("Vec<").and_then(|t| t.strip_suffix('>'))
+            && is_table(item)
+        {
+            out.push('\n');
+            comment(out, doc, "");
+            let items = table
+                .get(*field)
+                .and_then(|v| v.as_array())
+                .cloned()
+                .unwrap_or_default();
+            if items.is_empty() {
+                // None configured: an example, commented out.
+                let example = match item {
+                    "JobConfig" => JobConfig {
+                        name: "weekly".into(),
+                        schedule: "0 0 7 * * Mon".into(),
+                        steps: ["ingest", "analyze", "report", "notify", "flags"]
+                            .map(String::from)
+                            .to_vec(),
+                        catch_up: CatchUp::Latest,
+                        retries: default_job_retries(),
+                        retry_backoff_seconds: default_job_backoff(),
+                    }
+                    .to_table(),
+                    _ => WebhookConfig {
+                        name: "advising".into(),
+                        url: "https://advising.example.edu/hooks/learnlake".into(),
+                        secret_env: "LEARNLAKE_WEBHOOK_ADVISING_SECRET".into(),
+                        allow_private: false,
+                        timeout_seconds: default_webhook_timeout(),
+                        max_attempts: default_webhook_attempts(),
+                    }
+                    .to_table(),
+                };
+                let mut text = String::new();
+                text.push_str(&format!("[[{key}]]\n"));
+                write_table(&mut text, item, &example, &key);
+                for line in text.lines() {
+                    if line.is_empty() || line.starts_with('#') {
+                        out.push_str(&format!("{line}\n"));
+                    } else {
+                        out.push_str(&format!("# {line}\n"));
+                    }
+                }
+            }
+            for value in items {
+                out.push_str(&format!("[[{key}]]\n"));
+                let empty = toml::Table::new();
+                write_table(out, item, value.as_table().unwrap_or(&empty), &key);
+            }
+        }
+    }
+}
+
+trait ToTable {
+    fn to_table(&self) -> toml::Table;
+}
+
+impl<T: Serialize> ToTable for T {
+    fn to_table(&self) -> toml::Table {
+        toml::Table::try_from(self).unwrap_or_default()
+    }
+}
+
 impl Config {
+    /// This config as a `learnlake.toml` with every key and its
+    /// documentation (`learnlake config`; of [`Config::default`]:
+    /// `learnlake config --defaults`). Secrets are never written.
+    pub fn annotated(&self) -> String {
+        let mut out = String::from(
+            "# learnlake.toml: every key is optional; the values below are what\n\
+             # learnlake uses. Each key can also be set by the environment\n\
+             # (LEARNLAKE_SECTION_KEY, e.g. LEARNLAKE_RISK_HIGH_BELOW) and by\n\
+             # the command line (--lake, --landing, --timezone).\n\n",
+        );
+        write_table(&mut out, "Config", &self.to_table(), "");
+        out
+    }
+
     /// Reads the config file (an explicit `path`, else `LEARNLAKE_CONFIG`, else
     /// `./learnlake.toml` when present, else the defaults), applies the
     /// environment from `env`, then `overrides` (`(key, value)`, e.g. from
     /// the command line), and validates the result.
     pub fn load(
+        path: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+        overrides: &[(&str, &str)],
+    ) -> Result<Self> {
+        let config = Self::load_unchecked(path, env, overrides)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// [`Config::load`] without the final validation: a file that cannot be
+    /// read or parsed is still an error; [`Config::problems`] lists the rest.
+    pub fn load_unchecked(
         path: Option<&Path>,
         env: &dyn Fn(&str) -> Option<String>,
         overrides: &[(&str, &str)],
@@ -555,7 +790,6 @@ impl Config {
         for (key, value) in overrides {
             config.set(key, value, &format!("--{}", key.replace(['.', '_'], "-")));
         }
-        config.validate()?;
         Ok(config)
     }
 
@@ -647,6 +881,12 @@ impl Config {
             "email.smtp.tls" => self.email.smtp.tls = value.parse()?,
             "email.smtp.username" => self.email.smtp.username = optional(value),
             "email.smtp.password" => self.email.smtp.password = optional(value),
+            "scheduler.lease_seconds" => {
+                self.scheduler.lease_seconds = number(value, "a number of seconds")?;
+            }
+            "scheduler.shutdown_grace_seconds" => {
+                self.scheduler.shutdown_grace_seconds = number(value, "a number of seconds")?;
+            }
             other => return Err(format!("{other:?} is not a config key")),
         }
         Ok(())
@@ -655,6 +895,16 @@ impl Config {
     /// Checks every value, reporting all problems at once (on one line, as
     /// PRODUCT §12 asks), each with its key and what to do.
     pub fn validate(&self) -> Result<()> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Config(problems.join("; ")))
+        }
+    }
+
+    /// Every problem of the config, each with its key and what to do.
+    pub fn problems(&self) -> Vec<String> {
         let mut problems: Vec<String> = self.pending.iter().map(|(_, p)| p.clone()).collect();
         if let Err(e) = self.tz() {
             problems.push(e);
@@ -745,21 +995,52 @@ impl Config {
                 ));
             }
         }
+        if self.scheduler.lease_seconds < 4 {
+            problems.push("scheduler.lease_seconds: must be at least 4".into());
+        }
+        let mut job_names = std::collections::BTreeSet::new();
         for (i, job) in self.jobs.iter().enumerate() {
-            let fields = job.schedule.split_whitespace().count();
-            if fields != 6 {
+            let valid_name = !job.name.is_empty()
+                && job
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !valid_name {
                 problems.push(format!(
-                    "jobs[{i}].schedule: {:?} has {fields} fields, expected 6 (sec min hour day month weekday)",
-                    job.schedule
+                    "jobs[{i}].name: {:?} must be letters, digits, - or _",
+                    job.name
+                ));
+            } else if !job_names.insert(job.name.as_str()) {
+                problems.push(format!(
+                    "jobs[{i}].name: {:?} is used by an earlier job; give each job its own name",
+                    job.name
+                ));
+            }
+            if let Err(e) = crate::schedule::Schedule::parse(&job.schedule) {
+                problems.push(format!("jobs[{i}].schedule: {e}"));
+            }
+            if job.steps.is_empty() {
+                problems.push(format!(
+                    "jobs[{i}].steps: list at least one step ({})",
+                    STEPS.join(", ")
                 ));
             }
             for step in &job.steps {
-                if !STEPS.contains(&step.as_str()) {
+                if step == "retention" {
+                    problems.push(format!(
+                        "jobs[{i}].steps: the retention step is not in this build yet; remove it (`learnlake vacuum` and the compact/vacuum steps are)"
+                    ));
+                } else if !STEPS.contains(&step.as_str()) {
                     problems.push(format!(
                         "jobs[{i}].steps: unknown step {step:?} (known: {})",
                         STEPS.join(", ")
                     ));
                 }
+            }
+            if job.retry_backoff_seconds == 0 && job.retries > 0 {
+                problems.push(format!(
+                    "jobs[{i}].retry_backoff_seconds: must be at least 1 when retries is set"
+                ));
             }
         }
         let mut names = std::collections::BTreeSet::new();
@@ -798,11 +1079,7 @@ impl Config {
                 ));
             }
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Config(problems.join("; ")))
-        }
+        problems
     }
 
     /// The institution zone; an unknown name is an error, never UTC.
@@ -859,9 +1136,62 @@ steps = ["ingest", "analyze", "report", "notify", "flags"]
     }
 
     #[test]
+    fn the_annotated_defaults_document_every_key_and_read_back_as_the_defaults() {
+        let text = Config::default().annotated();
+        let back = Config::from_toml(&text).unwrap();
+        back.validate().unwrap();
+        assert_eq!(format!("{back:?}"), format!("{:?}", Config::default()));
+        for (name, _, doc) in [
+            "Config",
+            "LakeConfig",
+            "EngineConfig",
+            "EmailConfig",
+            "SmtpConfig",
+            "SchedulerConfig",
+            "JobConfig",
+            "WebhookConfig",
+        ]
+        .into_iter()
+        .flat_map(documented_fields)
+        {
+            assert!(!doc.is_empty(), "{name} has no doc comment");
+        }
+        for expected in [
+            "timezone = \"UTC\"",
+            "[lake]\n",
+            "url = \"file://./lake\"",
+            "[email.smtp]\n",
+            "# Seconds a job's lease lasts without renewal",
+            "lease_seconds = 60",
+            "# [[jobs]]\n",
+            "# schedule = \"0 0 7 * * Mon\"",
+            "# [[webhooks]]\n",
+        ] {
+            assert!(
+                text.contains(expected),
+                "{expected:?} missing from:\n{text}"
+            );
+        }
+        assert!(!text.contains("password ="), "secrets are never written");
+        // A configured job is written as a table, and reads back.
+        let mut config = Config::from_toml(
+            "timezone = \"Europe/London\"\n[[jobs]]\nname = \"w\"\nschedule = \"0 0 7 * * Mon\"\nsteps = [\"ingest\"]\n",
+        )
+        .unwrap();
+        config.email.smtp.password = Some("hunter2-xyzzy".into());
+        let text = config.annotated();
+        let job = &text[text.find("[[jobs]]\n").expect("a [[jobs]] table")..];
+        assert!(job.contains("\nname = \"w\"\n"), "{text}");
+        assert!(!text.contains("hunter2-xyzzy"));
+        let back = Config::from_toml(&text).unwrap();
+        assert_eq!(back.jobs[0].name, "w");
+    }
+
+    #[test]
     fn every_problem_is_reported_with_its_key() {
         let mut config = Config::from_toml(
-            "timezone = \"Mars/Base\"\n[[jobs]]\nname = \"w\"\nschedule = \"0 0 7 * *\"\nsteps = [\"ingest\", \"dance\"]\n",
+            "timezone = \"Mars/Base\"\n[[jobs]]\nname = \"w\"\nschedule = \"0 0 7 * *\"\nsteps = [\"ingest\", \"dance\"]\n\
+             [[jobs]]\nname = \"w\"\nschedule = \"0 0 7 30 Feb *\"\nsteps = [\"ingest\"]\n",
         )
         .unwrap();
         let env = |k: &str| match k {
@@ -876,8 +1206,10 @@ steps = ["ingest", "analyze", "report", "notify", "flags"]
             "config: risk.high_below (from LEARNLAKE_RISK_HIGH_BELOW): \"low\" is not a number like 0.4; \
              email.smtp.port (from LEARNLAKE_SMTP_PORT): \"seventy\" is not a port number; \
              timezone: \"Mars/Base\" is not an IANA time zone; use a name like \"Europe/London\" or \"UTC\"; \
-             jobs[0].schedule: \"0 0 7 * *\" has 5 fields, expected 6 (sec min hour day month weekday); \
-             jobs[0].steps: unknown step \"dance\" (known: ingest, analyze, train, report, notify, flags, retention)"
+             jobs[0].schedule: \"0 0 7 * *\" has 5 fields, expected 6 (sec min hour day month weekday), e.g. \"0 0 7 * * Mon\"; \
+             jobs[0].steps: unknown step \"dance\" (known: ingest, analyze, train, report, notify, flags, compact, vacuum); \
+             jobs[1].name: \"w\" is used by an earlier job; give each job its own name; \
+             jobs[1].schedule: \"0 0 7 30 Feb *\" never fires (no such date); check the day and month fields"
         );
     }
 

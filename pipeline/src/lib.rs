@@ -19,5 +19,6 @@ pub mod error;
 pub mod ingest;
 pub mod lake;
 pub mod predict;
+pub mod schedule;
 
 pub use error::{Error, Result};
