@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 ALL = ["activity", "attempts", "students", "courses", "enrollments", "assessments"]
-DERIVED = ["student_week", "course_week", "risk_flags", "models"]
+DERIVED = ["student_week", "course_week", "risk_flags", "models", "job_runs"]
 parser = argparse.ArgumentParser()
 parser.add_argument("lake")
 parser.add_argument("--expect", default=",".join(ALL))
@@ -43,6 +43,7 @@ tables = {
     "course_week": ("course_week/*/*.parquet", "period_start"),
     "risk_flags": ("risk_flags/*/*.parquet", "as_of_date"),
     "models": ("_meta/models/*.parquet", None),
+    "job_runs": ("_meta/job_runs/*.parquet", None),
 }
 out["polars"] = {}
 for name, (glob, part) in tables.items():

@@ -164,8 +164,40 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Check the config, the queries and the templates.
-    Validate,
+    /// Check the config, the queries and the templates; every problem is
+    /// listed with where it is and what to do (exit 2 if any).
+    Validate {
+        /// Also try to reach the lake, the landing area, the SMTP relay and
+        /// each webhook endpoint.
+        #[arg(long)]
+        check_connections: bool,
+    },
+    /// Print the config in effect (file, environment and options applied)
+    /// as an annotated learnlake.toml: every key, its value and its
+    /// documentation. Secrets are never printed.
+    Config {
+        /// Print the defaults instead (a starting learnlake.toml).
+        #[arg(long)]
+        defaults: bool,
+    },
+    /// Run one configured job (or one step) once, now: for cron,
+    /// Kubernetes CronJobs and Airflow. Takes the job's lease (never
+    /// overlaps a daemon's run of it) and records the run in job_runs.
+    Run {
+        /// A `[[jobs]]` name, or a step (ingest, analyze, …) run alone.
+        job: String,
+        /// Which slot this run fills: `now` (a manual run, the default) or
+        /// `latest` (the newest slot of the job's schedule; a slot that
+        /// already succeeded is not run again — for cron and CronJobs).
+        #[arg(long, default_value = "now", value_parser = ["now", "latest"])]
+        slot: String,
+    },
+    /// The daemon: runs every job of the config on its schedule (in the
+    /// institution zone), catches up missed slots at start, and stops
+    /// cleanly on SIGTERM or ctrl-c.
+    Schedule,
+    /// The jobs, their next fire times, their last runs, and who runs them now.
+    Status,
     /// Run SQL over the lake's tables.
     Sql {
         /// The query; text that starts with `-` (a `--` SQL comment) works

@@ -146,6 +146,11 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Generate(args) => run_generate(&args).map(|_| ()),
         Command::Demo { out } => demo(&cli.global, &out).await,
+        Command::Validate { check_connections } => validate(&cli.global, check_connections).await,
+        Command::Config { defaults: true } => {
+            print!("{}", Config::default().annotated());
+            Ok(())
+        }
         command => {
             let config = load_config(&cli.global, None)?;
             match command {
@@ -185,40 +190,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     level,
                     deliver: true,
                     ..
-                } => {
-                    let lake = open_lake(&config)?;
-                    let ctx = engine::session(&lake, &engine_options(&config)?).await?;
-                    let queries = analytics::Queries::new(config.analytics.queries.as_deref())?;
-                    let reports = webhooks::deliver(
-                        &lake,
-                        &ctx,
-                        &queries,
-                        &config.webhooks,
-                        since,
-                        level,
-                        &|name| std::env::var(name).ok(),
-                    )
-                    .await?;
-                    let mut failed = Vec::new();
-                    for r in &reports {
-                        println!(
-                            "{}: {} delivered, {} delivered before, {} failed",
-                            r.endpoint, r.delivered, r.already_delivered, r.failed
-                        );
-                        if r.failed > 0 {
-                            failed.push(format!(
-                                "{}: {} flag(s) undelivered ({})",
-                                r.endpoint,
-                                r.failed,
-                                r.last_error.as_deref().unwrap_or("?")
-                            ));
-                        }
-                    }
-                    if !failed.is_empty() {
-                        bail!("{}; the next run tries them again", failed.join("; "));
-                    }
-                    Ok(())
-                }
+                } => deliver_flags(&config, since, level).await.map(|_| ()),
                 Command::Flags {
                     since,
                     level,
@@ -250,8 +222,25 @@ pub async fn run(cli: Cli) -> Result<()> {
                 } => run_report(&config, week, course, dry_run, html.as_deref())
                     .await
                     .map(|_| ()),
-                Command::Notify { week, dry_run } => run_notify(&config, week, dry_run).await,
-                Command::Validate => validate(&config),
+                Command::Notify { week, dry_run } => {
+                    run_notify(&config, week, dry_run).await.map(|_| ())
+                }
+                Command::Config { .. } => {
+                    print!("{}", config.annotated());
+                    Ok(())
+                }
+                Command::Run { job, slot } => {
+                    let lake = open_store(&config.lake.url, true, "lake", LAKE_HINT)?;
+                    crate::scheduler::run_once(&config, &lake, &job, &slot).await
+                }
+                Command::Schedule => {
+                    let lake = open_store(&config.lake.url, true, "lake", LAKE_HINT)?;
+                    crate::scheduler::daemon(&config, &lake).await
+                }
+                Command::Status => {
+                    let lake = open_store(&config.lake.url, true, "lake", LAKE_HINT)?;
+                    crate::scheduler::status(&config, &lake).await
+                }
                 Command::Sql {
                     query,
                     format,
@@ -259,15 +248,155 @@ pub async fn run(cli: Cli) -> Result<()> {
                 } => sql(&config, &query, format, output.as_deref()).await,
                 Command::Tables => tables(&config).await,
                 Command::Schema { table } => schema(&config, &table).await,
-                Command::Generate(_) | Command::Demo { .. } => unreachable!(),
+                Command::Generate(_) | Command::Demo { .. } | Command::Validate { .. } => {
+                    unreachable!()
+                }
             }
         }
     }
 }
 
+/// `learnlake flags --deliver`: every changed flag not yet delivered, to
+/// each endpoint; returns (delivered, delivered before, failed).
+async fn deliver_flags(
+    config: &Config,
+    since: Option<chrono::NaiveDate>,
+    level: Option<crate::cli::RiskLevel>,
+) -> Result<(usize, usize, usize)> {
+    let lake = open_lake(config)?;
+    let ctx = engine::session(&lake, &engine_options(config)?).await?;
+    let queries = analytics::Queries::new(config.analytics.queries.as_deref())?;
+    let reports = webhooks::deliver(
+        &lake,
+        &ctx,
+        &queries,
+        &config.webhooks,
+        since,
+        level,
+        &|name| std::env::var(name).ok(),
+    )
+    .await?;
+    let mut failed = Vec::new();
+    let mut totals = (0, 0, 0);
+    for r in &reports {
+        println!(
+            "{}: {} delivered, {} delivered before, {} failed",
+            r.endpoint, r.delivered, r.already_delivered, r.failed
+        );
+        totals.0 += r.delivered;
+        totals.1 += r.already_delivered;
+        totals.2 += r.failed;
+        if r.failed > 0 {
+            failed.push(format!(
+                "{}: {} flag(s) undelivered ({})",
+                r.endpoint,
+                r.failed,
+                r.last_error.as_deref().unwrap_or("?")
+            ));
+        }
+    }
+    if !failed.is_empty() {
+        bail!("{}; the next run tries them again", failed.join("; "));
+    }
+    Ok(totals)
+}
+
+/// Runs one job step (`[[jobs]] steps`) for the slot `slot`, returning its
+/// counts for `job_runs.step_counts`. `analyze` computes the newest week
+/// with data (up to the slot's) and the week before it (just finished,
+/// late data included); `report` and `notify` take the newest finished
+/// week, as their commands do.
+pub(crate) async fn run_step(
+    config: &Config,
+    step: &str,
+    slot: chrono::DateTime<chrono::Utc>,
+) -> Result<serde_json::Value> {
+    use serde_json::json;
+    Ok(match step {
+        "ingest" => {
+            let report = run_ingest(config).await?;
+            print_ingest_report(&report);
+            let t = report.total();
+            json!({
+                "files": t.files,
+                "rows": t.rows_accepted,
+                "duplicates": t.duplicates,
+                "quarantined": t.rows_quarantined,
+            })
+        }
+        "analyze" => {
+            let tz = zone(config)?;
+            let slot_day = slot.with_timezone(&tz).date_naive();
+            let selection = match newest_data_day(config).await? {
+                Some(newest) => {
+                    let day = newest.min(slot_day);
+                    let week = |d| analytics::Week::containing(d, tz).period_start;
+                    WeekSelection::Range(week(day - chrono::Duration::days(7)), week(day))
+                }
+                // Nothing ingested yet: the analysis says what to do.
+                None => WeekSelection::AllWithData,
+            };
+            let report = run_analyze(config, selection).await?;
+            print_analyze_report(&report);
+            json!({
+                "weeks": report.weeks.len(),
+                "student_week_rows": report.weeks.values().map(|w| w.0).sum::<usize>(),
+                "risk_flags": report.risk_flags,
+            })
+        }
+        "train" => {
+            let report = run_train(config, false, false).await?;
+            print_train_report(&report);
+            json!({ "saved": report.saved, "version": report.model.version })
+        }
+        "report" => {
+            let (week, sent) = run_report(config, None, None, false, None).await?;
+            json!({ "week": week.to_string(), "messages": sent })
+        }
+        "notify" => json!({ "messages": run_notify(config, None, false).await? }),
+        "flags" => {
+            let (delivered, before, failed) = deliver_flags(config, None, None).await?;
+            json!({ "delivered": delivered, "delivered_before": before, "failed": failed })
+        }
+        "compact" => {
+            compact(config, None, None).await?;
+            json!({})
+        }
+        "vacuum" => {
+            vacuum(config, None, None).await?;
+            json!({})
+        }
+        other => bail!("unknown step {other:?}"),
+    })
+}
+
+/// The newest day (partition) of the activity and attempts tables, from
+/// the Delta log alone (no data file is read).
+async fn newest_data_day(config: &Config) -> Result<Option<chrono::NaiveDate>> {
+    let lake = open_lake(config)?;
+    let mut newest = None;
+    for table in [LakeTable::Activity, LakeTable::Attempts] {
+        if let Some(t) = learnlake_pipeline::lake::delta::open(&lake, table.folder()).await? {
+            let days = learnlake_pipeline::lake::delta::files(&t, table.folder())?
+                .into_iter()
+                .filter_map(|(_, day)| day);
+            newest = newest.max(days.max());
+        }
+    }
+    Ok(newest)
+}
+
 /// Config file, then environment, then command-line options; validated
 /// once all are applied.
 fn load_config(global: &Global, base: Option<(&str, &str)>) -> Result<Config> {
+    let config = load_config_unchecked(global, base)?;
+    config.validate()?;
+    Ok(config)
+}
+
+/// [`load_config`] without validating the values (a file that cannot be
+/// read or parsed is still an error).
+fn load_config_unchecked(global: &Global, base: Option<(&str, &str)>) -> Result<Config> {
     let env = |key: &str| std::env::var(key).ok();
     let mut overrides: Vec<(&str, &str)> = Vec::new();
     if let Some((lake, landing)) = base {
@@ -283,7 +412,11 @@ fn load_config(global: &Global, base: Option<(&str, &str)>) -> Result<Config> {
     if let Some(tz) = &global.timezone {
         overrides.push(("timezone", tz));
     }
-    Ok(Config::load(global.config.as_deref(), &env, &overrides)?)
+    Ok(Config::load_unchecked(
+        global.config.as_deref(),
+        &env,
+        &overrides,
+    )?)
 }
 
 /// `DATAFUSION_EXECUTION_BATCH_SIZE=4096` → `datafusion.execution.batch_size`,
@@ -875,7 +1008,7 @@ async fn demo(global: &Global, out: &Path) -> Result<()> {
         config.email.admins = vec!["head@example.edu".into()];
     }
     println!("== the weekly reports (to {})", config.email.outbox);
-    let week = run_report(&config, None, None, false, Some(&previews)).await?;
+    let (week, _) = run_report(&config, None, None, false, Some(&previews)).await?;
     println!();
     println!("== the notifications of that week");
     run_notify(&config, Some(week), false).await?;
@@ -1019,7 +1152,7 @@ async fn run_report(
     course: Option<String>,
     dry_run: bool,
     html: Option<&Path>,
-) -> Result<chrono::NaiveDate> {
+) -> Result<(chrono::NaiveDate, usize)> {
     let run = ReportRun::open(config, week).await?;
     let period_start = run.week.period_start;
     let request = reports::ReportRequest {
@@ -1083,12 +1216,16 @@ async fn run_report(
         }
         drafts.extend(performance);
     }
-    deliver(config, &run, drafts, dry_run).await?;
-    Ok(period_start)
+    let sent = deliver(config, &run, drafts, dry_run).await?;
+    Ok((period_start, sent))
 }
 
 /// `learnlake notify`: the week's notifications, delivered once.
-async fn run_notify(config: &Config, week: Option<chrono::NaiveDate>, dry_run: bool) -> Result<()> {
+async fn run_notify(
+    config: &Config,
+    week: Option<chrono::NaiveDate>,
+    dry_run: bool,
+) -> Result<usize> {
     let run = ReportRun::open(config, week).await?;
     let drafts = run.student_data().await?.notifications(&run.templates)?;
     let mut kinds: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
@@ -1113,13 +1250,14 @@ async fn run_notify(config: &Config, week: Option<chrono::NaiveDate>, dry_run: b
 
 /// Builds the drafts into messages and delivers them once (or lists them
 /// with `dry_run`); a message that could not be addressed or delivered
-/// makes the run fail after everything else went.
+/// makes the run fail after everything else went. Returns how many
+/// messages this run sent.
 async fn deliver(
     config: &Config,
     run: &ReportRun,
     drafts: Vec<mail::Draft>,
     dry_run: bool,
-) -> Result<()> {
+) -> Result<usize> {
     let (from, lake, period_start) = (&run.from, &run.lake, run.week.period_start);
     let date = std::time::SystemTime::now();
     let mut outgoing = Vec::new();
@@ -1150,7 +1288,7 @@ async fn deliver(
         for problem in &refused {
             println!("  not addressable: {problem}");
         }
-        return Ok(());
+        return Ok(0);
     }
     let sender = Sender::from_config(
         &config.email,
@@ -1193,25 +1331,119 @@ async fn deliver(
             }
         );
     }
-    Ok(())
+    Ok(summary.sent)
 }
 
-/// `learnlake validate`: the config (already checked when loaded), every
-/// query parses, every template compiles.
-fn validate(config: &Config) -> Result<()> {
-    let queries = analytics::Queries::new(config.analytics.queries.as_deref())?;
+/// `learnlake validate [--check-connections]`: every problem of the config,
+/// the queries and the templates (and, asked, whatever cannot be reached),
+/// each on its own line with where it is; exit 2 if any.
+async fn validate(global: &Global, check_connections: bool) -> Result<()> {
+    let config = load_config_unchecked(global, None)?;
+    let source = global
+        .config
+        .clone()
+        .or_else(|| std::env::var_os("LEARNLAKE_CONFIG").map(Into::into))
+        .or_else(|| Some(Path::new("learnlake.toml").to_path_buf()).filter(|p| p.exists()))
+        .map_or_else(|| "config".to_string(), |p| p.display().to_string());
+    let mut problems: Vec<String> = config
+        .problems()
+        .into_iter()
+        .map(|p| format!("{source}: {p}"))
+        .collect();
     let mut parsed = 0;
-    for (name, _) in analytics::queries::EMBEDDED {
-        let text = queries.load(name)?;
-        datafusion::sql::parser::DFParser::parse_sql(&text)
-            .with_context(|| format!("query {name} does not parse"))?;
-        parsed += 1;
+    match analytics::Queries::new(config.analytics.queries.as_deref()) {
+        Ok(queries) => {
+            for (name, _) in analytics::queries::EMBEDDED {
+                match queries
+                    .load(name)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|text| {
+                        datafusion::sql::parser::DFParser::parse_sql(&text)
+                            .map_err(anyhow::Error::from)
+                    }) {
+                    Ok(_) => parsed += 1,
+                    Err(e) => problems.push(format!("query {name}: {e:#}")),
+                }
+            }
+        }
+        Err(e) => problems.push(format!("analytics.queries: {e:#}")),
     }
-    Templates::load(config.email.templates.as_deref())?;
-    mail::from_mailbox(&config.email)?;
-    println!(
-        "config ok; {parsed} queries parse; {} templates compile",
-        Templates::names().count()
-    );
-    Ok(())
+    if let Err(e) = Templates::load(config.email.templates.as_deref()) {
+        problems.push(format!("email.templates: {e:#}"));
+    }
+    if let Err(e) = mail::from_mailbox(&config.email) {
+        problems.push(format!("email.from: {e:#}"));
+    }
+    if check_connections {
+        problems.extend(unreachable(&config).await);
+    }
+    if problems.is_empty() {
+        println!(
+            "config ok; {parsed} queries parse; {} templates compile{}",
+            Templates::names().count(),
+            if check_connections {
+                "; every connection answers"
+            } else {
+                ""
+            }
+        );
+        return Ok(());
+    }
+    for p in &problems {
+        eprintln!("  {p}");
+    }
+    Err(Failure::Usage(format!(
+        "{} problem(s), listed above; fix them and run `learnlake validate` again",
+        problems.len()
+    ))
+    .into())
+}
+
+/// What `validate --check-connections` cannot reach: the lake and landing
+/// area (listed), the SMTP relay and each webhook endpoint (a TCP connection
+/// within 5 seconds).
+async fn unreachable(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (key, url) in [
+        ("lake.url", &config.lake.url),
+        ("landing.url", &config.landing.url),
+    ] {
+        let reached = match Store::open_with_options(url, false, &storage_options()) {
+            Ok(store) => store
+                .list("")
+                .await
+                .map(|_| ())
+                .map_err(anyhow::Error::from),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = reached {
+            problems.push(format!("{key}: cannot reach {url}: {e:#}"));
+        }
+    }
+    let mut endpoints = Vec::new();
+    if config.email.transport == learnlake_pipeline::config::Transport::Smtp {
+        endpoints.push((
+            "email.smtp".to_string(),
+            config.email.smtp.host.clone(),
+            config.email.smtp.port,
+        ));
+    }
+    for (i, hook) in config.webhooks.iter().enumerate() {
+        if let Ok(url) = url::Url::parse(&hook.url)
+            && let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default())
+        {
+            endpoints.push((format!("webhooks[{i}].url"), host.to_string(), port));
+        }
+    }
+    for (key, host, port) in endpoints {
+        let connect = tokio::net::TcpStream::connect((host.as_str(), port));
+        match tokio::time::timeout(std::time::Duration::from_secs(5), connect).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => problems.push(format!("{key}: cannot connect to {host}:{port}: {e}")),
+            Err(_) => problems.push(format!(
+                "{key}: no answer from {host}:{port} within 5 seconds"
+            )),
+        }
+    }
+    problems
 }

@@ -15,7 +15,6 @@
 //! `[email] parallel` of them), may go again, with the same Message-ID for
 //! the receiving side to recognise.
 
-use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -556,18 +555,18 @@ impl<'a> Delivery<'a> {
         // comes. Once the transport keeps failing, nothing new is started
         // (those in flight finish and are recorded) and the rest stays in
         // the outbox.
-        let halted = Cell::new(self.halted);
+        let halted = std::sync::atomic::AtomicBool::new(self.halted);
         let (sender, tuning) = (self.sender, self.tuning.clone());
         let mut results = futures::stream::iter(to_send)
             .map(|message| {
                 let (halted, tuning) = (&halted, &tuning);
                 async move {
-                    if halted.get() {
+                    if halted.load(std::sync::atomic::Ordering::Relaxed) {
                         return (message, None);
                     }
                     let result = send_one(sender, tuning, &message).await;
                     if matches!(result, Err(SendError::Transient(_))) {
-                        halted.set(true);
+                        halted.store(true, std::sync::atomic::Ordering::Relaxed);
                     }
                     (message, Some(result))
                 }
@@ -604,7 +603,7 @@ impl<'a> Delivery<'a> {
             }
         }
         drop(results);
-        self.halted = halted.get();
+        self.halted = halted.into_inner();
         self.summary.pending += left;
         if left == 0 {
             self.lake.delete(chunk).await?;

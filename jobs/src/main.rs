@@ -10,6 +10,8 @@ mod mail;
 mod progress;
 mod report;
 mod rows;
+mod runs;
+mod scheduler;
 mod students;
 mod templates;
 mod webhooks;
@@ -25,7 +27,13 @@ use commands::Failure;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.global.log_format, cli.global.verbose);
+    // The daemon and scheduled runs log their runs and steps by default:
+    // an operator reads them in the journal or the container's log.
+    let verbose = match cli.command {
+        cli::Command::Schedule | cli::Command::Run { .. } => cli.global.verbose.max(1),
+        _ => cli.global.verbose,
+    };
+    init_tracing(cli.global.log_format, verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

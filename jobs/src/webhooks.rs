@@ -197,7 +197,7 @@ pub async fn deliver(
     endpoints: &[WebhookConfig],
     since: Option<NaiveDate>,
     level: Option<RiskLevel>,
-    secret_of: &dyn Fn(&str) -> Option<String>,
+    secret_of: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Result<Vec<Delivery>> {
     if endpoints.is_empty() {
         bail!("no webhook endpoints are configured; add a [[webhooks]] section to learnlake.toml");
@@ -223,7 +223,7 @@ async fn deliver_to(
     hook: &WebhookConfig,
     since: Option<NaiveDate>,
     level: Option<RiskLevel>,
-    secret_of: &dyn Fn(&str) -> Option<String>,
+    secret_of: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Result<Delivery> {
     let secret = secret_of(&hook.secret_env).ok_or_else(|| {
         anyhow!(

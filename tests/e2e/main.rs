@@ -8,6 +8,7 @@ mod ingest;
 mod lake;
 mod predict;
 mod report;
+mod schedule;
 mod webhooks;
 
 use std::collections::BTreeMap;

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use crate::{ingest_ok, learnlake, learnlake_ok, scratch};
 
-struct SmtpServer {
+pub(crate) struct SmtpServer {
     child: Child,
     log: PathBuf,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Drop for SmtpServer {
@@ -27,7 +27,7 @@ impl Drop for SmtpServer {
 impl SmtpServer {
     /// Starts the server; `faults` are its options (`--fail-first 2`, …).
     /// With `port`, listens there (a restarted server keeps its address).
-    fn start(dir: &Path, name: &str, port: Option<u16>, faults: &[&str]) -> Self {
+    pub(crate) fn start(dir: &Path, name: &str, port: Option<u16>, faults: &[&str]) -> Self {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/smtp_server.py");
         let log = dir.join(format!("{name}.log"));
         let port_file = dir.join(format!("{name}.port"));
@@ -58,7 +58,7 @@ impl SmtpServer {
         Self { child, log, port }
     }
 
-    fn wait_listening(&self) {
+    pub(crate) fn wait_listening(&self) {
         let started = Instant::now();
         while !self.records().iter().any(|r| r["status"] == "listening") {
             assert!(
@@ -77,7 +77,7 @@ impl SmtpServer {
             .collect()
     }
 
-    fn accepted(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn accepted(&self) -> Vec<serde_json::Value> {
         accepted_in(&self.log)
     }
 }

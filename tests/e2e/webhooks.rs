@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use crate::{ingest_ok, learnlake, learnlake_ok, scratch};
 
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub(crate) const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-struct Receiver {
+pub(crate) struct Receiver {
     child: Child,
     log: PathBuf,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Drop for Receiver {
@@ -25,7 +25,7 @@ impl Drop for Receiver {
 }
 
 impl Receiver {
-    fn start(dir: &Path, name: &str, fail_first: u32, delay_ms: u32) -> Self {
+    pub(crate) fn start(dir: &Path, name: &str, fail_first: u32, delay_ms: u32) -> Self {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/webhook_receiver.py");
         let log = dir.join(format!("{name}.log"));
         let port_file = dir.join(format!("{name}.port"));
@@ -65,7 +65,7 @@ impl Receiver {
     }
 
     /// flag id → how many times it was accepted (200).
-    fn accepted(&self) -> BTreeMap<String, usize> {
+    pub(crate) fn accepted(&self) -> BTreeMap<String, usize> {
         let mut ids = BTreeMap::new();
         for r in self.requests() {
             assert_eq!(r["verified"], true, "signature verified: {r}");
