@@ -282,6 +282,37 @@ fn the_daemon_runs_each_slot_once_stops_on_sigterm_and_records_job_runs() {
         }
     }
     assert!(per_slot.values().all(|&n| n == 1), "{runs:?}\n{again}");
+    // JSON logs carry the run's and the step's span fields on every line.
+    let out = learnlake_ok(
+        &dir,
+        &[
+            "--config",
+            "learnlake.toml",
+            "--log-format",
+            "json",
+            "run",
+            "often",
+        ],
+        &[],
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let step = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "step succeeded")
+        .unwrap_or_else(|| panic!("no step line in {lines:?}"));
+    assert_eq!(step["spans"][0]["name"], "run", "{step}");
+    assert_eq!(step["spans"][0]["job"], "often", "{step}");
+    assert!(
+        step["spans"][0]["run_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("often-")
+    );
+    assert!(step["spans"][0]["scheduled_for"].is_string(), "{step}");
+    assert_eq!(step["span"]["step"], "ingest", "{step}");
     // An unknown name says what exists.
     let out = learnlake(&dir, &["--config", "learnlake.toml", "run", "nightly"], &[]);
     assert_eq!(out.status.code(), Some(2));
@@ -504,4 +535,33 @@ fn validate_reports_every_mistake_of_a_config_at_once() {
     )
     .unwrap();
     learnlake_ok(&dir, &["validate"], &[]);
+
+    // --check-connections: a lake that is not there, an SMTP relay and a
+    // webhook endpoint that nobody answers on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        dir.join("learnlake.toml"),
+        format!(
+            "[lake]\nurl = \"{}\"\n[email]\ntransport = \"smtp\"\n[email.smtp]\nhost = \"127.0.0.1\"\nport = {closed}\n\
+             [[webhooks]]\nname = \"x\"\nurl = \"http://127.0.0.1:{closed}/hook\"\nsecret_env = \"X\"\nallow_private = true\n",
+            s(&dir.join("no-lake"))
+        ),
+    )
+    .unwrap();
+    learnlake_ok(&dir, &["validate"], &[]);
+    let out = learnlake(&dir, &["validate", "--check-connections"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "lake.url: cannot reach",
+        &format!("email.smtp: cannot connect to 127.0.0.1:{closed}"),
+        &format!("webhooks[0].url: cannot connect to 127.0.0.1:{closed}"),
+        "landing.url: cannot reach",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
 }
