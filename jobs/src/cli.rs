@@ -89,6 +89,17 @@ pub enum Command {
         #[arg(long)]
         retention_days: Option<i64>,
     },
+    /// Delete raw partitions (activity, attempts, the quarantines) older
+    /// than `[privacy] raw_retention_days`: one commit per table, and the
+    /// removed files deleted at once.
+    Retention {
+        /// Keep this many days instead of `[privacy] raw_retention_days`.
+        #[arg(long)]
+        days: Option<u32>,
+        /// List what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// student_week and course_week (default: every week with data).
     Analyze {
         /// Analyze the week containing this date.

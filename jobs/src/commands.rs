@@ -115,6 +115,56 @@ async fn compact(
     Ok(())
 }
 
+/// `learnlake retention [--days N] [--dry-run]`; returns its counts.
+async fn retention(config: &Config, days: Option<u32>, dry_run: bool) -> Result<serde_json::Value> {
+    let Some(days) = days.or(config.privacy.raw_retention_days) else {
+        return Err(Failure::Usage(
+            "no retention is set: set [privacy] raw_retention_days (or LEARNLAKE_PRIVACY_RAW_RETENTION_DAYS), or pass --days N"
+                .into(),
+        )
+        .into());
+    };
+    let lake = open_lake(config)?;
+    let today = chrono::Utc::now()
+        .with_timezone(&zone(config)?)
+        .date_naive();
+    let cutoff = today - chrono::Duration::days(i64::from(days));
+    let dropped = learnlake_pipeline::lake::retention::drop_raw_before(&lake, cutoff, dry_run)
+        .await
+        .context("retention")?;
+    let verb = if dry_run {
+        "would drop (--dry-run)"
+    } else {
+        "dropped"
+    };
+    if dropped.is_empty() {
+        println!("nothing dated before {cutoff} ({days} days before {today}); nothing to drop");
+    }
+    for d in &dropped {
+        println!(
+            "{}: {verb} {} partition(s) dated {} to {} ({} files, {:.1} MB)",
+            d.table,
+            d.partitions.len(),
+            d.partitions
+                .first()
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            d.partitions
+                .last()
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            d.files,
+            d.bytes as f64 / 1e6
+        );
+    }
+    Ok(serde_json::json!({
+        "before": cutoff.to_string(),
+        "partitions": dropped.iter().map(|d| d.partitions.len()).sum::<usize>(),
+        "files": dropped.iter().map(|d| d.files).sum::<usize>(),
+        "dry_run": dry_run,
+    }))
+}
+
 async fn vacuum(config: &Config, only: Option<&str>, retention_days: Option<i64>) -> Result<()> {
     let lake = open_lake(config)?;
     let days = retention_days.unwrap_or(config.lake.vacuum_retention_days);
@@ -158,6 +208,9 @@ pub async fn run(cli: Cli) -> Result<()> {
                     let report = run_ingest(&config).await?;
                     print_ingest_report(&report);
                     Ok(())
+                }
+                Command::Retention { days, dry_run } => {
+                    retention(&config, days, dry_run).await.map(|_| ())
                 }
                 Command::Compact { table, older_than } => {
                     compact(&config, table.as_deref(), older_than).await
@@ -358,6 +411,7 @@ pub(crate) async fn run_step(
             let (delivered, before, failed) = deliver_flags(config, None, None).await?;
             json!({ "delivered": delivered, "delivered_before": before, "failed": failed })
         }
+        "retention" => retention(config, None, false).await?,
         "compact" => {
             compact(config, None, None).await?;
             json!({})

@@ -184,6 +184,10 @@ pub struct RiskConfig {
 pub struct PrivacyConfig {
     /// Groups smaller than this are not shown in aggregates (10).
     pub min_group_size: usize,
+    /// Days raw partitions (activity, attempts, the quarantines) are kept:
+    /// `learnlake retention` and the `retention` step delete older ones
+    /// (unset: kept for ever).
+    pub raw_retention_days: Option<u32>,
 }
 
 /// How e-mail leaves.
@@ -463,7 +467,10 @@ impl Default for AnalyticsConfig {
 
 impl Default for PrivacyConfig {
     fn default() -> Self {
-        Self { min_group_size: 10 }
+        Self {
+            min_group_size: 10,
+            raw_retention_days: None,
+        }
     }
 }
 
@@ -497,14 +504,22 @@ impl Default for SmtpConfig {
 }
 
 /// The steps a job can run, in the order a weekly job usually lists them.
-pub const STEPS: [&str; 8] = [
-    "ingest", "analyze", "train", "report", "notify", "flags", "compact", "vacuum",
+pub const STEPS: [&str; 9] = [
+    "ingest",
+    "analyze",
+    "train",
+    "report",
+    "notify",
+    "flags",
+    "retention",
+    "compact",
+    "vacuum",
 ];
 
 /// Every environment variable learnlake reads for its config, and the key it
 /// sets. The generic `LEARNLAKE_SECTION_FIELD` form works for every key; the
 /// short names are the ones PRODUCT §9 promises.
-pub const ENVIRONMENT: [(&str, &str); 34] = [
+pub const ENVIRONMENT: [(&str, &str); 35] = [
     ("LEARNLAKE_TIMEZONE", "timezone"),
     ("LEARNLAKE_LAKE", "lake.url"),
     ("LEARNLAKE_LAKE_URL", "lake.url"),
@@ -528,6 +543,10 @@ pub const ENVIRONMENT: [(&str, &str); 34] = [
     ("LEARNLAKE_RISK_HIGH_BELOW", "risk.high_below"),
     ("LEARNLAKE_RISK_MEDIUM_BELOW", "risk.medium_below"),
     ("LEARNLAKE_PRIVACY_MIN_GROUP_SIZE", "privacy.min_group_size"),
+    (
+        "LEARNLAKE_PRIVACY_RAW_RETENTION_DAYS",
+        "privacy.raw_retention_days",
+    ),
     ("LEARNLAKE_EMAIL_TRANSPORT", "email.transport"),
     ("LEARNLAKE_EMAIL_OUTBOX", "email.outbox"),
     ("LEARNLAKE_EMAIL_FROM", "email.from"),
@@ -848,6 +867,12 @@ impl Config {
             "privacy.min_group_size" => {
                 self.privacy.min_group_size = number(value, "a number of people")?;
             }
+            "privacy.raw_retention_days" => {
+                self.privacy.raw_retention_days = match value.trim() {
+                    "" => None,
+                    days => Some(number(days, "a number of days")?),
+                };
+            }
             "email.transport" => self.email.transport = value.parse()?,
             "email.outbox" => self.email.outbox = value.to_string(),
             "email.from" => self.email.from = value.to_string(),
@@ -1026,9 +1051,9 @@ impl Config {
                 ));
             }
             for step in &job.steps {
-                if step == "retention" {
+                if step == "retention" && self.privacy.raw_retention_days.is_none() {
                     problems.push(format!(
-                        "jobs[{i}].steps: the retention step is not in this build yet; remove it (`learnlake vacuum` and the compact/vacuum steps are)"
+                        "jobs[{i}].steps: the retention step needs [privacy] raw_retention_days (how many days of raw data to keep)"
                     ));
                 } else if !STEPS.contains(&step.as_str()) {
                     problems.push(format!(
@@ -1207,7 +1232,7 @@ steps = ["ingest", "analyze", "report", "notify", "flags"]
              email.smtp.port (from LEARNLAKE_SMTP_PORT): \"seventy\" is not a port number; \
              timezone: \"Mars/Base\" is not an IANA time zone; use a name like \"Europe/London\" or \"UTC\"; \
              jobs[0].schedule: \"0 0 7 * *\" has 5 fields, expected 6 (sec min hour day month weekday), e.g. \"0 0 7 * * Mon\"; \
-             jobs[0].steps: unknown step \"dance\" (known: ingest, analyze, train, report, notify, flags, compact, vacuum); \
+             jobs[0].steps: unknown step \"dance\" (known: ingest, analyze, train, report, notify, flags, retention, compact, vacuum); \
              jobs[1].name: \"w\" is used by an earlier job; give each job its own name; \
              jobs[1].schedule: \"0 0 7 30 Feb *\" never fires (no such date); check the day and month fields"
         );

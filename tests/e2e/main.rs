@@ -7,6 +7,7 @@ mod golden;
 mod ingest;
 mod lake;
 mod predict;
+mod privacy;
 mod report;
 mod schedule;
 mod webhooks;

@@ -279,6 +279,17 @@ async fn adopt_existing_files(
 /// it; delta-rs retries on a concurrent commit and checks for conflicts);
 /// returns the new version.
 pub async fn commit(table: &mut DeltaTable, folder: &str, commit: Commit) -> Result<u64> {
+    Ok(commit_removing(table, folder, commit).await?.0)
+}
+
+/// [`commit`], also returning the files (relative to the table's folder)
+/// the commit removed from the table, for a caller that deletes them at
+/// once (retention, erasure) instead of leaving them to `vacuum`.
+pub async fn commit_removing(
+    table: &mut DeltaTable,
+    folder: &str,
+    commit: Commit,
+) -> Result<(u64, Vec<String>)> {
     // Commits of this process go one at a time, each from the newest
     // version: tasks of one run (the analysis's weeks) never race each
     // other; another process's commit is still checked by delta-rs.
@@ -325,6 +336,7 @@ pub async fn commit(table: &mut DeltaTable, folder: &str, commit: Commit) -> Res
     // A file being added that is already in the table (the same content
     // under the same name) simply stays: neither removed nor added again.
     let mut adds = commit.adds.clone();
+    let mut removed = Vec::new();
     if !matches!(commit.replace, Replace::Nothing) {
         for file in snapshot.log_data() {
             let path = file.path().to_string();
@@ -338,6 +350,7 @@ pub async fn commit(table: &mut DeltaTable, folder: &str, commit: Commit) -> Res
                 .map(|(k, v)| (k.to_string(), v.map(|v| v.to_string())))
                 .collect();
             if removing(&values) {
+                removed.push(path);
                 actions.push(Action::Remove(file.remove_action(true)));
             }
         }
@@ -363,7 +376,7 @@ pub async fn commit(table: &mut DeltaTable, folder: &str, commit: Commit) -> Res
         actions.insert(0, Action::Metadata(metadata));
     }
     if actions.is_empty() && commit.app_transactions.is_empty() {
-        return Ok(table.version().unwrap_or(0));
+        return Ok((table.version().unwrap_or(0), removed));
     }
     let mut properties = CommitProperties::default();
     for (app, version) in &commit.app_transactions {
@@ -384,7 +397,7 @@ pub async fn commit(table: &mut DeltaTable, folder: &str, commit: Commit) -> Res
         .map_err(|e| delta_error(folder, e.into()))?;
     let version = finalized.version();
     table.state = Some(finalized.snapshot());
-    Ok(version)
+    Ok((version, removed))
 }
 
 /// The table's metadata with `schema`'s new columns added (and the columns

@@ -3,6 +3,7 @@
 
 pub mod delta;
 pub mod parquet_io;
+pub mod retention;
 pub mod store;
 pub mod tables;
 

@@ -139,6 +139,26 @@ impl Store {
             })
     }
 
+    /// Writes a whole object only if none exists at `rel` (the store's
+    /// conditional put): `false` when another writer got there first. Two
+    /// writers racing for one name: exactly one gets `true`.
+    pub async fn put_if_absent(&self, rel: &str, data: Bytes) -> Result<bool> {
+        let path = self.path(rel);
+        let options = object_store::PutOptions::from(object_store::PutMode::Create);
+        match self
+            .inner
+            .put_opts(&path, PutPayload::from(data), options)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(source) => Err(Error::ObjectStore {
+                location: self.display(rel),
+                source,
+            }),
+        }
+    }
+
     /// Reads a whole object.
     pub async fn get(&self, rel: &str) -> Result<Bytes> {
         let path = self.path(rel);

@@ -8,6 +8,9 @@ use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, T
 /// The folder below the lake root that holds each table's rejected input.
 pub const QUARANTINE: &str = "_quarantine";
 
+/// The folder of the `job_runs` table, with the lake's other metadata.
+pub const JOB_RUNS_FOLDER: &str = "_meta/job_runs";
+
 /// The Hive partition column (a `DATE`) of the quarantine folders.
 pub const QUARANTINE_PARTITION: &str = "ingest_date";
 
@@ -26,11 +29,13 @@ pub enum LakeTable {
     RiskFlags,
     /// The saved risk models (`_meta/models/models.parquet`).
     Models,
+    /// The scheduler's record of job runs (PRODUCT §9), `_meta/job_runs`.
+    JobRuns,
 }
 
 impl LakeTable {
     /// Every table, raw ones first.
-    pub const ALL: [LakeTable; 10] = [
+    pub const ALL: [LakeTable; 11] = [
         LakeTable::Activity,
         LakeTable::Attempts,
         LakeTable::Students,
@@ -41,6 +46,7 @@ impl LakeTable {
         LakeTable::CourseWeek,
         LakeTable::RiskFlags,
         LakeTable::Models,
+        LakeTable::JobRuns,
     ];
 
     /// The table's name, which is also its folder below the lake root.
@@ -56,6 +62,7 @@ impl LakeTable {
             LakeTable::CourseWeek => "course_week",
             LakeTable::RiskFlags => "risk_flags",
             LakeTable::Models => "models",
+            LakeTable::JobRuns => "job_runs",
         }
     }
 
@@ -64,6 +71,7 @@ impl LakeTable {
     pub fn folder(self) -> &'static str {
         match self {
             LakeTable::Models => crate::predict::MODELS_FOLDER,
+            LakeTable::JobRuns => JOB_RUNS_FOLDER,
             _ => self.name(),
         }
     }
@@ -80,7 +88,7 @@ impl LakeTable {
     }
 
     /// The schema of the table's files (without the partition column), for
-    /// the tables ingest writes. Derived tables take their schema from their
+    /// the tables ingest and the scheduler write. Derived tables take their schema from their
     /// query.
     pub fn file_schema(self) -> Option<SchemaRef> {
         let schema = match self {
@@ -90,6 +98,7 @@ impl LakeTable {
             LakeTable::Courses => courses_schema(),
             LakeTable::Enrollments => enrollments_schema(),
             LakeTable::Assessments => assessments_schema(),
+            LakeTable::JobRuns => job_runs_schema(),
             LakeTable::StudentWeek
             | LakeTable::CourseWeek
             | LakeTable::RiskFlags
@@ -112,7 +121,8 @@ impl LakeTable {
             LakeTable::StudentWeek
             | LakeTable::CourseWeek
             | LakeTable::RiskFlags
-            | LakeTable::Models => None,
+            | LakeTable::Models
+            | LakeTable::JobRuns => None,
             _ => Some(format!("{QUARANTINE}/{}", self.name())),
         }
     }
@@ -167,6 +177,25 @@ fn activity_schema() -> Schema {
         utf8("ip_address", true),
         Field::new("success", DataType::Boolean, true),
         utf8("details", true),
+    ])
+}
+
+/// `job_runs`: one row per finished run of a job (PRODUCT §9).
+fn job_runs_schema() -> Schema {
+    Schema::new(vec![
+        utf8("job", false),
+        utf8("run_id", false),
+        ts("scheduled_for", false),
+        utf8("trigger", false),
+        utf8("host", false),
+        ts("started_at", false),
+        ts("finished_at", false),
+        utf8("status", false),
+        Field::new("steps_total", DataType::Int32, false),
+        Field::new("steps_succeeded", DataType::Int32, false),
+        Field::new("attempts", DataType::Int32, false),
+        utf8("step_counts", false),
+        utf8("error", true),
     ])
 }
 

@@ -1,0 +1,163 @@
+//! Privacy operations: `learnlake retention` drops raw partitions older
+//! than the configured age, files included, and the lake stays readable.
+
+use std::path::Path;
+
+use super::{learnlake_ok, scratch, second_reader};
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn count(dir: &Path, lake: &Path, sql: &str) -> String {
+    let out = learnlake_ok(
+        dir,
+        &["--lake", s(lake), "sql", sql, "--format", "csv"],
+        &[],
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Parquet files under `folder` whose partition (`column=YYYY-MM-DD`) is before `cutoff`.
+fn files_before(folder: &Path, column: &str, cutoff: chrono::NaiveDate) -> usize {
+    let mut n = 0;
+    for entry in std::fs::read_dir(folder).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if let Some(day) = name.strip_prefix(&format!("{column}="))
+            && chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap() < cutoff
+        {
+            n += std::fs::read_dir(&path)
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .path()
+                        .extension()
+                        .is_some_and(|x| x == "parquet")
+                })
+                .count();
+        }
+    }
+    n
+}
+
+#[test]
+fn retention_drops_old_raw_partitions_and_their_files_and_nothing_else() {
+    let (_keep, dir) = scratch();
+    learnlake_ok(
+        &dir,
+        &[
+            "generate",
+            "--out",
+            "landing",
+            "--students",
+            "40",
+            "--courses",
+            "2",
+            "--weeks",
+            "4",
+            "--start",
+            "2026-01-05",
+            "--seed",
+            "3",
+        ],
+        &[],
+    );
+    let lake = dir.join("lake");
+    learnlake_ok(
+        &dir,
+        &["--lake", s(&lake), "--landing", "landing", "ingest"],
+        &[],
+    );
+    let cutoff = chrono::NaiveDate::from_ymd_opt(2026, 1, 19).unwrap();
+    let days = (chrono::Utc::now().date_naive() - cutoff)
+        .num_days()
+        .to_string();
+    let total = count(&dir, &lake, "SELECT COUNT(*) FROM activity");
+    let kept = count(
+        &dir,
+        &lake,
+        "SELECT COUNT(*) FROM activity WHERE event_date >= DATE '2026-01-19'",
+    );
+    let kept_attempts = count(
+        &dir,
+        &lake,
+        "SELECT COUNT(*) FROM attempts WHERE submitted_date >= DATE '2026-01-19'",
+    );
+    assert!(kept.parse::<u64>().unwrap() < total.parse::<u64>().unwrap());
+    assert!(files_before(&lake.join("activity"), "event_date", cutoff) > 0);
+
+    // A dry run lists and keeps everything.
+    let out = learnlake_ok(
+        &dir,
+        &[
+            "--lake",
+            s(&lake),
+            "retention",
+            "--days",
+            &days,
+            "--dry-run",
+        ],
+        &[],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "activity: would drop (--dry-run) 14 partition(s) dated 2026-01-05 to 2026-01-18"
+        ),
+        "{text}"
+    );
+    assert_eq!(count(&dir, &lake, "SELECT COUNT(*) FROM activity"), total);
+
+    // Without a setting or --days, it says what to set.
+    let out = super::learnlake(&dir, &["--lake", s(&lake), "retention"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("raw_retention_days"));
+
+    let out = learnlake_ok(
+        &dir,
+        &["--lake", s(&lake), "retention"],
+        &[("LEARNLAKE_PRIVACY_RAW_RETENTION_DAYS", &days)],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("activity: dropped 14 partition(s)"), "{text}");
+    assert_eq!(count(&dir, &lake, "SELECT COUNT(*) FROM activity"), kept);
+    assert_eq!(
+        count(&dir, &lake, "SELECT COUNT(*) FROM attempts"),
+        kept_attempts
+    );
+    assert_eq!(
+        count(&dir, &lake, "SELECT MIN(event_date) FROM activity"),
+        "2026-01-19"
+    );
+    // The files are gone from the disk, not only from the current version.
+    assert_eq!(
+        files_before(&lake.join("activity"), "event_date", cutoff),
+        0
+    );
+    assert_eq!(
+        files_before(&lake.join("attempts"), "submitted_date", cutoff),
+        0
+    );
+    // Other readers see the same.
+    let seen = second_reader(&lake);
+    assert_eq!(seen["pyarrow"]["activity"]["rows"].to_string(), kept);
+    assert_eq!(
+        seen["duckdb"]["attempts"]["rows"].to_string(),
+        kept_attempts
+    );
+    // Reference snapshots are not raw partitions.
+    assert_eq!(count(&dir, &lake, "SELECT COUNT(*) FROM students"), "40");
+    // Again: nothing left to drop.
+    let out = learnlake_ok(
+        &dir,
+        &["--lake", s(&lake), "retention", "--days", &days],
+        &[],
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to drop"));
+}
