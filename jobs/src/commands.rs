@@ -5,7 +5,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use indicatif::{ProgressBar, ProgressStyle};
 use learnlake_generate::{self as generate, GenerateOptions, Profile};
@@ -13,12 +12,13 @@ use learnlake_pipeline::analytics::{self, AnalyzeOptions, AnalyzeReport, WeekSel
 use learnlake_pipeline::config::{Config, Engine};
 use learnlake_pipeline::engine::{self, EngineOptions};
 use learnlake_pipeline::ingest::{self, IngestOptions, IngestReport};
-use learnlake_pipeline::lake::{LakeTable, Store, parquet_io};
+use learnlake_pipeline::lake::{LakeTable, Store};
 use learnlake_pipeline::predict::{self, TrainOptions, TrainReport};
 use tracing::{info, warn};
 
 use crate::cli::{Cli, Command, GenerateArgs, GenerateProfile, Global, OutputFormat};
 use crate::mail::{self, Delivery, Sender};
+use crate::output::StreamFormat;
 use crate::progress::Progress;
 use crate::students::StudentWeekData;
 use crate::templates::Templates;
@@ -867,42 +867,28 @@ async fn sql(
     let lake = open_lake(config)?;
     let ctx = engine::session(&lake, &engine_options(config)?).await?;
     let df = ctx.sql(query).await.context("planning the query")?;
-    let schema = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await.context("running the query")?;
-    let mut out: Vec<u8> = Vec::new();
-    match format {
+    let format = match format {
         OutputFormat::Table => {
-            out.extend_from_slice(pretty_format_batches(&batches)?.to_string().as_bytes());
-            out.push(b'\n');
-        }
-        OutputFormat::Csv => {
-            let mut w = datafusion::arrow::csv::Writer::new(&mut out);
-            for b in &batches {
-                w.write(b)?;
+            // A table is for people: laid out once every row is in.
+            let batches = df.collect().await.context("running the query")?;
+            let text = format!("{}\n", pretty_format_batches(&batches)?);
+            match output {
+                Some(path) => std::fs::write(path, text)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => {
+                    use std::io::Write;
+                    std::io::stdout().write_all(text.as_bytes())?;
+                }
             }
+            return Ok(());
         }
-        OutputFormat::Ndjson => {
-            let mut w = datafusion::arrow::json::LineDelimitedWriter::new(&mut out);
-            let refs: Vec<&RecordBatch> = batches.iter().collect();
-            w.write_batches(&refs)?;
-            w.finish()?;
-        }
-        OutputFormat::Parquet => {
-            if output.is_none() {
-                bail!("--format parquet needs --output PATH");
-            }
-            out = parquet_io::encode(&schema, &batches)?.to_vec();
-        }
-    }
-    match output {
-        Some(path) => {
-            std::fs::write(path, &out).with_context(|| format!("writing {}", path.display()))?
-        }
-        None => {
-            use std::io::Write;
-            std::io::stdout().write_all(&out)?;
-        }
-    }
+        OutputFormat::Csv => StreamFormat::Csv,
+        OutputFormat::Ndjson => StreamFormat::Ndjson,
+        OutputFormat::Parquet => StreamFormat::Parquet,
+    };
+    crate::output::write_stream(df, format, output)
+        .await
+        .context("running the query")?;
     Ok(())
 }
 

@@ -7,6 +7,7 @@ mod cli;
 mod commands;
 mod flags;
 mod mail;
+mod output;
 mod progress;
 mod report;
 mod rows;

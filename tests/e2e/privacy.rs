@@ -1,5 +1,6 @@
-//! Privacy operations: `learnlake retention` drops raw partitions older
-//! than the configured age, files included, and the lake stays readable.
+//! Data teams and privacy: `learnlake retention` drops raw partitions older
+//! than the configured age, files included, and the lake stays readable;
+//! `learnlake sql` streams its results in every format.
 
 use std::path::Path;
 
@@ -160,4 +161,75 @@ fn retention_drops_old_raw_partitions_and_their_files_and_nothing_else() {
         &[],
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to drop"));
+}
+
+#[test]
+fn sql_streams_csv_ndjson_and_parquet_that_other_readers_read_back() {
+    let (_keep, dir) = scratch();
+    learnlake_ok(
+        &dir,
+        &[
+            "generate",
+            "--out",
+            "landing",
+            "--students",
+            "30",
+            "--courses",
+            "2",
+            "--weeks",
+            "3",
+            "--seed",
+            "5",
+        ],
+        &[],
+    );
+    let lake = dir.join("lake");
+    learnlake_ok(
+        &dir,
+        &["--lake", s(&lake), "--landing", "landing", "ingest"],
+        &[],
+    );
+    let total: usize = count(&dir, &lake, "SELECT COUNT(*) FROM activity")
+        .parse()
+        .unwrap();
+    let query = "SELECT event_id, student_id, timestamp, [1, 2] AS pair FROM activity";
+    let run = |format: &str, output: Option<&str>| {
+        let mut args = vec!["--lake", s(&lake), "sql", query, "--format", format];
+        if let Some(path) = output {
+            args.extend(["--output", path]);
+        }
+        learnlake_ok(&dir, &args, &[])
+    };
+    // NDJSON: one object per row, lists as arrays.
+    let out = run("ndjson", None);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), total);
+    assert_eq!(lines[0]["pair"], serde_json::json!([1, 2]));
+    // CSV: a header, one line per row, lists as "a; b".
+    let out = run("csv", None);
+    let mut reader = csv::Reader::from_reader(out.stdout.as_slice());
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), total);
+    assert_eq!(&rows[0][3], "1; 2");
+    // Parquet: written beside the target, renamed when complete, read by pyarrow.
+    let path = dir.join("out.parquet");
+    run("parquet", Some(s(&path)));
+    assert!(!dir.join("out.parquet.partial").exists());
+    let read = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, pyarrow.parquet as pq; t = pq.read_table(sys.argv[1]); print(t.num_rows, t.schema.field('timestamp').type)",
+            s(&path),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&read.stdout).trim(),
+        format!("{total} timestamp[us, tz=UTC]"),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
 }

@@ -1,0 +1,153 @@
+//! Query results written batch by batch as NDJSON, CSV or Parquet (never
+//! the whole result in memory), to stdout or to a file written beside its
+//! target and renamed when complete, so a consumer never reads half of it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::functions_nested::expr_fn::array_to_string;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::prelude::{DataFrame, col, lit};
+use futures::StreamExt;
+use learnlake_pipeline::lake::parquet_io;
+
+/// The streamed formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamFormat {
+    Ndjson,
+    Csv,
+    Parquet,
+}
+
+/// A file written under a temporary name and renamed into place on
+/// [`Output::finish`], or stdout.
+enum Output {
+    File {
+        tmp: PathBuf,
+        path: PathBuf,
+        file: std::io::BufWriter<std::fs::File>,
+    },
+    Stdout(std::io::BufWriter<std::io::Stdout>),
+}
+
+impl Output {
+    fn open(path: Option<&Path>) -> Result<Self> {
+        Ok(match path {
+            None => Output::Stdout(std::io::BufWriter::new(std::io::stdout())),
+            Some(path) => {
+                let mut name = path.file_name().unwrap_or_default().to_os_string();
+                name.push(".partial");
+                let tmp = path.with_file_name(name);
+                let file = std::fs::File::create(&tmp)
+                    .with_context(|| format!("creating {}", tmp.display()))?;
+                Output::File {
+                    tmp,
+                    path: path.to_path_buf(),
+                    file: std::io::BufWriter::new(file),
+                }
+            }
+        })
+    }
+
+    fn finish(self) -> Result<()> {
+        match self {
+            Output::Stdout(mut out) => Ok(out.flush()?),
+            Output::File { tmp, path, file } => {
+                let file = file.into_inner().map_err(|e| e.into_error())?;
+                file.sync_all()?;
+                std::fs::rename(&tmp, &path)
+                    .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+            }
+        }
+    }
+}
+
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Output::Stdout(out) => out.write(buf),
+            Output::File { file, .. } => file.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Output::Stdout(out) => out.flush(),
+            Output::File { file, .. } => file.flush(),
+        }
+    }
+}
+
+/// Runs `df` and writes its rows to `output` (stdout without one) as they
+/// come; returns how many. CSV has no lists: list columns become `a; b`
+/// text. Parquet needs a file.
+pub async fn write_stream(
+    mut df: DataFrame,
+    format: StreamFormat,
+    output: Option<&Path>,
+) -> Result<usize> {
+    if format == StreamFormat::Parquet && output.is_none() {
+        bail!("--format parquet needs --output PATH");
+    }
+    if format == StreamFormat::Csv {
+        let exprs: Vec<_> = df
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                DataType::List(_) | DataType::LargeList(_) => {
+                    array_to_string(col(f.name()), lit("; ")).alias(f.name())
+                }
+                _ => col(f.name()),
+            })
+            .collect();
+        df = df.select(exprs)?;
+    }
+    let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
+    let mut stream = df.execute_stream().await?;
+    let mut out = Output::open(output)?;
+    let mut rows = 0;
+    match format {
+        StreamFormat::Ndjson => {
+            let mut w = datafusion::arrow::json::LineDelimitedWriter::new(&mut out);
+            while let Some(batch) = stream.next().await {
+                let batch: RecordBatch = batch?;
+                rows += batch.num_rows();
+                w.write(&batch)?;
+            }
+            w.finish()?;
+        }
+        StreamFormat::Csv => {
+            let mut w = datafusion::arrow::csv::Writer::new(&mut out);
+            let mut wrote_any = false;
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                rows += batch.num_rows();
+                w.write(&batch)?;
+                wrote_any = true;
+            }
+            if !wrote_any {
+                // No rows: still the header, so readers see the columns.
+                w.write(&RecordBatch::new_empty(schema.clone()))?;
+            }
+        }
+        StreamFormat::Parquet => {
+            let mut w = ArrowWriter::try_new(
+                &mut out,
+                schema.clone(),
+                Some(parquet_io::writer_properties()),
+            )?;
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                rows += batch.num_rows();
+                w.write(&batch)?;
+            }
+            w.close()?;
+        }
+    }
+    out.finish()?;
+    Ok(rows)
+}
