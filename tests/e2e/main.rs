@@ -3,6 +3,7 @@
 
 mod analytics;
 mod cli;
+mod docs;
 mod golden;
 mod ingest;
 mod lake;
