@@ -221,6 +221,11 @@ pub enum Command {
         /// Write to this file instead of stdout.
         #[arg(long, value_name = "PATH")]
         output: Option<PathBuf>,
+        /// Every table shows keyed hashes (LEARNLAKE_HASH_KEY) instead of
+        /// student ids, flag ids, names and e-mail addresses; joins still
+        /// work (docs/LAKE.md).
+        #[arg(long, alias = "pseudonymize")]
+        pseudonymise: bool,
     },
     /// List the lake's tables with their row counts.
     Tables,

@@ -298,7 +298,8 @@ pub async fn run(cli: Cli) -> Result<()> {
                     query,
                     format,
                     output,
-                } => sql(&config, &query, format, output.as_deref()).await,
+                    pseudonymise,
+                } => sql(&config, &query, format, output.as_deref(), pseudonymise).await,
                 Command::Tables => tables(&config).await,
                 Command::Schema { table } => schema(&config, &table).await,
                 Command::Generate(_) | Command::Demo { .. } | Command::Validate { .. } => {
@@ -863,9 +864,19 @@ async fn sql(
     query: &str,
     format: OutputFormat,
     output: Option<&Path>,
+    pseudonymise: bool,
 ) -> Result<()> {
     let lake = open_lake(config)?;
     let ctx = engine::session(&lake, &engine_options(config)?).await?;
+    if pseudonymise {
+        let Some(key) = &config.hash_key else {
+            return Err(Failure::Usage(
+                "--pseudonymise needs the key of the keyed hashes: set LEARNLAKE_HASH_KEY".into(),
+            )
+            .into());
+        };
+        crate::pseudonym::pseudonymise(&ctx, key.as_bytes()).await?;
+    }
     let df = ctx.sql(query).await.context("planning the query")?;
     let format = match format {
         OutputFormat::Table => {
@@ -1034,7 +1045,7 @@ async fn demo(global: &Global, out: &Path) -> Result<()> {
                    risk_high AS high_risk, risk_medium AS medium_risk, risk_low AS low_risk \
                    FROM course_week WHERE period_start = (SELECT MAX(period_start) FROM course_week) \
                    ORDER BY course_id";
-    sql(&config, summary, OutputFormat::Table, None).await?;
+    sql(&config, summary, OutputFormat::Table, None, false).await?;
     println!();
     println!("== the lake at {}", lake.display());
     tables(&config).await?;

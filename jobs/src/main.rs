@@ -9,6 +9,7 @@ mod flags;
 mod mail;
 mod output;
 mod progress;
+mod pseudonym;
 mod report;
 mod rows;
 mod runs;
