@@ -10,7 +10,7 @@ use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use learnlake_pipeline::engine::{self, EngineOptions};
 use learnlake_pipeline::lake::{LakeTable, Store};
 
-use super::{learnlake_ok, scratch};
+use super::{learnlake_ok, scratch, small_landing};
 
 /// What a document says about one table: column → (type, nullable), a type
 /// of `None` where the document gives none; `prefixes` are `name_*` rows.
@@ -168,23 +168,7 @@ fn compare(
 #[test]
 fn the_documents_list_every_column_of_every_table_with_its_type() {
     let (_keep, dir) = scratch();
-    learnlake_ok(
-        &dir,
-        &[
-            "generate",
-            "--out",
-            "landing",
-            "--students",
-            "30",
-            "--courses",
-            "2",
-            "--weeks",
-            "4",
-            "--seed",
-            "9",
-        ],
-        &[],
-    );
+    small_landing(&dir, 30, 4, 9, &[]);
     // One bad line, for a quarantine.
     let activity = std::fs::read_dir(dir.join("landing/activity"))
         .unwrap()

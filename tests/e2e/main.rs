@@ -136,6 +136,27 @@ pub fn fingerprint(dir: &Path, skip: &[&str]) -> BTreeMap<String, String> {
     out
 }
 
+/// `learnlake generate --out landing` in `dir`: `students` students in two
+/// courses over `weeks` weeks from `seed`, plus `extra` options.
+pub fn small_landing(dir: &Path, students: u32, weeks: u32, seed: u32, extra: &[&str]) {
+    let (students, weeks, seed) = (students.to_string(), weeks.to_string(), seed.to_string());
+    let mut args = vec![
+        "generate",
+        "--out",
+        "landing",
+        "--students",
+        &students,
+        "--courses",
+        "2",
+        "--weeks",
+        &weeks,
+        "--seed",
+        &seed,
+    ];
+    args.extend(extra);
+    learnlake_ok(dir, &args, &[]);
+}
+
 /// A scratch folder that lives as long as the test.
 pub fn scratch() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::{learnlake_ok, scratch, second_reader};
+use super::{learnlake_ok, scratch, second_reader, small_landing};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -50,25 +50,7 @@ fn files_before(folder: &Path, column: &str, cutoff: chrono::NaiveDate) -> usize
 #[test]
 fn retention_drops_old_raw_partitions_and_their_files_and_nothing_else() {
     let (_keep, dir) = scratch();
-    learnlake_ok(
-        &dir,
-        &[
-            "generate",
-            "--out",
-            "landing",
-            "--students",
-            "40",
-            "--courses",
-            "2",
-            "--weeks",
-            "4",
-            "--start",
-            "2026-01-05",
-            "--seed",
-            "3",
-        ],
-        &[],
-    );
+    small_landing(&dir, 40, 4, 3, &["--start", "2026-01-05"]);
     let lake = dir.join("lake");
     learnlake_ok(
         &dir,
@@ -166,23 +148,7 @@ fn retention_drops_old_raw_partitions_and_their_files_and_nothing_else() {
 #[test]
 fn sql_streams_csv_ndjson_and_parquet_that_other_readers_read_back() {
     let (_keep, dir) = scratch();
-    learnlake_ok(
-        &dir,
-        &[
-            "generate",
-            "--out",
-            "landing",
-            "--students",
-            "30",
-            "--courses",
-            "2",
-            "--weeks",
-            "3",
-            "--seed",
-            "5",
-        ],
-        &[],
-    );
+    small_landing(&dir, 30, 3, 5, &[]);
     let lake = dir.join("lake");
     learnlake_ok(
         &dir,
@@ -237,23 +203,7 @@ fn sql_streams_csv_ndjson_and_parquet_that_other_readers_read_back() {
 #[test]
 fn sql_pseudonymise_shows_keyed_hashes_only_and_joins_still_work() {
     let (_keep, dir) = scratch();
-    learnlake_ok(
-        &dir,
-        &[
-            "generate",
-            "--out",
-            "landing",
-            "--students",
-            "20",
-            "--courses",
-            "2",
-            "--weeks",
-            "2",
-            "--seed",
-            "8",
-        ],
-        &[],
-    );
+    small_landing(&dir, 20, 2, 8, &[]);
     let lake = dir.join("lake");
     learnlake_ok(
         &dir,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::report::SmtpServer;
 use super::webhooks::{Receiver, SECRET};
-use super::{learnlake, learnlake_ok, scratch, second_reader_of};
+use super::{learnlake, learnlake_ok, scratch, second_reader_of, small_landing};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -24,23 +24,7 @@ fn setup(dir: &Path, jobs: &str) -> PathBuf {
 }
 
 fn setup_with(dir: &Path, jobs: &str, smtp: Option<u16>) -> PathBuf {
-    learnlake_ok(
-        dir,
-        &[
-            "generate",
-            "--out",
-            "landing",
-            "--students",
-            "40",
-            "--courses",
-            "2",
-            "--weeks",
-            "4",
-            "--seed",
-            "7",
-        ],
-        &[],
-    );
+    small_landing(dir, 40, 4, 7, &[]);
     let config = dir.join("learnlake.toml");
     std::fs::write(
         &config,
@@ -564,4 +548,55 @@ fn validate_reports_every_mistake_of_a_config_at_once() {
     ] {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
     }
+}
+
+#[test]
+fn a_failing_step_is_retried_with_backoff_then_the_run_is_recorded_as_failed() {
+    let (_keep, dir) = scratch();
+    // Nothing ingested: analyze fails every time.
+    std::fs::create_dir_all(dir.join("landing")).unwrap();
+    std::fs::write(
+        dir.join("learnlake.toml"),
+        format!(
+            "[lake]\nurl = \"{}\"\n[[jobs]]\nname = \"nightly\"\nschedule = \"0 0 3 * * *\"\n\
+             steps = [\"ingest\", \"analyze\", \"report\"]\nretries = 2\nretry_backoff_seconds = 1\n",
+            s(&dir.join("lake"))
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let out = learnlake(&dir, &["--config", "learnlake.toml", "run", "nightly"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("analyze failed after 3 attempt(s)"), "{err}");
+    assert!(
+        err.contains("ingest the reference files"),
+        "the step's own reason: {err}"
+    );
+    // Backoff 1 s then 2 s (plus jitter) between the three attempts.
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(err.matches("step failed").count(), 2, "{err}");
+    let out = learnlake_ok(
+        &dir,
+        &[
+            "--config",
+            "learnlake.toml",
+            "sql",
+            "SELECT status, attempts, steps_succeeded, steps_total, error FROM job_runs",
+            "--format",
+            "csv",
+        ],
+        &[],
+    );
+    let mut reader = csv::Reader::from_reader(out.stdout.as_slice());
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(&rows[0][0], "failed");
+    // ingest once, analyze three times; report never ran.
+    assert_eq!((&rows[0][1], &rows[0][2], &rows[0][3]), ("4", "1", "3"));
+    assert!(rows[0][4].contains("analyze failed after 3 attempt(s)"));
 }
