@@ -309,7 +309,11 @@ fn two_daemons_on_one_lake_run_no_slot_twice_and_lose_none() {
     let (_keep, dir) = scratch();
     setup(
         &dir,
-        "[[jobs]]\nname = \"busy\"\nschedule = \"*/5 * * * * *\"\nsteps = [\"ingest\", \"analyze\"]\n",
+        // catch_up = all: on a loaded machine a run may outlast its 5
+        // seconds, and then the next slot waits for it instead of being
+        // superseded, so "none lost" is exact.
+        "[[jobs]]\nname = \"busy\"\nschedule = \"*/5 * * * * *\"\nsteps = [\"ingest\", \"analyze\"]\n\
+         catch_up = \"all\"\n",
     );
     // The lake exists before both start (the first run of each would
     // otherwise also race to create it; that case is the lease's too).
@@ -360,8 +364,9 @@ fn two_daemons_on_one_lake_run_no_slot_twice_and_lose_none() {
             pair[1]
         );
     }
+    // About one run per 5 s (fewer only if runs took longer than that).
     assert!(
-        times.len() as u64 >= elapsed.as_secs() / 5 - 2,
+        times.len() as u64 >= elapsed.as_secs() / 10,
         "{} runs in {elapsed:?}: {runs:?}\n{logs}",
         times.len()
     );
