@@ -1390,11 +1390,9 @@ async fn deliver(
 /// each on its own line with where it is; exit 2 if any.
 async fn validate(global: &Global, check_connections: bool) -> Result<()> {
     let config = load_config_unchecked(global, None)?;
-    let source = global
-        .config
-        .clone()
-        .or_else(|| std::env::var_os("LEARNLAKE_CONFIG").map(Into::into))
-        .or_else(|| Some(Path::new("learnlake.toml").to_path_buf()).filter(|p| p.exists()))
+    let source = config
+        .source
+        .as_ref()
         .map_or_else(|| "config".to_string(), |p| p.display().to_string());
     let mut problems: Vec<String> = config
         .problems()

@@ -50,9 +50,6 @@ pub async fn export(
     format: FlagFormat,
     output: Option<&Path>,
 ) -> Result<usize> {
-    if format == FlagFormat::Parquet && output.is_none() {
-        bail!("--format parquet needs --output PATH");
-    }
     if !ctx.table_exist(LakeTable::RiskFlags.name())? {
         bail!("the lake has no risk_flags yet; run `learnlake analyze` first");
     }

@@ -291,8 +291,10 @@ pub fn by_job(rows: Vec<RunRecord>) -> BTreeMap<String, JobHistory> {
         }
     }
     for job in jobs.values_mut() {
-        let settled = job.settled.clone();
-        job.unsettled.retain(|s| !settled.contains(s));
+        let JobHistory {
+            settled, unsettled, ..
+        } = job;
+        unsettled.retain(|s| !settled.contains(s));
     }
     jobs
 }

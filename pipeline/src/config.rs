@@ -55,6 +55,9 @@ pub struct Config {
     /// by key; reported by [`Config::validate`] with every other problem.
     #[serde(skip)]
     pending: Vec<(String, String)>,
+    /// The file this config was read from, if any (for messages).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// `[lake]`
@@ -406,6 +409,7 @@ impl Default for Config {
             webhooks: Vec::new(),
             hash_key: None,
             pending: Vec::new(),
+            source: None,
         }
     }
 }
@@ -790,7 +794,7 @@ impl Config {
             Some(p) => Some(p),
             None => Some(PathBuf::from("learnlake.toml")).filter(|p| p.exists()),
         };
-        let mut config = match file {
+        let mut config = match &file {
             Some(path) => {
                 let text = std::fs::read_to_string(&path).map_err(|e| {
                     Error::Config(format!(
@@ -805,6 +809,7 @@ impl Config {
             }
             None => Self::default(),
         };
+        config.source = file;
         config.apply_env(env);
         for (key, value) in overrides {
             config.set(key, value, &format!("--{}", key.replace(['.', '_'], "-")));

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use learnlake_pipeline::lake::{Store, delta};
 
-use super::{ingest, ingest_ok, learnlake_ok, scratch, second_reader};
+use super::{ingest, ingest_ok, learnlake_ok, scratch, second_reader, sql_one};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -78,19 +78,6 @@ fn files_on_disk(lake: &Path, table: &str) -> usize {
     let mut n = 0;
     walk(&lake.join(table), &mut n);
     n
-}
-
-fn sql_one(dir: &Path, lake: &Path, query: &str) -> String {
-    let out = learnlake_ok(
-        dir,
-        &["--lake", s(lake), "sql", query, "--format", "csv"],
-        &[],
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .nth(1)
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// One ingest run writes one sorted file per partition; several runs (or a

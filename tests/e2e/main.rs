@@ -157,6 +157,17 @@ pub fn small_landing(dir: &Path, students: u32, weeks: u32, seed: u32, extra: &[
     learnlake_ok(dir, &args, &[]);
 }
 
+/// The first value of a query's one-row CSV answer over `lake`.
+pub fn sql_one(dir: &Path, lake: &Path, query: &str) -> String {
+    let lake = lake.to_str().expect("test paths are UTF-8");
+    let out = learnlake_ok(dir, &["--lake", lake, "sql", query, "--format", "csv"], &[]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// A scratch folder that lives as long as the test.
 pub fn scratch() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();

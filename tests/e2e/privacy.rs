@@ -4,23 +4,10 @@
 
 use std::path::Path;
 
-use super::{learnlake_ok, scratch, second_reader, small_landing};
+use super::{learnlake_ok, scratch, second_reader, small_landing, sql_one};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-fn count(dir: &Path, lake: &Path, sql: &str) -> String {
-    let out = learnlake_ok(
-        dir,
-        &["--lake", s(lake), "sql", sql, "--format", "csv"],
-        &[],
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .nth(1)
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// Parquet files under `folder` whose partition (`column=YYYY-MM-DD`) is before `cutoff`.
@@ -61,13 +48,13 @@ fn retention_drops_old_raw_partitions_and_their_files_and_nothing_else() {
     let days = (chrono::Utc::now().date_naive() - cutoff)
         .num_days()
         .to_string();
-    let total = count(&dir, &lake, "SELECT COUNT(*) FROM activity");
-    let kept = count(
+    let total = sql_one(&dir, &lake, "SELECT COUNT(*) FROM activity");
+    let kept = sql_one(
         &dir,
         &lake,
         "SELECT COUNT(*) FROM activity WHERE event_date >= DATE '2026-01-19'",
     );
-    let kept_attempts = count(
+    let kept_attempts = sql_one(
         &dir,
         &lake,
         "SELECT COUNT(*) FROM attempts WHERE submitted_date >= DATE '2026-01-19'",
@@ -95,7 +82,7 @@ fn retention_drops_old_raw_partitions_and_their_files_and_nothing_else() {
         ),
         "{text}"
     );
-    assert_eq!(count(&dir, &lake, "SELECT COUNT(*) FROM activity"), total);
+    assert_eq!(sql_one(&dir, &lake, "SELECT COUNT(*) FROM activity"), total);
 
     // Without a setting or --days, it says what to set.
     let out = super::learnlake(&dir, &["--lake", s(&lake), "retention"], &[]);
@@ -109,13 +96,13 @@ fn retention_drops_old_raw_partitions_and_their_files_and_nothing_else() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("activity: dropped 14 partition(s)"), "{text}");
-    assert_eq!(count(&dir, &lake, "SELECT COUNT(*) FROM activity"), kept);
+    assert_eq!(sql_one(&dir, &lake, "SELECT COUNT(*) FROM activity"), kept);
     assert_eq!(
-        count(&dir, &lake, "SELECT COUNT(*) FROM attempts"),
+        sql_one(&dir, &lake, "SELECT COUNT(*) FROM attempts"),
         kept_attempts
     );
     assert_eq!(
-        count(&dir, &lake, "SELECT MIN(event_date) FROM activity"),
+        sql_one(&dir, &lake, "SELECT MIN(event_date) FROM activity"),
         "2026-01-19"
     );
     // The files are gone from the disk, not only from the current version.
@@ -135,7 +122,7 @@ fn retention_drops_old_raw_partitions_and_their_files_and_nothing_else() {
         kept_attempts
     );
     // Reference snapshots are not raw partitions.
-    assert_eq!(count(&dir, &lake, "SELECT COUNT(*) FROM students"), "40");
+    assert_eq!(sql_one(&dir, &lake, "SELECT COUNT(*) FROM students"), "40");
     // Again: nothing left to drop.
     let out = learnlake_ok(
         &dir,
@@ -155,7 +142,7 @@ fn sql_streams_csv_ndjson_and_parquet_that_other_readers_read_back() {
         &["--lake", s(&lake), "--landing", "landing", "ingest"],
         &[],
     );
-    let total: usize = count(&dir, &lake, "SELECT COUNT(*) FROM activity")
+    let total: usize = sql_one(&dir, &lake, "SELECT COUNT(*) FROM activity")
         .parse()
         .unwrap();
     let query = "SELECT event_id, student_id, timestamp, [1, 2] AS pair FROM activity";
