@@ -100,6 +100,19 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Erase one student: their rows leave every table (raw, reference,
+    /// derived, quarantine) in one commit per table, the mail ledger,
+    /// outbox and webhook ledgers drop what was to or about them, and
+    /// every older copy (earlier versions' files, the tables' log before
+    /// now) is deleted at once. Safe to run again; ends time travel.
+    Forget {
+        /// The student's id (`student_id`).
+        #[arg(long = "student", value_name = "ID")]
+        student: String,
+        /// Count what would be erased; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// student_week and course_week (default: every week with data).
     Analyze {
         /// Analyze the week containing this date.

@@ -72,14 +72,7 @@ fn open_lake(config: &Config) -> Result<Store> {
 /// The lake's table folders (every table, and each kind's quarantine), or
 /// the one `only` names.
 fn table_folders(only: Option<&str>) -> Result<Vec<(String, String)>> {
-    let mut all: Vec<(String, String)> = LakeTable::ALL
-        .iter()
-        .map(|t| (t.name().to_string(), t.folder().to_string()))
-        .collect();
-    all.extend(LakeTable::ALL.iter().filter_map(|t| {
-        t.quarantine_folder()
-            .map(|f| (format!("quarantine_{}", t.name()), f))
-    }));
+    let all = learnlake_pipeline::lake::tables::folders();
     match only {
         None => Ok(all),
         Some(name) => match all.into_iter().find(|(n, _)| n == name) {
@@ -165,6 +158,91 @@ async fn retention(config: &Config, days: Option<u32>, dry_run: bool) -> Result<
     }))
 }
 
+/// `learnlake forget --student ID [--dry-run]` (docs/LAKE.md, "Erasure").
+async fn forget(config: &Config, student_id: &str, dry_run: bool) -> Result<()> {
+    use learnlake_pipeline::lake::erase;
+    let student_id = student_id.trim();
+    if student_id.is_empty() {
+        return Err(Failure::Usage("--student needs the student's id".into()).into());
+    }
+    let lake = open_lake(config)?;
+    let started = std::time::Instant::now();
+    let subject = erase::subject(&lake, student_id)
+        .await
+        .context("looking the student up in the students table")?;
+    let flag_ids = erase::flag_ids(&lake, student_id)
+        .await
+        .context("finding the student's flag ids")?;
+    let verb = if dry_run { "would remove" } else { "removed" };
+    println!(
+        "forget {student_id}: {} e-mail address(es) and {} name(s) on record{}",
+        subject.emails.len(),
+        subject.names.len(),
+        if dry_run {
+            " (--dry-run: nothing changes)"
+        } else {
+            ""
+        }
+    );
+    // The ledgers first and the students table last: a run stopped half
+    // way still finds the flag ids, the address and the name next time.
+    let hooks = webhooks::forget(&lake, &flag_ids, dry_run)
+        .await
+        .context("removing the student's flags from the webhook ledgers")?;
+    let outbox = Path::new(&config.email.outbox);
+    let sent = mail::forget(&lake, &subject, Some(outbox), dry_run)
+        .await
+        .context("removing the student from the mail ledger and outbox")?;
+    println!(
+        "mail: {verb} {} ledger record(s), {} unsent message(s) from the outbox, {} .eml file(s) from {}; webhooks: {verb} {hooks} delivery record(s)",
+        sent.records,
+        sent.pending.len(),
+        sent.files,
+        outbox.display()
+    );
+    for (kind, period, to) in sent
+        .pending
+        .iter()
+        .filter(|(_, _, to)| !subject.emails.iter().any(|e| e.eq_ignore_ascii_case(to)))
+    {
+        println!(
+            "  withdrawn unsent {kind} for {period} to {to}: `learnlake report --week {period}` (or notify) sends it again without the student"
+        );
+    }
+    let mut rows = 0;
+    let tables = erase::forget(&lake, &subject, dry_run, |e| {
+        rows += e.rows;
+        if e.rows > 0 {
+            println!(
+                "{}: {verb} {} row(s) from {} file(s) ({:.1} MB read, {:.1} MB written)",
+                e.table,
+                e.rows,
+                e.files_rewritten,
+                e.bytes_read as f64 / 1e6,
+                e.bytes_written as f64 / 1e6
+            );
+        }
+    })
+    .await
+    .context(
+        "erasing the student's rows stopped; no table is left half-changed: run the same command again to finish",
+    )?;
+    if dry_run {
+        return Ok(());
+    }
+    let old: u64 = tables.iter().map(|t| t.old_files_deleted).sum();
+    let log: u64 = tables.iter().map(|t| t.log_entries_deleted).sum();
+    if rows == 0 && sent.records + sent.pending.len() + sent.files + hooks == 0 {
+        println!("nothing of {student_id} was left in the lake");
+    }
+    println!(
+        "history: {old} older data file(s) and {log} log entr(ies) deleted; every table's time travel now starts here ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    info!(rows, old_files = old, log_entries = log, "forget finished");
+    Ok(())
+}
+
 async fn vacuum(config: &Config, only: Option<&str>, retention_days: Option<i64>) -> Result<()> {
     let lake = open_lake(config)?;
     let days = retention_days.unwrap_or(config.lake.vacuum_retention_days);
@@ -212,6 +290,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 Command::Retention { days, dry_run } => {
                     retention(&config, days, dry_run).await.map(|_| ())
                 }
+                Command::Forget { student, dry_run } => forget(&config, &student, dry_run).await,
                 Command::Compact { table, older_than } => {
                     compact(&config, table.as_deref(), older_than).await
                 }

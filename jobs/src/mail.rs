@@ -25,6 +25,7 @@ use chrono::Utc;
 use futures::StreamExt;
 use learnlake_pipeline::config::{EmailConfig, TlsMode, Transport};
 use learnlake_pipeline::lake::Store;
+use learnlake_pipeline::lake::erase::Subject;
 use lettre::address::Envelope;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
@@ -435,6 +436,158 @@ async fn compact(lake: &Store) -> Result<()> {
         lake.delete(&rel).await?;
     }
     Ok(())
+}
+
+/// What forgetting a student removed from the mail records.
+#[derive(Debug, Default)]
+pub struct Forgotten {
+    /// Ledger records (sent or failed) to or about the student.
+    pub records: usize,
+    /// Unsent messages withdrawn from the outbox: (kind, period, to). Those
+    /// to someone else are sent again, without the student, by re-running
+    /// the command that made them for that week.
+    pub pending: Vec<(String, String, String)>,
+    /// `.eml` files of the file transport deleted.
+    pub files: usize,
+}
+
+/// Whether a message mentions the student anywhere a reader would see it:
+/// its recipient and kind, every header (decoded) and every text part
+/// (decoded from quoted-printable or base64).
+pub fn mentions(subject: &Subject, eml: &[u8]) -> bool {
+    fn walk(subject: &Subject, part: &mailparse::ParsedMail<'_>) -> bool {
+        part.headers
+            .iter()
+            .any(|h| subject.mentioned_in(&h.get_value()))
+            || (part.ctype.mimetype.starts_with("text/")
+                && part.get_body().is_ok_and(|b| subject.mentioned_in(&b)))
+            || part.subparts.iter().any(|p| walk(subject, p))
+    }
+    match mailparse::parse_mail(eml) {
+        Ok(mail) => walk(subject, &mail),
+        // Not MIME: the raw text is all there is.
+        Err(_) => subject.mentioned_in(&String::from_utf8_lossy(eml)),
+    }
+}
+
+fn record_mentions(subject: &Subject, r: &Record) -> bool {
+    [&r.kind, &r.to, &r.subject, &r.detail]
+        .iter()
+        .any(|t| subject.mentioned_in(t))
+}
+
+/// Erasure (`learnlake forget`): removes the student from the mail ledger
+/// (records to them or naming them), from the outbox (unsent messages to
+/// or about them) and, given the file transport's folder, deletes the
+/// `.eml` files to or about them. A file holding other records too is
+/// written again without them before it is deleted, so a crash loses
+/// nothing else. With `dry_run`, only counts.
+pub async fn forget(
+    lake: &Store,
+    subject: &Subject,
+    file_outbox: Option<&Path>,
+    dry_run: bool,
+) -> Result<Forgotten> {
+    let mut forgotten = Forgotten::default();
+    let stamp = || Utc::now().format("%Y%m%dT%H%M%S%.6f").to_string();
+    for meta in lake.list(LEDGER).await? {
+        let rel = lake.relative(&meta.location);
+        let Some((folder, name)) = rel.rsplit_once('/') else {
+            continue;
+        };
+        let data = lake.get(&rel).await?;
+        if folder.ends_with("/sent") || folder.ends_with("/failed") {
+            let record: Record = serde_json::from_slice(&data)
+                .with_context(|| format!("reading the mail ledger {}", lake.display(&rel)))?;
+            if record_mentions(subject, &record) {
+                forgotten.records += 1;
+                if !dry_run {
+                    lake.delete(&rel).await?;
+                }
+            }
+        } else if name.starts_with("ledger-") && name.ends_with(".json") {
+            let file: LedgerFile = serde_json::from_slice(&data)
+                .with_context(|| format!("reading the mail ledger {}", lake.display(&rel)))?;
+            let (gone, kept): (Vec<Record>, Vec<Record>) = file
+                .records
+                .into_iter()
+                .partition(|r| record_mentions(subject, r));
+            if gone.is_empty() {
+                continue;
+            }
+            forgotten.records += gone.len();
+            if dry_run {
+                continue;
+            }
+            if let Some(first) = kept.first() {
+                let name = format!("{LEDGER}/ledger-{}-{}.json", stamp(), first.id);
+                let body = serde_json::to_vec(&LedgerFile { records: kept })?;
+                lake.put(&name, Bytes::from(body)).await?;
+            }
+            lake.delete(&rel).await?;
+        } else if folder.ends_with("/outbox") && name.ends_with(".jsonl") {
+            let mut kept = Vec::new();
+            let mut gone = 0;
+            for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                let message: Outgoing = serde_json::from_slice(line)
+                    .with_context(|| format!("reading the outbox {}", lake.display(&rel)))?;
+                let about = [&message.kind, &message.to, &message.subject]
+                    .iter()
+                    .any(|t| subject.mentioned_in(t))
+                    || mentions(subject, message.eml.as_bytes());
+                if about {
+                    gone += 1;
+                    forgotten.pending.push((
+                        message.kind.clone(),
+                        message.period.clone(),
+                        message.to.clone(),
+                    ));
+                } else {
+                    kept.push(message);
+                }
+            }
+            if gone == 0 || dry_run {
+                continue;
+            }
+            if let Some(first) = kept.first() {
+                let name = format!("{LEDGER}/outbox/{}-{}.jsonl", stamp(), first.id);
+                let mut body = Vec::new();
+                for m in &kept {
+                    serde_json::to_writer(&mut body, m)?;
+                    body.push(b'\n');
+                }
+                lake.put(&name, Bytes::from(body)).await?;
+            }
+            lake.delete(&rel).await?;
+        }
+    }
+    if let Some(dir) = file_outbox.filter(|d| d.is_dir()) {
+        let mut files = Vec::new();
+        for week in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+            let week = week?.path();
+            if week.is_dir() {
+                for file in std::fs::read_dir(&week)? {
+                    files.push(file?.path());
+                }
+            }
+        }
+        for path in files {
+            if path.extension().is_none_or(|x| x != "eml") {
+                continue;
+            }
+            let name = path.file_name().map(|n| n.to_string_lossy().to_string());
+            let data =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            if name.is_some_and(|n| subject.mentioned_in(&n)) || mentions(subject, &data) {
+                forgotten.files += 1;
+                if !dry_run {
+                    std::fs::remove_file(&path)
+                        .with_context(|| format!("deleting {}", path.display()))?;
+                }
+            }
+        }
+    }
+    Ok(forgotten)
 }
 
 /// The chunks an earlier run left in the outbox.

@@ -189,6 +189,61 @@ async fn compact(lake: &Store, endpoint: &str) -> Result<()> {
     Ok(())
 }
 
+/// Erasure (`learnlake forget`): removes `flag_ids` from every endpoint's
+/// delivery ledger (a ledger file holding some is written again without
+/// them before it is deleted, so a crash loses no other record); returns
+/// how many delivery records went (with `dry_run`, would go).
+pub async fn forget(lake: &Store, flag_ids: &HashSet<String>, dry_run: bool) -> Result<usize> {
+    let mut removed = 0;
+    if flag_ids.is_empty() {
+        return Ok(0);
+    }
+    for meta in lake.list(LEDGER).await? {
+        let rel = lake.relative(&meta.location);
+        let Some((folder, name)) = rel.rsplit_once('/') else {
+            continue;
+        };
+        if folder.ends_with("/delivered") {
+            if name
+                .strip_suffix(".json")
+                .is_some_and(|id| flag_ids.contains(id))
+            {
+                removed += 1;
+                if !dry_run {
+                    lake.delete(&rel).await?;
+                }
+            }
+        } else if name.starts_with("ledger-") && name.ends_with(".json") {
+            let file: LedgerFile = serde_json::from_slice(&lake.get(&rel).await?)
+                .with_context(|| format!("reading the webhook ledger {}", lake.display(&rel)))?;
+            let (gone, kept): (Vec<String>, Vec<String>) = file
+                .flag_ids
+                .into_iter()
+                .partition(|id| flag_ids.contains(id));
+            if gone.is_empty() {
+                continue;
+            }
+            removed += gone.len();
+            if dry_run {
+                continue;
+            }
+            if let Some(first) = kept.first() {
+                let name = format!(
+                    "{folder}/ledger-{}-{first}.json",
+                    Utc::now().format("%Y%m%dT%H%M%S%.6f")
+                );
+                lake.put(
+                    &name,
+                    Bytes::from(serde_json::to_vec(&LedgerFile { flag_ids: kept })?),
+                )
+                .await?;
+            }
+            lake.delete(&rel).await?;
+        }
+    }
+    Ok(removed)
+}
+
 /// Delivers the changed flags as of `since` (or all) to every endpoint.
 pub async fn deliver(
     lake: &Store,

@@ -253,3 +253,287 @@ fn sql_pseudonymise_shows_keyed_hashes_only_and_joins_still_work() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("LEARNLAKE_HASH_KEY"));
 }
+
+/// Every text a reader could get out of the file at `path`: Parquet files
+/// decoded (every column, nested ones formatted), e-mail decoded (headers
+/// and quoted-printable or base64 parts), anything else as its bytes.
+fn readable_text(path: &Path) -> String {
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    let data = std::fs::read(path).unwrap();
+    let name = path.file_name().unwrap().to_string_lossy().to_string();
+    let mut text = name.clone();
+    text.push('\n');
+    if name.ends_with(".parquet") {
+        let reader = datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(
+            bytes::Bytes::from(data),
+            1024,
+        )
+        .unwrap_or_else(|e| panic!("{} is not readable Parquet: {e}", path.display()));
+        for batch in reader {
+            let batch = batch.unwrap();
+            for column in batch.columns() {
+                let format = ArrayFormatter::try_new(column, &FormatOptions::default()).unwrap();
+                for i in 0..column.len() {
+                    text.push_str(&format.value(i).to_string());
+                    text.push('\n');
+                }
+            }
+        }
+    } else if name.ends_with(".eml") {
+        fn walk(part: &mailparse::ParsedMail<'_>, text: &mut String) {
+            for h in &part.headers {
+                text.push_str(&h.get_value());
+                text.push('\n');
+            }
+            if let Ok(body) = part.get_body() {
+                text.push_str(&body);
+            }
+            for p in &part.subparts {
+                walk(p, text);
+            }
+        }
+        walk(&mailparse::parse_mail(&data).unwrap(), &mut text);
+    } else {
+        text.push_str(&String::from_utf8_lossy(&data));
+    }
+    text
+}
+
+fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files_under(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+/// The files under `dirs` whose readable text holds any of `needles` (the
+/// first as a whole word, the others anywhere, ignoring case).
+fn files_mentioning(dirs: &[&Path], id: &str, needles: &[String]) -> Vec<String> {
+    let mut files = Vec::new();
+    for dir in dirs {
+        files_under(dir, &mut files);
+    }
+    let word = regex_word(id);
+    files
+        .iter()
+        .filter(|f| {
+            let text = readable_text(f);
+            let lower = text.to_lowercase();
+            word(&text) || needles.iter().any(|n| lower.contains(&n.to_lowercase()))
+        })
+        .map(|f| f.display().to_string())
+        .collect()
+}
+
+/// A test for `id` as a whole word (no letter, digit or `_` around it).
+fn regex_word(id: &str) -> impl Fn(&str) -> bool + '_ {
+    move |text: &str| {
+        let inside = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+        text.match_indices(id).any(|(at, _)| {
+            !inside(text[..at].chars().next_back()) && !inside(text[at + id.len()..].chars().next())
+        })
+    }
+}
+
+fn csv_column(out: &std::process::Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn forget_erases_a_student_from_every_file_of_the_lake_and_is_safe_to_repeat() {
+    use hmac::Mac;
+    let (_keep, dir) = scratch();
+    small_landing(&dir, 30, 4, 11, &["--start", "2026-03-02"]);
+    let lake = dir.join("lake");
+    let lake_s = s(&lake).to_string();
+    let l = lake_s.as_str();
+    learnlake_ok(&dir, &["--lake", l, "--landing", "landing", "ingest"], &[]);
+    learnlake_ok(&dir, &["--lake", l, "analyze"], &[]);
+    let student = sql_one(
+        &dir,
+        &lake,
+        "SELECT s.student_id FROM students s JOIN risk_flags f USING (student_id) \
+         WHERE s.email IS NOT NULL AND s.name IS NOT NULL ORDER BY 1 LIMIT 1",
+    );
+    assert!(!student.is_empty(), "a flagged student with an address");
+    let one = |column: &str| {
+        sql_one(
+            &dir,
+            &lake,
+            &format!("SELECT {column} FROM students WHERE student_id = '{student}'"),
+        )
+    };
+    let (email, name) = (one("email"), one("name"));
+    assert!(email.contains('@') && !name.is_empty(), "{email} {name}");
+
+    // More of the lake's places the student ends up in: a rejected line
+    // that names them (quarantine), a late event on a day that already has
+    // a file, compacted (delta-rs's commit carries min/max statistics of
+    // student_id), the weeks analyzed again (the replaced files stay for
+    // time travel), reports and notices in the file outbox and the mail
+    // ledger, flags delivered to a webhook receiver.
+    let day = sql_one(
+        &dir,
+        &lake,
+        &format!("SELECT MIN(event_date) FROM activity WHERE student_id = '{student}'"),
+    );
+    std::fs::write(
+        dir.join("landing/activity/late.jsonl"),
+        format!(
+            "{{\"event_id\":\"late-1\",\"student_id\":\"{student}\",\"timestamp\":\"{day}T12:00:00Z\",\
+             \"activity_type\":\"login\",\"activity_category\":\"system\",\"course_id\":\"c01-algebra\"}}\n\
+             {{\"event_id\":\"late-2\",\"student_id\":\"{student}\",\"timestamp\":\"not a time\"}}\n"
+        ),
+    )
+    .unwrap();
+    learnlake_ok(&dir, &["--lake", l, "--landing", "landing", "ingest"], &[]);
+    assert_eq!(
+        sql_one(
+            &dir,
+            &lake,
+            "SELECT COUNT(*) FROM quarantine_activity WHERE raw LIKE '%late-2%'"
+        ),
+        "1"
+    );
+    learnlake_ok(&dir, &["--lake", l, "compact", "--table", "activity"], &[]);
+    learnlake_ok(&dir, &["--lake", l, "analyze"], &[]);
+    let outbox = dir.join("outbox");
+    let mail_env = [("LEARNLAKE_EMAIL_OUTBOX", s(&outbox))];
+    learnlake_ok(
+        &dir,
+        &["--lake", l, "report", "--week", "2026-03-16"],
+        &mail_env,
+    );
+    let receiver = super::webhooks::Receiver::start(&dir, "hooks", 0, 0);
+    let cfg = super::webhooks::config(&dir, "hooks.toml", &[("advising", receiver.port, true)]);
+    learnlake_ok(
+        &dir,
+        &["--config", s(&cfg), "--lake", l, "flags", "--deliver"],
+        &[("TEST_WEBHOOK_SECRET", super::webhooks::SECRET)],
+    );
+    let flags = csv_column(&learnlake_ok(
+        &dir,
+        &[
+            "--lake",
+            l,
+            "sql",
+            &format!("SELECT flag_id FROM risk_flags WHERE student_id = '{student}'"),
+            "--format",
+            "csv",
+        ],
+        &[],
+    ));
+    let delivered = receiver.accepted();
+    assert!(
+        flags.iter().any(|f| delivered.contains_key(f)),
+        "a flag of the student was delivered"
+    );
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"k1").unwrap();
+    mac.update(student.as_bytes());
+    let pseudonym = hex::encode(mac.finalize().into_bytes());
+    let mut needles = vec![email.clone(), name.clone(), pseudonym];
+    needles.extend(flags.iter().cloned());
+    let dirs = [lake.as_path(), outbox.as_path()];
+    let before = files_mentioning(&dirs, &student, &needles);
+    for place in [
+        "/activity/",
+        "/_quarantine/",
+        "/student_week/",
+        "/_meta/mail/",
+        "/_meta/webhooks/",
+        "/outbox/",
+        "_delta_log",
+    ] {
+        assert!(
+            before.iter().any(|f| f.contains(place)),
+            "the set-up puts the student in {place}: {before:#?}"
+        );
+    }
+    let per_student = "SELECT student_id, COUNT(*) AS n FROM activity GROUP BY 1 ORDER BY 1";
+    let counts_before: Vec<String> = csv_column(&learnlake_ok(
+        &dir,
+        &["--lake", l, "sql", per_student, "--format", "csv"],
+        &[],
+    ))
+    .into_iter()
+    .filter(|r| !r.starts_with(&format!("{student},")))
+    .collect();
+
+    // A dry run lists and changes nothing.
+    let dry = learnlake_ok(
+        &dir,
+        &["--lake", l, "forget", "--student", &student, "--dry-run"],
+        &mail_env,
+    );
+    let dry_text = String::from_utf8_lossy(&dry.stdout).to_string();
+    assert!(dry_text.contains("activity: would remove"), "{dry_text}");
+    assert_eq!(files_mentioning(&dirs, &student, &needles), before);
+
+    // Killed right after its first commit, then run again: finishes.
+    let crashed = super::learnlake(
+        &dir,
+        &["--lake", l, "forget", "--student", &student],
+        &[mail_env[0], ("LEARNLAKE_TEST_CRASH_AFTER_WRITES", "1")],
+    );
+    assert!(!crashed.status.success());
+    let out = learnlake_ok(
+        &dir,
+        &["--lake", l, "forget", "--student", &student],
+        &mail_env,
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("student_week: removed"), "{text}");
+    assert!(text.contains("students: removed 1 row(s)"), "{text}");
+
+    // No file of the lake or the outbox holds the id, the address, the
+    // name, a flag id or the keyed hash any more.
+    let left = files_mentioning(&dirs, &student, &needles);
+    assert!(
+        left.is_empty(),
+        "still naming the student: {left:#?}\n{text}"
+    );
+    // Everyone else's rows are all there, and other tools read the lake.
+    let counts_after = csv_column(&learnlake_ok(
+        &dir,
+        &["--lake", l, "sql", per_student, "--format", "csv"],
+        &[],
+    ));
+    assert_eq!(counts_after, counts_before);
+    second_reader(&lake);
+    assert!(
+        std::fs::read_dir(outbox.join("2026-03-16"))
+            .unwrap()
+            .count()
+            > 0,
+        "others' mail stays"
+    );
+
+    // Again: nothing left to do. The lake goes on working.
+    let again = learnlake_ok(
+        &dir,
+        &["--lake", l, "forget", "--student", &student],
+        &mail_env,
+    );
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains(&format!("nothing of {student} was left")),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    learnlake_ok(&dir, &["--lake", l, "analyze"], &[]);
+    assert_eq!(
+        sql_one(
+            &dir,
+            &lake,
+            &format!("SELECT COUNT(*) FROM student_week WHERE student_id = '{student}'")
+        ),
+        "0"
+    );
+}

@@ -83,7 +83,7 @@ impl Receiver {
     }
 }
 
-fn config(dir: &Path, name: &str, endpoints: &[(&str, u16, bool)]) -> PathBuf {
+pub(crate) fn config(dir: &Path, name: &str, endpoints: &[(&str, u16, bool)]) -> PathBuf {
     let mut text = String::new();
     for (endpoint, port, allow) in endpoints {
         text.push_str(&format!(

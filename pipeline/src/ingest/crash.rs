@@ -8,7 +8,7 @@ static WRITES: AtomicUsize = AtomicUsize::new(0);
 /// Kills the process (as `kill -9` would) after the number of lake writes in
 /// `LEARNLAKE_TEST_CRASH_AFTER_WRITES`, so tests can interrupt ingest at
 /// chosen points.
-pub(super) fn crash_point() {
+pub(crate) fn crash_point() {
     static LIMIT: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
     let limit = LIMIT.get_or_init(|| {
         std::env::var("LEARNLAKE_TEST_CRASH_AFTER_WRITES")

@@ -37,6 +37,7 @@ pub mod source;
 
 mod batches;
 mod crash;
+pub(crate) use crash::crash_point;
 mod events;
 mod ledger;
 mod parse;

@@ -52,6 +52,11 @@ pub enum Replace {
     Partitions(Vec<NaiveDate>),
     /// Every current file of the table is removed in the same commit.
     All,
+    /// These files (relative to the table's folder) are removed in the same
+    /// commit, each of which must still be in the table: a file another
+    /// writer removed meanwhile (a compaction that merged it elsewhere)
+    /// fails the commit instead of adding its rewrite next to the merge.
+    Files(Vec<String>),
 }
 
 /// One commit's description.
@@ -307,7 +312,7 @@ pub async fn commit_removing(
     let mut actions = Vec::new();
     let (mode, predicate) = match &commit.replace {
         Replace::Nothing => (SaveMode::Append, None),
-        Replace::All => (SaveMode::Overwrite, None),
+        Replace::All | Replace::Files(_) => (SaveMode::Overwrite, None),
         Replace::Partitions(days) => {
             let column = partition_column.clone().ok_or_else(|| {
                 Error::Worker(format!("{folder} has no partition column to replace"))
@@ -320,10 +325,28 @@ pub async fn commit_removing(
             (SaveMode::Overwrite, Some(predicate))
         }
     };
-    let removing = |values: &HashMap<String, Option<String>>| -> bool {
+    if let Replace::Files(paths) = &commit.replace {
+        let current: std::collections::HashSet<String> = snapshot
+            .log_data()
+            .into_iter()
+            .map(|file| file.path().to_string())
+            .collect();
+        if let Some(gone) = paths.iter().find(|p| !current.contains(p.as_str())) {
+            return Err(Error::WriteTable {
+                table: folder.to_string(),
+                source: format!(
+                    "{gone} left the table while it was being rewritten (another writer \
+                     compacted or replaced it); run the command again"
+                )
+                .into(),
+            });
+        }
+    }
+    let removing = |path: &str, values: &HashMap<String, Option<String>>| -> bool {
         match &commit.replace {
             Replace::Nothing => false,
             Replace::All => true,
+            Replace::Files(paths) => paths.iter().any(|p| p == path),
             Replace::Partitions(days) => partition_column.as_ref().is_some_and(|column| {
                 values
                     .get(column)
@@ -349,7 +372,7 @@ pub async fn commit_removing(
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v.map(|v| v.to_string())))
                 .collect();
-            if removing(&values) {
+            if removing(&path, &values) {
                 removed.push(path);
                 actions.push(Action::Remove(file.remove_action(true)));
             }
@@ -601,6 +624,19 @@ pub async fn vacuum(
     } else {
         deltalake_core::operations::vacuum::VacuumMode::Full
     };
+    // delta-rs counts every expired tombstone as deleted, also those whose
+    // file is gone already (deleted at once by retention or forget): only
+    // files that were there count.
+    let present: std::collections::HashSet<String> = lake
+        .list(folder)
+        .await?
+        .iter()
+        .filter_map(|m| {
+            lake.relative(&m.location)
+                .strip_prefix(&format!("{folder}/"))
+                .map(str::to_string)
+        })
+        .collect();
     let (_, metrics) = table
         .vacuum()
         .with_retention_period(retention)
@@ -608,7 +644,39 @@ pub async fn vacuum(
         .with_mode(mode)
         .await
         .map_err(|e| delta_error(folder, e))?;
-    Ok(metrics.files_deleted)
+    Ok(metrics
+        .files_deleted
+        .into_iter()
+        .filter(|path| present.contains(path))
+        .collect())
+}
+
+/// Ends the table's history at its current version: writes a checkpoint
+/// of it and deletes every log entry (commits and older checkpoints)
+/// before it, so no earlier version can be read, nor any value the old
+/// commits' file statistics held (erasure). Returns the log files deleted.
+pub async fn truncate_history(lake: &Store, folder: &str) -> Result<usize> {
+    let Some(table) = open(lake, folder).await? else {
+        return Ok(0);
+    };
+    let version = table.version().unwrap_or(0);
+    if version == 0 {
+        return Ok(0);
+    }
+    deltalake_core::checkpoints::create_checkpoint(&table, None)
+        .await
+        .map_err(|e| delta_error(folder, e))?;
+    // A minute ahead, so an object store whose clock runs ahead of ours
+    // still counts every entry before the checkpoint as expired.
+    let cutoff = Utc::now().timestamp_millis() + 60_000;
+    deltalake_core::checkpoints::cleanup_expired_logs_for(
+        version as _,
+        table.log_store().as_ref(),
+        cutoff,
+        None,
+    )
+    .await
+    .map_err(|e| delta_error(folder, e))
 }
 
 #[cfg(test)]

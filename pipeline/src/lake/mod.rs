@@ -2,6 +2,7 @@
 //! are published (whole, atomically, under deterministic names).
 
 pub mod delta;
+pub mod erase;
 pub mod parquet_io;
 pub mod retention;
 pub mod store;

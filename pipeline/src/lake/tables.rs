@@ -128,6 +128,20 @@ impl LakeTable {
     }
 }
 
+/// Every table of the lake by name, each kind's quarantine included
+/// (`quarantine_<kind>`): (name, folder).
+pub fn folders() -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> = LakeTable::ALL
+        .iter()
+        .map(|t| (t.name().to_string(), t.folder().to_string()))
+        .collect();
+    all.extend(LakeTable::ALL.iter().filter_map(|t| {
+        t.quarantine_folder()
+            .map(|f| (format!("quarantine_{}", t.name()), f))
+    }));
+    all
+}
+
 /// `schema` with `partition` (a non-null `Date32`) appended, if any.
 pub fn with_partition(schema: &Schema, partition: Option<&str>) -> Schema {
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
