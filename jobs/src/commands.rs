@@ -46,8 +46,22 @@ fn storage_options() -> Vec<(String, String)> {
         .collect()
 }
 
+/// The environment's storage options, then `options` (`[lake] options`),
+/// which win over them.
+fn options_with(options: &std::collections::BTreeMap<String, String>) -> Vec<(String, String)> {
+    let mut all = storage_options();
+    all.extend(options.iter().map(|(k, v)| (k.clone(), v.clone())));
+    all
+}
+
 /// Opens the lake or landing area (`what`), failing with [`Failure::Unreachable`].
-fn open_store(location: &str, create: bool, what: &str, hint: &str) -> Result<Store> {
+fn open_store(
+    location: &str,
+    options: &std::collections::BTreeMap<String, String>,
+    create: bool,
+    what: &str,
+    hint: &str,
+) -> Result<Store> {
     let url = learnlake_pipeline::lake::store::parse_location(location)?;
     if !create
         && let Ok(root) = url.to_file_path()
@@ -59,14 +73,20 @@ fn open_store(location: &str, create: bool, what: &str, hint: &str) -> Result<St
         ))
         .into());
     }
-    Store::open_with_options(location, create, &storage_options())
+    Store::open_with_options(location, create, &options_with(options))
         .with_context(|| Failure::Unreachable(format!("cannot open the {what} at {location}")))
 }
 
 const LAKE_HINT: &str = "run `learnlake ingest` first, or point --lake / LEARNLAKE_LAKE / [lake] url at an existing lake";
 
 fn open_lake(config: &Config) -> Result<Store> {
-    open_store(&config.lake.url, false, "lake", LAKE_HINT)
+    open_store(
+        &config.lake.url,
+        &config.lake.options,
+        false,
+        "lake",
+        LAKE_HINT,
+    )
 }
 
 /// The lake's table folders (every table, and each kind's quarantine), or
@@ -362,15 +382,33 @@ pub async fn run(cli: Cli) -> Result<()> {
                     Ok(())
                 }
                 Command::Run { job, slot } => {
-                    let lake = open_store(&config.lake.url, true, "lake", LAKE_HINT)?;
+                    let lake = open_store(
+                        &config.lake.url,
+                        &config.lake.options,
+                        true,
+                        "lake",
+                        LAKE_HINT,
+                    )?;
                     crate::scheduler::run_once(&config, &lake, &job, &slot).await
                 }
                 Command::Schedule => {
-                    let lake = open_store(&config.lake.url, true, "lake", LAKE_HINT)?;
+                    let lake = open_store(
+                        &config.lake.url,
+                        &config.lake.options,
+                        true,
+                        "lake",
+                        LAKE_HINT,
+                    )?;
                     crate::scheduler::daemon(&config, &lake).await
                 }
                 Command::Status => {
-                    let lake = open_store(&config.lake.url, true, "lake", LAKE_HINT)?;
+                    let lake = open_store(
+                        &config.lake.url,
+                        &config.lake.options,
+                        true,
+                        "lake",
+                        LAKE_HINT,
+                    )?;
                     crate::scheduler::status(&config, &lake).await
                 }
                 Command::Sql {
@@ -643,7 +681,13 @@ fn run_generate(args: &GenerateArgs) -> Result<generate::GenerateSummary> {
 }
 
 async fn run_ingest(config: &Config) -> Result<IngestReport> {
-    let lake = open_store(&config.lake.url, true, "lake", LAKE_HINT)?;
+    let lake = open_store(
+        &config.lake.url,
+        &config.lake.options,
+        true,
+        "lake",
+        LAKE_HINT,
+    )?;
     let hint = match learnlake_pipeline::lake::store::parse_location(&config.landing.url)
         .ok()
         .and_then(|url| url.to_file_path().ok())
@@ -654,7 +698,13 @@ async fn run_ingest(config: &Config) -> Result<IngestReport> {
         ),
         None => "set --landing, LEARNLAKE_LANDING or [landing] url".into(),
     };
-    let landing = open_store(&config.landing.url, false, "landing area", &hint)?;
+    let landing = open_store(
+        &config.landing.url,
+        config.landing_options(),
+        false,
+        "landing area",
+        &hint,
+    )?;
     if config.hash_key.is_none() {
         warn!("LEARNLAKE_HASH_KEY is not set: ip_address values are dropped, not stored");
     }
@@ -1532,11 +1582,11 @@ async fn validate(global: &Global, check_connections: bool) -> Result<()> {
 /// within 5 seconds).
 async fn unreachable(config: &Config) -> Vec<String> {
     let mut problems = Vec::new();
-    for (key, url) in [
-        ("lake.url", &config.lake.url),
-        ("landing.url", &config.landing.url),
+    for (key, url, options) in [
+        ("lake.url", &config.lake.url, &config.lake.options),
+        ("landing.url", &config.landing.url, config.landing_options()),
     ] {
-        let reached = match Store::open_with_options(url, false, &storage_options()) {
+        let reached = match Store::open_with_options(url, false, &options_with(options)) {
             Ok(store) => store
                 .list("")
                 .await

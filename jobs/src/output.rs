@@ -6,8 +6,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::DataType;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringBuilder};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::functions_nested::expr_fn::array_to_string;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::prelude::{DataFrame, col, lit};
@@ -81,9 +83,62 @@ impl Write for Output {
     }
 }
 
+/// Whether a column's type has other columns inside it.
+fn nested(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::List(_)
+            | DataType::LargeList(_)
+            | DataType::ListView(_)
+            | DataType::FixedSizeList(..)
+            | DataType::Struct(_)
+            | DataType::Map(..)
+    )
+}
+
+/// A nested column as JSON text, one value per row (null stays null): how
+/// CSV shows an attempt's answers.
+fn json_text(name: &str, column: &ArrayRef) -> Result<ArrayRef> {
+    let field = Field::new(name, column.data_type().clone(), true);
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(vec![field])), vec![column.clone()])?;
+    let mut buffer = Vec::new();
+    {
+        let mut w = datafusion::arrow::json::LineDelimitedWriter::new(&mut buffer);
+        w.write(&batch)?;
+        w.finish()?;
+    }
+    let mut text = StringBuilder::new();
+    for line in buffer.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let row: serde_json::Value = serde_json::from_slice(line)?;
+        match row.get(name) {
+            None | Some(serde_json::Value::Null) => text.append_null(),
+            Some(value) => text.append_value(value.to_string()),
+        }
+    }
+    Ok(Arc::new(text.finish()))
+}
+
+/// The batch with its nested columns as JSON text.
+fn flatten(schema: &SchemaRef, batch: &RecordBatch) -> Result<RecordBatch> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(batch.schema().fields())
+        .map(|(column, field)| {
+            if nested(field.data_type()) {
+                json_text(field.name(), column)
+            } else {
+                Ok(column.clone())
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
 /// Runs `df` and writes its rows to `output` (stdout without one) as they
-/// come; returns how many. CSV has no lists: list columns become `a; b`
-/// text. Parquet needs a file.
+/// come; returns how many. CSV has no nested values: a list of plain values
+/// becomes `a; b` text, any other nested value (an attempt's answers, a
+/// struct) its JSON. Parquet needs a file.
 pub async fn write_stream(
     mut df: DataFrame,
     format: StreamFormat,
@@ -98,7 +153,7 @@ pub async fn write_stream(
             .fields()
             .iter()
             .map(|f| match f.data_type() {
-                DataType::List(_) | DataType::LargeList(_) => {
+                DataType::List(item) | DataType::LargeList(item) if !nested(item.data_type()) => {
                     array_to_string(col(f.name()), lit("; ")).alias(f.name())
                 }
                 _ => col(f.name()),
@@ -106,7 +161,20 @@ pub async fn write_stream(
             .collect();
         df = df.select(exprs)?;
     }
-    let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let csv_schema: SchemaRef = Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| {
+                if nested(f.data_type()) {
+                    Field::new(f.name(), DataType::Utf8, true)
+                } else {
+                    f.as_ref().clone()
+                }
+            })
+            .collect::<Vec<_>>(),
+    ));
     let mut stream = df.execute_stream().await?;
     let mut out = Output::open(output)?;
     let mut rows = 0;
@@ -126,12 +194,12 @@ pub async fn write_stream(
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
                 rows += batch.num_rows();
-                w.write(&batch)?;
+                w.write(&flatten(&csv_schema, &batch)?)?;
                 wrote_any = true;
             }
             if !wrote_any {
                 // No rows: still the header, so readers see the columns.
-                w.write(&RecordBatch::new_empty(schema.clone()))?;
+                w.write(&RecordBatch::new_empty(csv_schema.clone()))?;
             }
         }
         StreamFormat::Parquet => {

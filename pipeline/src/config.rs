@@ -12,6 +12,7 @@
 //! short names of PRODUCT §9 for the common ones (see [`ENVIRONMENT`]).
 //! `[[jobs]]` are set only in the file.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -71,6 +72,12 @@ pub struct LakeConfig {
     /// Days a file no version needs any more is kept before `learnlake
     /// vacuum` deletes it: time travel reaches back this far (7).
     pub vacuum_retention_days: i64,
+    /// object_store options of an `s3://`, `gs://` or `az://` lake, e.g.
+    /// `{ endpoint = "http://127.0.0.1:9000", region = "us-east-1",
+    /// allow_http = "true" }` for MinIO or another S3-compatible server.
+    /// They override the `AWS_*` / `GOOGLE_*` / `AZURE_*` environment;
+    /// credentials stay in that environment (never in this file).
+    pub options: BTreeMap<String, String>,
 }
 
 /// `[landing]`
@@ -79,6 +86,9 @@ pub struct LakeConfig {
 pub struct LandingConfig {
     /// `file://./landing` (default) or any object-store URL.
     pub url: String,
+    /// object_store options of a remote landing area, as `[lake] options`
+    /// (when empty, a landing on the lake's scheme uses the lake's).
+    pub options: BTreeMap<String, String>,
 }
 
 /// Which engine runs the SQL.
@@ -420,6 +430,7 @@ impl Default for LakeConfig {
             url: "file://./lake".into(),
             target_file_mb: 256,
             vacuum_retention_days: 7,
+            options: BTreeMap::new(),
         }
     }
 }
@@ -428,6 +439,7 @@ impl Default for LandingConfig {
     fn default() -> Self {
         Self {
             url: "file://./landing".into(),
+            options: BTreeMap::new(),
         }
     }
 }
@@ -752,6 +764,17 @@ impl<T: Serialize> ToTable for T {
 }
 
 impl Config {
+    /// The object_store options of the landing area: its own, or when it has
+    /// none and lives on the lake's kind of store, the lake's.
+    pub fn landing_options(&self) -> &BTreeMap<String, String> {
+        let scheme = |url: &str| url.split_once("://").map(|(s, _)| s.to_string());
+        if self.landing.options.is_empty() && scheme(&self.landing.url) == scheme(&self.lake.url) {
+            &self.lake.options
+        } else {
+            &self.landing.options
+        }
+    }
+
     /// This config as a `learnlake.toml` with every key and its
     /// documentation (`learnlake config`; of [`Config::default`]:
     /// `learnlake config --defaults`). Secrets are never written.
@@ -946,6 +969,16 @@ impl Config {
             if let Err(e) = crate::lake::store::parse_location(url) {
                 problems.push(format!("{key}: {e}"));
             }
+        }
+        for (key, url, options) in [
+            ("lake.options", &self.lake.url, &self.lake.options),
+            ("landing.options", &self.landing.url, &self.landing.options),
+        ] {
+            problems.extend(
+                crate::lake::store::option_problems(url, options)
+                    .into_iter()
+                    .map(|p| format!("{key}: {p}")),
+            );
         }
         if self.engine.memory_limit_mb < 64 {
             problems.push(format!(

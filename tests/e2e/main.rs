@@ -3,6 +3,7 @@
 
 mod analytics;
 mod cli;
+mod cloud;
 mod docs;
 mod golden;
 mod ingest;

@@ -275,6 +275,63 @@ impl Store {
     }
 }
 
+/// What is wrong with the object_store `options` of the store at
+/// `location` (`[lake] options`): options on a local path, keys the store's
+/// scheme does not know (object_store would ignore them silently), and
+/// credentials, which stay in the environment, never in a file.
+pub fn option_problems(
+    location: &str,
+    options: &std::collections::BTreeMap<String, String>,
+) -> Vec<String> {
+    use std::str::FromStr;
+    let mut problems = Vec::new();
+    if options.is_empty() {
+        return problems;
+    }
+    let Ok(url) = parse_location(location) else {
+        return problems; // reported with the url itself
+    };
+    let scheme = url.scheme().to_string();
+    for key in options.keys() {
+        let lower = key.to_ascii_lowercase();
+        let known = match scheme.as_str() {
+            "s3" | "s3a" => object_store::aws::AmazonS3ConfigKey::from_str(&lower).is_ok(),
+            "gs" => object_store::gcp::GoogleConfigKey::from_str(&lower).is_ok(),
+            "az" | "abfs" | "abfss" | "adl" | "azure" => {
+                object_store::azure::AzureConfigKey::from_str(&lower).is_ok()
+            }
+            _ => {
+                problems.push(format!(
+                    "{key}: options apply to s3://, gs:// and az:// stores only, not to {location}"
+                ));
+                continue;
+            }
+        };
+        if !known {
+            problems.push(format!(
+                "{key}: not an option of {scheme}:// stores (e.g. endpoint, region, allow_http; \
+                 see object_store's {scheme} configuration keys)"
+            ));
+        } else if [
+            "secret",
+            "access_key",
+            "token",
+            "password",
+            "sas",
+            "account_key",
+        ]
+        .iter()
+        .any(|s| lower.contains(s))
+        {
+            problems.push(format!(
+                "{key}: credentials stay out of files; set them in the environment \
+                 (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, GOOGLE_SERVICE_ACCOUNT, AZURE_STORAGE_ACCOUNT_KEY, …)"
+            ));
+        }
+    }
+    problems
+}
+
 /// Turns what a user wrote (`./lake`, `/data/lake`, `file://./lake`,
 /// `s3://bucket/prefix`) into an absolute URL.
 pub fn parse_location(location: &str) -> Result<Url> {
