@@ -247,6 +247,44 @@ pub enum Command {
         /// Table name (see `learnlake tables`).
         table: String,
     },
+    /// A Ballista scheduler for `engine.url = "ballista://HOST:PORT"`: it
+    /// plans the analytics SQL into stages for `learnlake executor`
+    /// processes (which read the lake, so start them with the same
+    /// `[lake]` settings). Runs until stopped.
+    Scheduler {
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0:50050")]
+        bind: std::net::SocketAddr,
+        /// The host name executors and clients reach this scheduler by.
+        #[arg(long, default_value = "localhost")]
+        external_host: String,
+    },
+    /// A Ballista executor: runs the tasks its scheduler hands out, reading
+    /// the lake (with the config's `[lake]` URL and options) and keeping
+    /// shuffle files in its work folder. Runs until stopped.
+    Executor {
+        /// The scheduler, HOST:PORT.
+        #[arg(long, default_value = "localhost:50050")]
+        scheduler: String,
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0")]
+        bind_host: String,
+        /// Port of the Arrow Flight service that serves shuffle data.
+        #[arg(long, default_value_t = 50051)]
+        port: u16,
+        /// Port of the executor's gRPC service.
+        #[arg(long, default_value_t = 50052)]
+        grpc_port: u16,
+        /// The host name the scheduler and other executors reach this one by.
+        #[arg(long)]
+        external_host: Option<String>,
+        /// Tasks run at once (default: the machine's cores).
+        #[arg(long)]
+        slots: Option<usize>,
+        /// Folder for shuffle files (default: a temporary folder); give it real disk.
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]

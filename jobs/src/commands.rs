@@ -9,7 +9,7 @@ use datafusion::arrow::util::pretty::pretty_format_batches;
 use indicatif::{ProgressBar, ProgressStyle};
 use learnlake_generate::{self as generate, GenerateOptions, Profile};
 use learnlake_pipeline::analytics::{self, AnalyzeOptions, AnalyzeReport, WeekSelection};
-use learnlake_pipeline::config::{Config, Engine};
+use learnlake_pipeline::config::Config;
 use learnlake_pipeline::engine::{self, EngineOptions};
 use learnlake_pipeline::ingest::{self, IngestOptions, IngestReport};
 use learnlake_pipeline::lake::{LakeTable, Store};
@@ -311,6 +311,48 @@ pub async fn run(cli: Cli) -> Result<()> {
                     retention(&config, days, dry_run).await.map(|_| ())
                 }
                 Command::Forget { student, dry_run } => forget(&config, &student, dry_run).await,
+                Command::Scheduler {
+                    bind,
+                    external_host,
+                } => {
+                    let lake = open_lake(&config)?;
+                    engine::cluster::scheduler(&lake, bind, &external_host).await?;
+                    Ok(())
+                }
+                Command::Executor {
+                    scheduler,
+                    bind_host,
+                    port,
+                    grpc_port,
+                    external_host,
+                    slots,
+                    work_dir,
+                } => {
+                    let (scheduler_host, scheduler_port) = scheduler
+                        .rsplit_once(':')
+                        .and_then(|(host, port)| Some((host.to_string(), port.parse().ok()?)))
+                        .ok_or_else(|| {
+                            Failure::Usage(format!(
+                                "--scheduler {scheduler:?}: give the scheduler as HOST:PORT (e.g. localhost:50050)"
+                            ))
+                        })?;
+                    let lake = open_lake(&config)?;
+                    let options = engine::cluster::ExecutorOptions {
+                        scheduler_host,
+                        scheduler_port,
+                        bind_host,
+                        port,
+                        grpc_port,
+                        external_host,
+                        slots: slots.unwrap_or_else(|| {
+                            std::thread::available_parallelism().map_or(2, |n| n.get())
+                        }),
+                        work_dir: work_dir.map(|p| p.display().to_string()),
+                        memory_limit_bytes: config.engine.memory_limit_mb << 20,
+                    };
+                    engine::cluster::executor(&lake, options).await?;
+                    Ok(())
+                }
                 Command::Compact { table, older_than } => {
                     compact(&config, table.as_deref(), older_than).await
                 }
@@ -604,16 +646,18 @@ fn datafusion_settings() -> Vec<(String, String)> {
         .collect()
 }
 
-/// The in-process engine's settings. Ballista engines are accepted by the
-/// config but not wired in yet: refuse them rather than run locally unasked.
+/// The settings of the engine that runs the analytics SQL and `learnlake
+/// sql`: the configured one (`[engine] url`), in this process or on a
+/// Ballista cluster.
+fn cluster_engine_options(config: &Config) -> Result<EngineOptions> {
+    let mut options = engine_options(config)?;
+    options.engine = config.engine.url.clone();
+    Ok(options)
+}
+
+/// The settings of the in-process engine, for the small queries of the
+/// other commands (reports, flags, training, the table listings).
 fn engine_options(config: &Config) -> Result<EngineOptions> {
-    if config.engine.url != Engine::Local {
-        return Err(Failure::Usage(format!(
-            "engine.url: {:?} is not supported by this build yet; use \"local\"",
-            config.engine.url.to_string()
-        ))
-        .into());
-    }
     let explain = std::env::var("LEARNLAKE_EXPLAIN_ANALYZE").unwrap_or_default();
     let mut options = EngineOptions {
         memory_limit_bytes: config.engine.memory_limit_mb << 20,
@@ -738,7 +782,7 @@ async fn run_ingest(config: &Config) -> Result<IngestReport> {
 
 async fn run_analyze(config: &Config, weeks: WeekSelection) -> Result<AnalyzeReport> {
     let lake = open_lake(config)?;
-    let ctx = engine::session(&lake, &engine_options(config)?).await?;
+    let ctx = engine::session(&lake, &cluster_engine_options(config)?).await?;
     let progress = Arc::new(Progress::new("analyze", "weeks", 0));
     let options = analyze_options(config, weeks, &progress)?;
     let report = analytics::analyze(&lake, &ctx, &options).await;
@@ -996,7 +1040,13 @@ async fn sql(
     pseudonymise: bool,
 ) -> Result<()> {
     let lake = open_lake(config)?;
-    let ctx = engine::session(&lake, &engine_options(config)?).await?;
+    // Pseudonyms are computed in this process (the key stays here).
+    let options = if pseudonymise {
+        engine_options(config)?
+    } else {
+        cluster_engine_options(config)?
+    };
+    let ctx = engine::session(&lake, &options).await?;
     if pseudonymise {
         let Some(key) = &config.hash_key else {
             return Err(Failure::Usage(
@@ -1004,7 +1054,7 @@ async fn sql(
             )
             .into());
         };
-        crate::pseudonym::pseudonymise(&ctx, key.as_bytes()).await?;
+        crate::pseudonym::pseudonymise(&ctx, key.as_bytes(), config.privacy.min_group_size).await?;
     }
     let df = ctx.sql(query).await.context("planning the query")?;
     let format = match format {

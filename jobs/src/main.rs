@@ -38,6 +38,9 @@ fn main() -> ExitCode {
     init_tracing(cli.global.log_format, verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Deep query plans are encoded and decoded recursively (a Ballista
+        // scheduler or executor in this process, and the client).
+        .thread_stack_size(32 << 20)
         .build()
     {
         Ok(rt) => rt,

@@ -146,7 +146,10 @@ impl std::fmt::Display for Engine {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
-    /// `local` (default), `ballista://host:port` or `ballista-standalone`.
+    /// Where `analyze` and `sql` run their SQL: `local` (default, in the
+    /// command), `ballista://host:port` (a cluster of `learnlake scheduler`
+    /// and `learnlake executor` processes) or `ballista-standalone` (a
+    /// scheduler and two executors inside the command). See docs/CLUSTER.md.
     pub url: Engine,
     /// Memory the engine may use before spilling to disk, in MiB (default 4096).
     pub memory_limit_mb: usize,

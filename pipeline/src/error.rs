@@ -87,6 +87,9 @@ pub enum Error {
     #[error("nothing to analyze: {0}")]
     NothingToAnalyze(String),
 
+    #[error("Ballista cluster: {0}")]
+    Cluster(String),
+
     #[error(transparent)]
     DataFusion(#[from] datafusion::error::DataFusionError),
 

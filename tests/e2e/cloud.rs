@@ -12,16 +12,16 @@ use std::time::{Duration, Instant};
 
 use super::{learnlake, learnlake_ok, scratch, small_landing};
 
-const KEYS: [(&str, &str); 2] = [
+pub(super) const KEYS: [(&str, &str); 2] = [
     ("AWS_ACCESS_KEY_ID", "test"),
     ("AWS_SECRET_ACCESS_KEY", "test"),
 ];
 
 /// moto on a free loopback port, with buckets, optionally behind a proxy
 /// that fails every `fail_every`-th request.
-struct S3Server {
+pub(super) struct S3Server {
     child: Child,
-    port: u16,
+    pub(super) port: u16,
 }
 
 impl Drop for S3Server {
@@ -32,7 +32,7 @@ impl Drop for S3Server {
 }
 
 impl S3Server {
-    fn start(dir: &Path, name: &str, bucket: &str, fail_every: u32) -> Self {
+    pub(super) fn start(dir: &Path, name: &str, bucket: &str, fail_every: u32) -> Self {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/s3_server.py");
         let port_file = dir.join(format!("{name}.port"));
         let child = Command::new("python3")
@@ -63,7 +63,7 @@ impl S3Server {
     }
 
     /// A config whose lake is `s3://<bucket>/<prefix>` on this server.
-    fn config(&self, dir: &Path, name: &str, bucket: &str, prefix: &str) -> PathBuf {
+    pub(super) fn config(&self, dir: &Path, name: &str, bucket: &str, prefix: &str) -> PathBuf {
         let path = dir.join(name);
         std::fs::write(
             &path,
@@ -93,7 +93,11 @@ const TABLES: [&str; 9] = [
 ];
 
 /// Every row of every compared table, as sorted CSV lines per table.
-fn rows(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> BTreeMap<String, Vec<String>> {
+pub(super) fn rows(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> BTreeMap<String, Vec<String>> {
     let mut all = BTreeMap::new();
     for table in TABLES {
         let mut a = args.to_vec();
@@ -124,7 +128,10 @@ fn rows(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> BTreeMap<String, Vec
 }
 
 /// Fails with the first differing lines of each table that differs.
-fn same_rows(got: &BTreeMap<String, Vec<String>>, expected: &BTreeMap<String, Vec<String>>) {
+pub(super) fn same_rows(
+    got: &BTreeMap<String, Vec<String>>,
+    expected: &BTreeMap<String, Vec<String>>,
+) {
     let mut report = String::new();
     for (table, want) in expected {
         let have = &got[table];

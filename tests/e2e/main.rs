@@ -4,6 +4,7 @@
 mod analytics;
 mod cli;
 mod cloud;
+mod cluster;
 mod docs;
 mod golden;
 mod ingest;

@@ -323,6 +323,30 @@ pub async fn analyze(
     ctx: &SessionContext,
     options: &AnalyzeOptions,
 ) -> Result<AnalyzeReport> {
+    let result = analyze_weeks(lake, ctx, options).await;
+    if engine::cluster::is_distributed(ctx) {
+        // The run's intermediate tables, whether it ended well or not.
+        let folder = work_folder(ctx);
+        for meta in lake.list(&folder).await.unwrap_or_default() {
+            if let Err(e) = lake.delete(&lake.relative(&meta.location)).await {
+                tracing::warn!("could not remove {}: {e}", meta.location);
+            }
+        }
+    }
+    result
+}
+
+/// Where a run on a cluster keeps its intermediate tables (the cluster's
+/// processes read them from the lake's store): `_work/<session id>/`.
+fn work_folder(ctx: &SessionContext) -> String {
+    format!("_work/{}", ctx.session_id())
+}
+
+async fn analyze_weeks(
+    lake: &Store,
+    ctx: &SessionContext,
+    options: &AnalyzeOptions,
+) -> Result<AnalyzeReport> {
     let started = std::time::Instant::now();
     let tz = options.tz;
     let queries = Queries::new(options.queries.as_deref())?;
@@ -378,6 +402,8 @@ pub async fn analyze(
     // The risk model reaches the SQL as bound parameters.
     let model = predict::current_model(lake).await?;
     let model_params = model.params()?;
+    // Intermediate tables of a run on a cluster (removed by `analyze`).
+    let work = work_folder(ctx);
     report.model_version = model.version.clone();
 
     // The history window: back to the earliest history start of an
@@ -411,7 +437,7 @@ pub async fn analyze(
     for table in RUN_TABLES {
         let span = info_span!("run_table", table, from = %history_from, to = %last.end);
         async {
-            let rows = materialize(ctx, &queries, table, &common(&last)).await?;
+            let rows = materialize(lake, ctx, &work, &queries, table, &common(&last)).await?;
             info!(rows, "table ready");
             Ok::<_, Error>(())
         }
@@ -432,7 +458,8 @@ pub async fn analyze(
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..ctx.copied_config().target_partitions().max(1) {
         let week_ctx = week_session(ctx).await?;
-        let (queue, lake, queries) = (queue.clone(), lake.clone(), queries.clone());
+        let (queue, lake, queries, work) =
+            (queue.clone(), lake.clone(), queries.clone(), work.clone());
         let (done, progress) = (done.clone(), options.progress.clone());
         workers.spawn(async move {
             let mut written = Vec::new();
@@ -442,7 +469,7 @@ pub async fn analyze(
                     return Ok::<_, Error>(written);
                 };
                 let span = info_span!("student_week", period_start = %week.period_start);
-                let rows = student_week(&lake, &week_ctx, &queries, week, &params)
+                let rows = student_week(&lake, &week_ctx, &work, &queries, week, &params)
                     .instrument(span)
                     .await?;
                 written.push((week, rows));
@@ -501,9 +528,20 @@ pub async fn analyze(
 /// and its own namespace, so each week in flight keeps its own
 /// `week_enrollments`.
 async fn week_session(ctx: &SessionContext) -> Result<SessionContext> {
-    let config = ctx.copied_config().with_target_partitions(1);
-    let week_ctx = SessionContext::new_with_config_rt(config, ctx.runtime_env());
-    engine::register_functions(&week_ctx);
+    let config = ctx
+        .copied_config()
+        .with_target_partitions(1)
+        .with_create_default_catalog_and_schema(true);
+    // Everything of `ctx`'s state (functions, planner, a cluster's
+    // settings) but the catalog.
+    let state =
+        datafusion::execution::session_state::SessionStateBuilder::new_from_existing(ctx.state())
+            .with_config(config)
+            .with_catalog_list(Arc::new(
+                datafusion::catalog::MemoryCatalogProviderList::new(),
+            ))
+            .build();
+    let week_ctx = SessionContext::new_with_state(state);
     let catalog = ctx.catalog("datafusion").expect("the default catalog");
     let schema = catalog.schema("public").expect("the default schema");
     for name in schema.table_names() {
@@ -519,11 +557,12 @@ async fn week_session(ctx: &SessionContext) -> Result<SessionContext> {
 async fn student_week(
     lake: &Store,
     ctx: &SessionContext,
+    work: &str,
     queries: &Queries,
     week: Week,
     params: &[(&str, ScalarValue)],
 ) -> Result<usize> {
-    materialize(ctx, queries, "week_enrollments", params).await?;
+    materialize(lake, ctx, work, queries, "week_enrollments", params).await?;
     query_into_partition(
         lake,
         ctx,
@@ -555,7 +594,9 @@ async fn query_into_partition(
 /// Runs `queries/<name>.sql` and keeps the result in memory as the table
 /// `name`, replacing an earlier one; returns its row count.
 async fn materialize(
+    lake: &Store,
     ctx: &SessionContext,
+    work: &str,
     queries: &Queries,
     name: &str,
     params: &[(&str, ScalarValue)],
@@ -566,7 +607,34 @@ async fn materialize(
     // (a window's result is known non-null), and a MemTable insists.
     let schema = batches.first().map_or(schema, RecordBatch::schema);
     ctx.deregister_table(name)?;
-    ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
+    if engine::cluster::is_distributed(ctx) {
+        // A cluster's executors read it from the lake's store.
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let mut files = Vec::new();
+        if rows > 0 {
+            let rel = format!(
+                "{work}/{name}-{}.parquet",
+                NEXT.fetch_add(1, Ordering::SeqCst)
+            );
+            let data = parquet_io::encode(&schema, &batches)?;
+            let size = data.len() as u64;
+            lake.put(&rel, data).await?;
+            files.push(engine::cluster::SnapshotFile {
+                path: lake.path(&rel).to_string(),
+                size,
+                date: None,
+            });
+        }
+        let table = engine::cluster::SnapshotTable {
+            store: lake.base_url().to_string(),
+            partition: None,
+            files,
+            schema,
+        };
+        ctx.register_table(name, Arc::new(table))?;
+    } else {
+        ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
+    }
     Ok(rows)
 }
 

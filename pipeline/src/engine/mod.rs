@@ -6,6 +6,7 @@
 //! here reads the environment (the binary collects `DATAFUSION_*` and
 //! `LEARNLAKE_EXPLAIN_ANALYZE` at its edge).
 
+pub mod cluster;
 pub mod udf;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use tracing::debug;
 
+use crate::config::Engine;
 use crate::lake::{LakeTable, Store};
 use crate::{Error, Result};
 
@@ -40,6 +42,10 @@ pub struct EngineOptions {
     /// Run each analytics query once more under EXPLAIN ANALYZE and log its
     /// plan with metrics (for tuning; costs a second run of every query).
     pub explain_analyze: bool,
+    /// Where the queries run: in this process, or on a Ballista cluster.
+    pub engine: Engine,
+    /// Executors a `ballista-standalone` engine starts in this process.
+    pub standalone_executors: usize,
 }
 
 impl Default for EngineOptions {
@@ -49,6 +55,8 @@ impl Default for EngineOptions {
             target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
             datafusion: Vec::new(),
             explain_analyze: false,
+            engine: Engine::Local,
+            standalone_executors: 2,
         }
     }
 }
@@ -111,7 +119,10 @@ pub async fn session(lake: &Store, options: &EngineOptions) -> Result<SessionCon
                 source,
             })?;
     }
-    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    let ctx = match &options.engine {
+        Engine::Local => SessionContext::new_with_config_rt(config, runtime),
+        cluster => cluster::connect(cluster, config, runtime, options.standalone_executors).await?,
+    };
     register_functions(&ctx);
     ctx.register_object_store(&lake.base_url(), lake.inner.clone());
     register_lake(&ctx, lake).await?;
@@ -172,7 +183,27 @@ pub async fn register_folder(
     if let Some(delta) = crate::lake::delta::open(lake, folder).await? {
         ctx.deregister_table(name)?;
         let provider = crate::lake::delta::provider(&delta, ctx).await?;
-        ctx.register_table(name, provider)?;
+        if cluster::is_distributed(ctx) {
+            // What a cluster's processes can read: the current version's
+            // files, with their partition values.
+            let files = crate::lake::delta::sized_files(&delta, folder)?
+                .into_iter()
+                .map(|(path, date, size)| cluster::SnapshotFile {
+                    path: lake.path(&format!("{folder}/{path}")).to_string(),
+                    size,
+                    date: date.map(days_since_epoch),
+                })
+                .collect();
+            let table = cluster::SnapshotTable {
+                store: lake.base_url().to_string(),
+                partition: partition.map(str::to_string),
+                files,
+                schema: provider.schema(),
+            };
+            ctx.register_table(name, Arc::new(table))?;
+        } else {
+            ctx.register_table(name, provider)?;
+        }
         return Ok(true);
     }
     let has_files = lake.contains_file(folder, ".parquet").await?;
@@ -211,10 +242,26 @@ pub fn register_empty_if_missing(ctx: &SessionContext, table: LakeTable) -> Resu
         fields.push(Arc::new(Field::new(column, DataType::Date32, false)));
     }
     let schema = Arc::new(Schema::new(fields));
-    ctx.register_table(
-        table.name(),
-        Arc::new(MemTable::try_new(schema, vec![Vec::new()])?),
-    )?;
+    if cluster::is_distributed(ctx) {
+        // An empty file list travels to a cluster; a MemTable does not.
+        let empty = cluster::SnapshotTable {
+            store: "file:///".to_string(),
+            partition: table.partition_column().map(str::to_string),
+            files: Vec::new(),
+            schema,
+        };
+        ctx.register_table(table.name(), Arc::new(empty))?;
+    } else {
+        ctx.register_table(
+            table.name(),
+            Arc::new(MemTable::try_new(schema, vec![Vec::new()])?),
+        )?;
+    }
     debug!(table = table.name(), "no files yet; registered empty");
     Ok(())
+}
+
+/// Days since 1970-01-01 (Arrow's Date32).
+fn days_since_epoch(date: chrono::NaiveDate) -> i32 {
+    (date - chrono::NaiveDate::default()).num_days() as i32
 }

@@ -501,6 +501,17 @@ pub async fn applied_version(
 /// The files of the table's current version, relative to its folder, with
 /// their partition value.
 pub fn files(table: &DeltaTable, folder: &str) -> Result<Vec<(String, Option<NaiveDate>)>> {
+    Ok(sized_files(table, folder)?
+        .into_iter()
+        .map(|(path, day, _)| (path, day))
+        .collect())
+}
+
+/// Like [`files`], with each file's size in bytes.
+pub fn sized_files(
+    table: &DeltaTable,
+    folder: &str,
+) -> Result<Vec<(String, Option<NaiveDate>, u64)>> {
     let snapshot = table.snapshot().map_err(|e| delta_error(folder, e))?;
     Ok(snapshot
         .log_data()
@@ -509,7 +520,7 @@ pub fn files(table: &DeltaTable, folder: &str) -> Result<Vec<(String, Option<Nai
             let day = file.partition_values_map().into_iter().find_map(|(_, v)| {
                 v.and_then(|v| NaiveDate::parse_from_str(&v.to_string(), "%Y-%m-%d").ok())
             });
-            (file.path().to_string(), day)
+            (file.path().to_string(), day, file.size().max(0) as u64)
         })
         .collect())
 }
