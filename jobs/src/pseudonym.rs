@@ -9,6 +9,10 @@
 //! Replaced: `student_id`, `flag_id` (derived from the student id), `name`,
 //! and every column whose name contains `email`; a quarantine's `raw` text
 //! (which may hold anything) becomes null.
+//!
+//! Small groups are suppressed as in the reports: a course_week row of a
+//! course with fewer than `privacy.min_group_size` enrolled students keeps
+//! its course and week, and every figure (enrolled included) is null.
 
 use std::sync::Arc;
 
@@ -79,8 +83,23 @@ fn is_text(data_type: &DataType) -> bool {
     )
 }
 
-/// Replaces every registered table of `ctx` by its pseudonymised view.
-pub async fn pseudonymise(ctx: &SessionContext, key: &[u8]) -> Result<()> {
+/// The columns of an aggregate table that say which group and week a row
+/// is; every other column is a figure about the group.
+fn group_key(table: &str, column: &str) -> Option<bool> {
+    match table {
+        "course_week" => Some(matches!(
+            column,
+            "course_id" | "period_start" | "period_end"
+        )),
+        _ => None,
+    }
+}
+
+/// Replaces every registered table of `ctx` by its pseudonymised view, with
+/// the figures of groups under `min_group_size` members nulled.
+pub async fn pseudonymise(ctx: &SessionContext, key: &[u8], min_group_size: usize) -> Result<()> {
+    let enough =
+        datafusion::prelude::col("enrolled").gt_eq(datafusion::prelude::lit(min_group_size as i64));
     let udf = ScalarUDF::from(Pseudonym {
         key: key.to_vec(),
         signature: Signature::any(1, Volatility::Immutable),
@@ -102,6 +121,12 @@ pub async fn pseudonymise(ctx: &SessionContext, key: &[u8]) -> Result<()> {
                 if personal(f.name()) && is_text(f.data_type()) {
                     changed = true;
                     udf.call(vec![column]).alias(f.name())
+                } else if group_key(&name, f.name()) == Some(false) {
+                    changed = true;
+                    datafusion::logical_expr::when(enough.clone(), column)
+                        .end()
+                        .expect("a CASE with one branch")
+                        .alias(f.name())
                 } else if f.name() == "raw" && name.starts_with("quarantine_") {
                     changed = true;
                     Expr::Literal(ScalarValue::Utf8(None), None).alias(f.name())

@@ -252,6 +252,47 @@ fn sql_pseudonymise_shows_keyed_hashes_only_and_joins_still_work() {
     let out = run(None, true);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("LEARNLAKE_HASH_KEY"));
+
+    // Small groups: a course under privacy.min_group_size keeps its course
+    // and week in an export, and its figures are null; at or above, shown.
+    learnlake_ok(&dir, &["--lake", s(&lake), "analyze"], &[]);
+    let course_week = |min_group: &str| -> Vec<Vec<String>> {
+        let args = [
+            "--lake",
+            s(&lake),
+            "sql",
+            "SELECT course_id, period_start, enrolled, active, mean_minutes, risk_high \
+             FROM course_week ORDER BY 1, 2",
+            "--format",
+            "csv",
+            "--pseudonymise",
+        ];
+        rows(&super::learnlake(
+            &dir,
+            &args,
+            &[
+                ("LEARNLAKE_HASH_KEY", "k1"),
+                ("LEARNLAKE_PRIVACY_MIN_GROUP_SIZE", min_group),
+            ],
+        ))
+    };
+    let shown = course_week("1");
+    assert!(shown.len() >= 2, "{shown:?}");
+    assert!(
+        shown.iter().all(|r| r[2..].iter().all(|v| !v.is_empty())),
+        "{shown:?}"
+    );
+    let enrolled: usize = shown
+        .iter()
+        .map(|r| r[2].parse::<usize>().unwrap())
+        .max()
+        .unwrap();
+    let hidden = course_week(&(enrolled + 1).to_string());
+    assert_eq!(hidden.len(), shown.len());
+    for (h, s) in hidden.iter().zip(&shown) {
+        assert_eq!(h[..2], s[..2], "the group and week stay");
+        assert!(h[2..].iter().all(String::is_empty), "{h:?}");
+    }
 }
 
 /// Every text a reader could get out of the file at `path`: Parquet files
