@@ -79,14 +79,20 @@ fn open_store(
 
 const LAKE_HINT: &str = "run `learnlake ingest` first, or point --lake / LEARNLAKE_LAKE / [lake] url at an existing lake";
 
+/// The lake, which must exist.
 fn open_lake(config: &Config) -> Result<Store> {
-    open_store(
-        &config.lake.url,
-        &config.lake.options,
-        false,
-        "lake",
-        LAKE_HINT,
-    )
+    lake_store(config, false)
+}
+
+/// The lake, created where it does not exist yet (a first ingest, the
+/// scheduler's commands, which record their runs in it).
+fn open_lake_creating(config: &Config) -> Result<Store> {
+    lake_store(config, true)
+}
+
+fn lake_store(config: &Config, create: bool) -> Result<Store> {
+    let (url, options) = (&config.lake.url, &config.lake.options);
+    open_store(url, options, create, "lake", LAKE_HINT)
 }
 
 /// The lake's table folders (every table, and each kind's quarantine), or
@@ -424,33 +430,15 @@ pub async fn run(cli: Cli) -> Result<()> {
                     Ok(())
                 }
                 Command::Run { job, slot } => {
-                    let lake = open_store(
-                        &config.lake.url,
-                        &config.lake.options,
-                        true,
-                        "lake",
-                        LAKE_HINT,
-                    )?;
+                    let lake = open_lake_creating(&config)?;
                     crate::scheduler::run_once(&config, &lake, &job, &slot).await
                 }
                 Command::Schedule => {
-                    let lake = open_store(
-                        &config.lake.url,
-                        &config.lake.options,
-                        true,
-                        "lake",
-                        LAKE_HINT,
-                    )?;
+                    let lake = open_lake_creating(&config)?;
                     crate::scheduler::daemon(&config, &lake).await
                 }
                 Command::Status => {
-                    let lake = open_store(
-                        &config.lake.url,
-                        &config.lake.options,
-                        true,
-                        "lake",
-                        LAKE_HINT,
-                    )?;
+                    let lake = open_lake_creating(&config)?;
                     crate::scheduler::status(&config, &lake).await
                 }
                 Command::Sql {
@@ -725,13 +713,7 @@ fn run_generate(args: &GenerateArgs) -> Result<generate::GenerateSummary> {
 }
 
 async fn run_ingest(config: &Config) -> Result<IngestReport> {
-    let lake = open_store(
-        &config.lake.url,
-        &config.lake.options,
-        true,
-        "lake",
-        LAKE_HINT,
-    )?;
+    let lake = open_lake_creating(config)?;
     let hint = match learnlake_pipeline::lake::store::parse_location(&config.landing.url)
         .ok()
         .and_then(|url| url.to_file_path().ok())

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{learnlake, learnlake_ok, scratch, small_landing};
 
@@ -46,19 +46,11 @@ impl S3Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("python3 runs the S3 server (scripts/test installs moto[server])");
-        let started = Instant::now();
-        while !port_file.exists() {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "the S3 server did not start; is moto installed (pip install 'moto[server]')?"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let port = std::fs::read_to_string(&port_file)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let port = super::port_from_file(
+            &port_file,
+            Duration::from_secs(60),
+            "the S3 server did not start; is moto installed (pip install 'moto[server]')?",
+        );
         Self { child, port }
     }
 

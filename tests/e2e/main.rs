@@ -170,6 +170,22 @@ pub fn sql_one(dir: &Path, lake: &Path, query: &str) -> String {
         .to_string()
 }
 
+/// The port a test server started by a script writes to `port_file` once
+/// it listens; fails with `hint` (what to install) if that takes longer than
+/// `within`.
+pub fn port_from_file(port_file: &Path, within: std::time::Duration, hint: &str) -> u16 {
+    let started = std::time::Instant::now();
+    while !port_file.exists() {
+        assert!(started.elapsed() < within, "{hint}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::fs::read_to_string(port_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 /// A scratch folder that lives as long as the test.
 pub fn scratch() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();

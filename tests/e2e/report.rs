@@ -42,19 +42,11 @@ impl SmtpServer {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("python3 runs the SMTP server (scripts/test installs aiosmtpd)");
-        let started = Instant::now();
-        while !port_file.exists() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "the SMTP server did not start; is aiosmtpd installed (pip install aiosmtpd)?"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let port = std::fs::read_to_string(&port_file)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let port = super::port_from_file(
+            &port_file,
+            Duration::from_secs(20),
+            "the SMTP server did not start; is aiosmtpd installed (pip install aiosmtpd)?",
+        );
         Self { child, log, port }
     }
 

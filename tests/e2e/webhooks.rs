@@ -40,19 +40,11 @@ impl Receiver {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("python3 runs the receiver (scripts/test installs standardwebhooks)");
-        let started = Instant::now();
-        while !port_file.exists() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "the webhook receiver did not start; is `standardwebhooks` installed (pip install standardwebhooks)?"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let port = std::fs::read_to_string(&port_file)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let port = super::port_from_file(
+            &port_file,
+            Duration::from_secs(20),
+            "the webhook receiver did not start; is `standardwebhooks` installed (pip install standardwebhooks)?",
+        );
         Self { child, log, port }
     }
 
