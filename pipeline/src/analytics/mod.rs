@@ -227,9 +227,7 @@ pub fn date(d: NaiveDate) -> ScalarValue {
     ScalarValue::Date32(Some(days(d)))
 }
 
-fn days(d: NaiveDate) -> i32 {
-    d.signed_duration_since(NaiveDate::default()).num_days() as i32
-}
+use crate::lake::date32 as days;
 
 /// The weeks that hold activity or attempts (`queries/data_span.sql`).
 async fn weeks_with_data(ctx: &SessionContext, queries: &Queries, tz: Tz) -> Result<Vec<Week>> {
@@ -327,10 +325,15 @@ pub async fn analyze(
     if engine::cluster::is_distributed(ctx) {
         // The run's intermediate tables, whether it ended well or not.
         let folder = work_folder(ctx);
-        for meta in lake.list(&folder).await.unwrap_or_default() {
-            if let Err(e) = lake.delete(&lake.relative(&meta.location)).await {
-                tracing::warn!("could not remove {}: {e}", meta.location);
+        match lake.list(&folder).await {
+            Ok(files) => {
+                for meta in files {
+                    if let Err(e) = lake.delete(&lake.relative(&meta.location)).await {
+                        tracing::warn!("could not remove {}: {e}", meta.location);
+                    }
+                }
             }
+            Err(e) => tracing::warn!("could not list {folder} to remove it: {e}"),
         }
     }
     result
@@ -663,7 +666,7 @@ async fn history_start(
                 .cloned()
         })
         .filter(|a| a.is_valid(0))
-        .map(|a| NaiveDate::default() + Duration::days(i64::from(a.value(0))))
+        .map(|a| lake::from_date32(a.value(0)))
         .unwrap_or(first.period_start);
     Ok(start.min(first.period_start))
 }

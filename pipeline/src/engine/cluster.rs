@@ -410,25 +410,13 @@ pub async fn connect(
     }
 }
 
-/// The runtime of a scheduler or executor process: the lake's object store
-/// registered, a memory pool of `memory_limit_bytes` that spills to disk.
-fn process_runtime(lake: &Store, memory_limit_bytes: usize) -> DfResult<Arc<RuntimeEnv>> {
-    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
-        .with_memory_pool(Arc::new(
-            datafusion::execution::memory_pool::FairSpillPool::new(memory_limit_bytes),
-        ))
-        .build_arc()?;
-    runtime.register_object_store(&lake.base_url(), lake.inner.clone());
-    Ok(runtime)
-}
-
 /// `learnlake scheduler`: a Ballista scheduler that decodes lake tables and
 /// learnlake's functions, listening on `bind` until the process ends.
 pub async fn scheduler(lake: &Store, bind: SocketAddr, external_host: &str) -> Result<()> {
     use ballista_scheduler::cluster::BallistaCluster;
     use ballista_scheduler::config::SchedulerConfig;
 
-    let runtime = process_runtime(lake, 1 << 30)?;
+    let runtime = super::runtime(lake, 1 << 30)?;
     let session_builder =
         Arc::new(move |config: SessionConfig| state(cluster_config(config), runtime.clone()));
     let config = SchedulerConfig {
@@ -477,7 +465,7 @@ pub struct ExecutorOptions {
 pub async fn executor(lake: &Store, options: ExecutorOptions) -> Result<()> {
     use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 
-    let runtime = process_runtime(lake, options.memory_limit_bytes)?;
+    let runtime = super::runtime(lake, options.memory_limit_bytes)?;
     // DataFusion's functions (nested ones included) and learnlake's.
     let functions = BallistaFunctionRegistry::from(&state(
         cluster_config(SessionConfig::new()),

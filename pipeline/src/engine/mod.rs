@@ -20,7 +20,7 @@ use datafusion::datasource::listing::{
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use tracing::debug;
 
@@ -78,18 +78,27 @@ impl Tuning {
     }
 }
 
-/// A session over `lake`, with every table that exists registered.
-pub async fn session(lake: &Store, options: &EngineOptions) -> Result<SessionContext> {
-    // Listings are not cached: analysis replaces partitions and reads them
-    // back in the same session, and a cached listing would hold stale sizes.
+/// The engine's runtime over `lake`: its object store registered, a memory
+/// pool of `memory_limit_bytes` that spills to the OS temp directory, and no
+/// cache of listings (analysis replaces partitions and reads them back in the
+/// same session, and a cached listing would hold stale sizes). The same for
+/// a command's session and a cluster's scheduler and executors.
+pub fn runtime(lake: &Store, memory_limit_bytes: usize) -> Result<Arc<RuntimeEnv>> {
     let caches = CacheManagerConfig::default().with_list_files_cache_limit(0);
     let runtime = RuntimeEnvBuilder::new()
         .with_cache_manager(caches)
-        .with_memory_pool(Arc::new(FairSpillPool::new(options.memory_limit_bytes)))
+        .with_memory_pool(Arc::new(FairSpillPool::new(memory_limit_bytes)))
         .with_disk_manager_builder(
             DiskManagerBuilder::default().with_mode(DiskManagerMode::OsTmpDirectory),
         )
         .build_arc()?;
+    runtime.register_object_store(&lake.base_url(), lake.inner.clone());
+    Ok(runtime)
+}
+
+/// A session over `lake`, with every table that exists registered.
+pub async fn session(lake: &Store, options: &EngineOptions) -> Result<SessionContext> {
+    let runtime = runtime(lake, options.memory_limit_bytes)?;
     let mut config = SessionConfig::new()
         .with_target_partitions(options.target_partitions)
         .with_information_schema(true)
@@ -124,7 +133,6 @@ pub async fn session(lake: &Store, options: &EngineOptions) -> Result<SessionCon
         cluster => cluster::connect(cluster, config, runtime, options.standalone_executors).await?,
     };
     register_functions(&ctx);
-    ctx.register_object_store(&lake.base_url(), lake.inner.clone());
     register_lake(&ctx, lake).await?;
     Ok(ctx)
 }
@@ -191,7 +199,7 @@ pub async fn register_folder(
                 .map(|(path, date, size)| cluster::SnapshotFile {
                     path: lake.path(&format!("{folder}/{path}")).to_string(),
                     size,
-                    date: date.map(days_since_epoch),
+                    date: date.map(crate::lake::date32),
                 })
                 .collect();
             let table = cluster::SnapshotTable {
@@ -259,9 +267,4 @@ pub fn register_empty_if_missing(ctx: &SessionContext, table: LakeTable) -> Resu
     }
     debug!(table = table.name(), "no files yet; registered empty");
     Ok(())
-}
-
-/// Days since 1970-01-01 (Arrow's Date32).
-fn days_since_epoch(date: chrono::NaiveDate) -> i32 {
-    (date - chrono::NaiveDate::default()).num_days() as i32
 }

@@ -767,16 +767,8 @@ fn unknown_assessments(parsed: &[Parsed], slots: &[Vec<u32>], known: &HashSet<St
     n
 }
 
-/// The date `days` after 1970-01-01 (a partition date as ingest keeps it).
-fn day(days: i32) -> chrono::NaiveDate {
-    chrono::NaiveDate::default() + chrono::Duration::days(i64::from(days))
-}
-
-/// Days since 1970-01-01 of `date`.
-fn days(date: chrono::NaiveDate) -> i32 {
-    date.signed_duration_since(chrono::NaiveDate::default())
-        .num_days() as i32
-}
+// Partition dates as ingest keeps them: days since 1970-01-01.
+use crate::lake::{date32 as days, from_date32 as day};
 
 /// `YYYY-MM-DD` of days since 1970-01-01.
 pub fn date_string(days: i32) -> String {

@@ -13,6 +13,17 @@ pub use tables::LakeTable;
 
 use crate::{Error, Result};
 
+/// Days since 1970-01-01 of `date`: a `DATE` as Arrow holds it (Date32).
+pub fn date32(date: chrono::NaiveDate) -> i32 {
+    date.signed_duration_since(chrono::NaiveDate::default())
+        .num_days() as i32
+}
+
+/// The date `days` after 1970-01-01 (a Date32 value).
+pub fn from_date32(days: i32) -> chrono::NaiveDate {
+    chrono::NaiveDate::default() + chrono::Duration::days(i64::from(days))
+}
+
 /// Checks a Hive partition value before it becomes part of a path: no `/`,
 /// `\`, `..`, `=`, control characters, nor an empty value.
 pub fn validate_partition_value(column: &str, value: &str) -> Result<()> {

@@ -389,9 +389,7 @@ fn date_column(b: &RecordBatch, i: usize) -> Result<&Date32Array> {
         .ok_or_else(|| Error::Model(format!("column {i} of finished_courses is not a DATE")))
 }
 
-fn date(days: i32) -> NaiveDate {
-    NaiveDate::default() + Duration::days(i64::from(days))
-}
+use crate::lake::from_date32 as date;
 
 /// Computes the student_week weeks the finished courses need that are
 /// missing, or were written before the features existed; returns how many.

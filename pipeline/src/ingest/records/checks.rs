@@ -140,7 +140,7 @@ pub(super) fn optional_instant(
         None => Ok(None),
         Some(t) if t.len() == 10 => {
             let days = parse_date(field, t)?;
-            let date = NaiveDate::default() + chrono::Duration::days(i64::from(days));
+            let date = crate::lake::from_date32(days);
             let day = match part {
                 DayPart::Start => date,
                 DayPart::End => date.succ_opt().unwrap_or(date),
