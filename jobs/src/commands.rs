@@ -734,12 +734,36 @@ async fn run_ingest(config: &Config) -> Result<IngestReport> {
     if config.hash_key.is_none() {
         warn!("LEARNLAKE_HASH_KEY is not set: ip_address values are dropped, not stored");
     }
+    let mut mapping = config
+        .inputs
+        .mapping()
+        .map_err(|problems| Failure::Usage(problems.join("; ")))?;
+    if let Some(path) = &config.inputs.actors {
+        let text = landing.get(path).await.with_context(|| {
+            Failure::Usage(format!(
+                "inputs.actors: cannot read {path:?} in the landing area {}; put the actor,student_id CSV there or unset inputs.actors",
+                landing.url
+            ))
+        })?;
+        let actors = learnlake_pipeline::ingest::records::lms::read_actors(&text)
+            .map_err(|e| Failure::Usage(format!("inputs.actors: {path}: {e}")))?;
+        info!(actors = actors.len(), "actor lookup loaded");
+        mapping.actors = Arc::new(actors);
+    }
+    // Other systems' records are read twice (activity, then attempts);
+    // Moodle's log and every native file once.
     let total: u64 = landing
         .list("")
         .await
         .with_context(|| Failure::Unreachable(format!("cannot list {}", landing.url)))?
         .iter()
-        .map(|m| m.size)
+        .map(|m| {
+            let path = landing.relative(&m.location);
+            let twice = ["xapi/", "caliper/", "openedx/"]
+                .iter()
+                .any(|folder| path.starts_with(folder));
+            m.size * if twice { 2 } else { 1 }
+        })
         .sum();
     let progress = Arc::new(Progress::new("ingest", "bytes", total));
     let p = progress.clone();
@@ -753,6 +777,7 @@ async fn run_ingest(config: &Config) -> Result<IngestReport> {
         hash_key: config.hash_key.as_ref().map(|k| k.as_bytes().to_vec()),
         progress: Some(Arc::new(move |n| p.inc(n))),
         timezone: zone(config)?,
+        mapping: Arc::new(mapping),
         ..IngestOptions::default()
     };
     let report = ingest::ingest(&lake, &landing, &options)

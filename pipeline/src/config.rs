@@ -35,6 +35,9 @@ pub struct Config {
     pub engine: EngineConfig,
     /// Ingest tuning.
     pub ingest: IngestConfig,
+    /// How records of other systems (landing/xapi/, caliper/, openedx/,
+    /// moodle/) map to learnlake's rows (docs/INPUTS.md).
+    pub inputs: InputsConfig,
     /// Analytics settings.
     pub analytics: AnalyticsConfig,
     /// Risk level thresholds on success_probability.
@@ -170,6 +173,97 @@ pub struct IngestConfig {
     pub batch_mb: usize,
     /// Parser threads (default: the number of cores).
     pub threads: Option<usize>,
+}
+
+/// `[inputs]`
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InputsConfig {
+    /// Where an xAPI statement names its course: "auto" (the context
+    /// activity, parent or grouping, whose type is a course; else the first
+    /// grouping; else the first parent), "parent", "grouping", or
+    /// "extension:<IRI>" (the value of that key of context.extensions).
+    pub xapi_course: String,
+    /// How ids are taken from IRIs (xAPI courses and activities, Caliper
+    /// actors, courses, objects and sessions): "last-segment"
+    /// (https://lms.example.edu/courses/CS101 -> CS101, the codes the
+    /// reference files use) or "iri" (kept whole).
+    pub ids: String,
+    /// A CSV file in the landing area (path relative to its root) with the
+    /// columns actor,student_id: actor identifiers mapped to student ids,
+    /// looked up first. Actors are xAPI mailto: addresses, mbox_sha1sums,
+    /// openids, accounts written homePage|name or a bare account name,
+    /// Caliper actor IRIs, Open edX usernames and Moodle user ids. Name it
+    /// with a leading underscore (_actors.csv) so ingest does not read it
+    /// as data.
+    pub actors: Option<String>,
+    /// Which Open edX field is the student id: "user_id" (context.user_id,
+    /// the username when an event has none) or "username".
+    pub openedx_student: String,
+    /// Prefix of Moodle event ids (<site>-<log id>): a log id is unique
+    /// only within one Moodle site, so give each site its own.
+    pub moodle_site: String,
+}
+
+impl Default for InputsConfig {
+    fn default() -> Self {
+        Self {
+            xapi_course: "auto".into(),
+            ids: "last-segment".into(),
+            actors: None,
+            openedx_student: "user_id".into(),
+            moodle_site: "moodle".into(),
+        }
+    }
+}
+
+impl InputsConfig {
+    /// The mapping ingest uses, without the actors file (read from the
+    /// landing area by the caller); every problem, each with its key.
+    pub fn mapping(&self) -> Result<crate::ingest::records::lms::Mapping, Vec<String>> {
+        use crate::ingest::records::lms::{IdStyle, Mapping, OpenEdxStudent, XapiCourse};
+        let mut problems = Vec::new();
+        let xapi_course = XapiCourse::parse(&self.xapi_course)
+            .map_err(|e| problems.push(format!("inputs.xapi_course: {e}")))
+            .unwrap_or(XapiCourse::Auto);
+        let ids = match self.ids.as_str() {
+            "last-segment" => IdStyle::LastSegment,
+            "iri" => IdStyle::Iri,
+            other => {
+                problems.push(format!(
+                    "inputs.ids: {other:?} is not last-segment or iri"
+                ));
+                IdStyle::LastSegment
+            }
+        };
+        let openedx_student = match self.openedx_student.as_str() {
+            "user_id" => OpenEdxStudent::UserId,
+            "username" => OpenEdxStudent::Username,
+            other => {
+                problems.push(format!(
+                    "inputs.openedx_student: {other:?} is not user_id or username"
+                ));
+                OpenEdxStudent::UserId
+            }
+        };
+        let site = self.moodle_site.trim();
+        if site.is_empty() || site.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            problems.push(format!(
+                "inputs.moodle_site: {:?} must be a short name without spaces, like moodle or lms2",
+                self.moodle_site
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Mapping {
+            xapi_course,
+            ids,
+            openedx_student,
+            moodle_site: site.to_string(),
+            ..Mapping::default()
+        })
+    }
 }
 
 /// `[analytics]`
@@ -413,6 +507,7 @@ impl Default for Config {
             landing: LandingConfig::default(),
             engine: EngineConfig::default(),
             ingest: IngestConfig::default(),
+            inputs: InputsConfig::default(),
             risk: RiskConfig::default(),
             analytics: AnalyticsConfig::default(),
             privacy: PrivacyConfig::default(),
@@ -538,7 +633,7 @@ pub const STEPS: [&str; 9] = [
 /// Every environment variable learnlake reads for its config, and the key it
 /// sets. The generic `LEARNLAKE_SECTION_FIELD` form works for every key; the
 /// short names are the ones PRODUCT §9 promises.
-pub const ENVIRONMENT: [(&str, &str); 35] = [
+pub const ENVIRONMENT: [(&str, &str); 40] = [
     ("LEARNLAKE_TIMEZONE", "timezone"),
     ("LEARNLAKE_LAKE", "lake.url"),
     ("LEARNLAKE_LAKE_URL", "lake.url"),
@@ -553,6 +648,11 @@ pub const ENVIRONMENT: [(&str, &str); 35] = [
     ),
     ("LEARNLAKE_INGEST_BATCH_MB", "ingest.batch_mb"),
     ("LEARNLAKE_INGEST_THREADS", "ingest.threads"),
+    ("LEARNLAKE_INPUTS_XAPI_COURSE", "inputs.xapi_course"),
+    ("LEARNLAKE_INPUTS_IDS", "inputs.ids"),
+    ("LEARNLAKE_INPUTS_ACTORS", "inputs.actors"),
+    ("LEARNLAKE_INPUTS_OPENEDX_STUDENT", "inputs.openedx_student"),
+    ("LEARNLAKE_INPUTS_MOODLE_SITE", "inputs.moodle_site"),
     (
         "LEARNLAKE_ANALYTICS_SESSION_GAP_MINUTES",
         "analytics.session_gap_minutes",
@@ -889,6 +989,11 @@ impl Config {
             }
             "ingest.batch_mb" => self.ingest.batch_mb = number(value, "a number of MiB")?,
             "ingest.threads" => self.ingest.threads = Some(number(value, "a number of threads")?),
+            "inputs.xapi_course" => self.inputs.xapi_course = value.to_string(),
+            "inputs.ids" => self.inputs.ids = value.to_string(),
+            "inputs.actors" => self.inputs.actors = optional(value),
+            "inputs.openedx_student" => self.inputs.openedx_student = value.to_string(),
+            "inputs.moodle_site" => self.inputs.moodle_site = value.to_string(),
             "analytics.session_gap_minutes" => {
                 self.analytics.session_gap_minutes = number(value, "a number of minutes")?;
             }
@@ -982,6 +1087,9 @@ impl Config {
                     .into_iter()
                     .map(|p| format!("{key}: {p}")),
             );
+        }
+        if let Err(inputs) = self.inputs.mapping() {
+            problems.extend(inputs);
         }
         if self.engine.memory_limit_mb < 64 {
             problems.push(format!(

@@ -9,22 +9,31 @@ use sha2::{Digest, Sha256};
 
 use super::ledger::LedgerSource;
 use super::records::Kind;
-use super::source::{self, Format};
+use super::source::{self, Dialect, Format};
 use super::{IngestOptions, Pending, progress};
 use crate::lake::Store;
 use crate::{Error, Result};
 
 /// A run of input inside a batch.
 pub(super) enum Unit {
-    /// NDJSON lines `buf[start..end]` of source `source`, the first being `first_line`.
+    /// NDJSON lines `buf[start..end]` of source `source`, the first being
+    /// `first_line`. With `records`, each line is one record of a JSON
+    /// document (an array's element, a pretty-printed object) put on a line
+    /// of its own, and numbers count records, not the file's lines.
     Lines {
         source: usize,
         first_line: u64,
         start: usize,
         end: usize,
+        records: bool,
+        dialect: Dialect,
     },
     /// A whole CSV file's text.
-    Csv { source: usize, text: Vec<u8> },
+    Csv {
+        source: usize,
+        text: Vec<u8>,
+        dialect: Dialect,
+    },
 }
 
 pub(super) struct Batch {
@@ -121,6 +130,7 @@ pub(super) fn cut_batches(
             batch.units.push(Unit::Csv {
                 source: index,
                 text,
+                dialect: source.dialect,
             });
             batch.sources.push(ledger_source(1, lines, true));
             progress(options, source.size);
@@ -129,12 +139,24 @@ pub(super) fn cut_batches(
             }
             continue;
         }
+        // Other systems' JSON comes as NDJSON, or as arrays and
+        // pretty-printed documents (an LRS export, a spec's example): those
+        // are cut into records, each put on a line of its own.
+        let mut records = (source.dialect != Dialect::Native)
+            .then(|| JsonRecords::sniff(&mut reader))
+            .transpose()
+            .map_err(read_err)?
+            .flatten();
+        let numbered_by_record = records.is_some();
         let mut line_no = 0u64;
         let mut first_line = 1u64;
         let mut start = batch.buf.len();
         loop {
             let before = batch.buf.len();
-            let n = reader.read_until(b'\n', &mut batch.buf).map_err(read_err)?;
+            let n = match &mut records {
+                Some(r) => r.next(&mut reader, &mut batch.buf).map_err(read_err)?,
+                None => reader.read_until(b'\n', &mut batch.buf).map_err(read_err)?,
+            };
             if n == 0 {
                 break;
             }
@@ -148,9 +170,14 @@ pub(super) fn cut_batches(
                     first_line,
                     start,
                     end: batch.buf.len(),
+                    records: numbered_by_record,
+                    dialect: source.dialect,
                 });
                 // Whether the file ends here decides `complete`: peek.
-                let at_end = reader.fill_buf().map_err(read_err)?.is_empty();
+                let at_end = match &mut records {
+                    Some(r) => !r.skip_between(&mut reader).map_err(read_err)?,
+                    None => reader.fill_buf().map_err(read_err)?.is_empty(),
+                };
                 batch
                     .sources
                     .push(ledger_source(first_line, line_no, at_end));
@@ -169,6 +196,8 @@ pub(super) fn cut_batches(
                 first_line,
                 start,
                 end: batch.buf.len(),
+                records: numbered_by_record,
+                dialect: source.dialect,
             });
             batch.sources.push(ledger_source(first_line, line_no, true));
         }
@@ -178,6 +207,141 @@ pub(super) fn cut_batches(
         send(batch)?;
     }
     Ok(())
+}
+
+/// Records of a JSON document that is not NDJSON: the elements of top-level
+/// arrays and every other top-level value, each appended to the batch as one
+/// line (line breaks between tokens become spaces; a JSON string cannot hold
+/// a raw one). Streams: memory holds one record, whatever the file's size.
+pub(super) struct JsonRecords {
+    in_array: bool,
+}
+
+impl JsonRecords {
+    /// `None` when the input is NDJSON (its first record ends on its first
+    /// line): lines are cut faster than records.
+    fn sniff(reader: &mut impl BufRead) -> std::io::Result<Option<Self>> {
+        let head = reader.fill_buf()?;
+        let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+        let Some(at) = head.iter().position(|b| !b.is_ascii_whitespace()) else {
+            return Ok(None);
+        };
+        let text = &head[at..];
+        if text[0] == b'[' {
+            return Ok(Some(Self { in_array: false }));
+        }
+        let line = &text[..memchr::memchr(b'\n', text).unwrap_or(text.len())];
+        let mut depth = 0i64;
+        let mut closed = false;
+        let (mut in_string, mut escaped) = (false, false);
+        for &b in line {
+            if in_string {
+                match (escaped, b) {
+                    (true, _) => escaped = false,
+                    (false, b'\\') => escaped = true,
+                    (false, b'"') => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_string = true,
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => {
+                    depth -= 1;
+                    closed |= depth == 0;
+                }
+                _ => {}
+            }
+        }
+        Ok((!closed || depth != 0).then_some(Self { in_array: false }))
+    }
+
+    /// Skips white space, commas and brackets of arrays up to the next
+    /// record; false when the input ends first.
+    fn skip_between(&mut self, reader: &mut impl BufRead) -> std::io::Result<bool> {
+        loop {
+            let buf = reader.fill_buf()?;
+            if buf.is_empty() {
+                return Ok(false);
+            }
+            let mut i = 0;
+            if buf.starts_with(b"\xEF\xBB\xBF") {
+                i = 3;
+            }
+            while i < buf.len() {
+                match buf[i] {
+                    b' ' | b'\t' | b'\r' | b'\n' => {}
+                    b',' if self.in_array => {}
+                    b']' if self.in_array => self.in_array = false,
+                    b'[' if !self.in_array => self.in_array = true,
+                    _ => break,
+                }
+                i += 1;
+            }
+            let found = i < buf.len();
+            reader.consume(i);
+            if found {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// Appends the next record and a line break to `out`; returns the bytes
+    /// appended, 0 at the end of the input.
+    fn next(&mut self, reader: &mut impl BufRead, out: &mut Vec<u8>) -> std::io::Result<usize> {
+        if !self.skip_between(reader)? {
+            return Ok(0);
+        }
+        let start = out.len();
+        let (mut depth, mut in_string, mut escaped) = (0i64, false, false);
+        loop {
+            let buf = reader.fill_buf()?;
+            if buf.is_empty() {
+                break; // cut short: the parser says why
+            }
+            let mut end = None;
+            for (i, &b) in buf.iter().enumerate() {
+                if in_string {
+                    match (escaped, b) {
+                        (true, _) => escaped = false,
+                        (false, b'\\') => escaped = true,
+                        (false, b'"') => in_string = false,
+                        _ => {}
+                    }
+                    continue;
+                }
+                match b {
+                    b'"' => in_string = true,
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' if depth > 1 => depth -= 1,
+                    b'}' | b']' if depth == 1 => {
+                        end = Some(i + 1);
+                        break;
+                    }
+                    // A scalar or a stray closer at the top ends here (a
+                    // stray closer alone is a record, so it is reported).
+                    b'}' | b']' | b',' | b' ' | b'\t' | b'\r' | b'\n' if depth == 0 => {
+                        end = Some(if i == 0 && out.len() == start { 1 } else { i });
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            let take = end.unwrap_or(buf.len());
+            out.extend(
+                buf[..take]
+                    .iter()
+                    .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+            );
+            reader.consume(take);
+            if end.is_some() {
+                break;
+            }
+        }
+        out.push(b'\n');
+        Ok(out.len() - start)
+    }
 }
 
 /// Splits a batch's units into work items of roughly equal size.

@@ -25,7 +25,7 @@ use super::batches::{Batch, cut_batches};
 use super::crash::crash_point;
 use super::id_index::IdIndex;
 use super::ledger::{Ledger, LedgerEntry, LedgerSource, commit as commit_ledger};
-use super::parse::{Parsed, parse_batch};
+use super::parse::{Parsed, Void, parse_batch};
 use super::quarantine::{Rejected, write_quarantine};
 use super::records::{Kind, key_column};
 use super::reference::snapshot_ids;
@@ -189,6 +189,11 @@ struct Held {
     /// The ids held per date, built when an index hit needs confirming.
     ids: HashMap<i32, HashSet<String>>,
     rejected: Vec<Rejected>,
+    /// Ids voided by xAPI voiding statements, with the partition date of
+    /// the row (held or committed) each removes.
+    voids: Vec<(String, i32)>,
+    /// Records that make no row of this table.
+    skipped: u64,
     bytes: usize,
     accepted: u64,
     duplicates: u64,
@@ -328,6 +333,14 @@ async fn hold_batch(
             .contains(key)
     };
     let in_lake = index.contains(lake, &keys, &mut pending).await?;
+    // xAPI voiding statements: where each target is, in the table or held.
+    let voids: Vec<&Void> = parsed.iter().flat_map(|p| &p.voids).collect();
+    let targets: Vec<&str> = voids.iter().map(|v| v.target.as_str()).collect();
+    let void_dates = if targets.is_empty() {
+        Vec::new()
+    } else {
+        index.find(lake, &targets, &mut pending).await?
+    };
     let mut by_date: BTreeMap<i32, Vec<Vec<u32>>> = BTreeMap::new();
     let mut accepted_keys: Vec<(&str, i32)> = Vec::new();
     for ((&(p, r), &key), dup) in candidates.iter().zip(&keys).zip(in_lake) {
@@ -342,6 +355,32 @@ async fn hold_batch(
             .push(r);
         accepted_keys.push((key, date));
     }
+    // A target found nowhere else may be in this very batch.
+    let voids_before = held.voids.len();
+    if !voids.is_empty() {
+        let here: HashMap<&str, i32> = accepted_keys.iter().copied().collect();
+        for (void, date) in voids.into_iter().zip(void_dates) {
+            match date.or_else(|| here.get(void.target.as_str()).copied()) {
+                Some(date) => held.voids.push((void.target.clone(), date)),
+                // Reported once, by the activity pass (an unscored
+                // statement has no attempt to void).
+                None if kind == Kind::Activity => held.rejected.push(Rejected {
+                    source: void.source,
+                    line: Some(void.line),
+                    raw: void.raw.clone(),
+                    reason: format!(
+                        "voids statement {:?}, which the lake does not hold (not ingested yet, or voided already); land this statement again after the one it voids",
+                        void.target
+                    ),
+                }),
+                None => {}
+            }
+        }
+        if kind == Kind::Activity {
+            held.skipped += (held.voids.len() - voids_before) as u64;
+        }
+    }
+    held.skipped += parsed.iter().map(|p| p.skipped).sum::<u64>();
     // The index covers the rows before they are committed (see id_index).
     index.add(lake, id, &accepted_keys).await?;
     held.accepted += accepted_keys.len() as u64;
@@ -441,6 +480,15 @@ async fn commit_held(
     }
     let rows = Mutex::new(std::mem::take(&mut held.rows));
     let spilled = std::mem::take(&mut held.spilled);
+    // Voided ids leave the held rows here and the committed files below,
+    // all in this one commit.
+    let mut voided: HashMap<i32, HashSet<String>> = HashMap::new();
+    for (target, date) in &held.voids {
+        voided.entry(*date).or_default().insert(target.clone());
+    }
+    let voided = std::sync::Arc::new(voided);
+    let voided_held = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (voided_in, removed_in) = (voided.clone(), voided_held.clone());
     let written = encode_and_put(
         lake,
         table,
@@ -457,14 +505,25 @@ async fn commit_held(
                     .remove(&date)
                     .unwrap_or_default(),
             );
+            if let Some(ids) = voided_in.get(&date) {
+                let mut kept = Vec::with_capacity(out.len());
+                for part in out {
+                    let (part, removed) = without_ids(&part, key_column(kind), ids)?;
+                    removed_in.fetch_add(removed, Ordering::Relaxed);
+                    kept.push(part);
+                }
+                out = kept;
+            }
             Ok(out)
         },
         options,
     )
     .await?;
     drop(held.spill_dir.take());
-    let adds: Vec<DataFile> = written
+    let voided_held = voided_held.load(Ordering::Relaxed);
+    let mut adds: Vec<DataFile> = written
         .iter()
+        .filter(|w| w.rows > 0)
         .map(|w| DataFile {
             path: w.path.clone(),
             size: w.size,
@@ -472,7 +531,18 @@ async fn commit_held(
             partition: Some(day(w.date)),
         })
         .collect();
+    let rewritten = void_committed(lake, table, index, &voided).await?;
+    let voided_committed: u64 = rewritten.iter().map(|r| r.removed).sum();
+    adds.extend(rewritten.iter().filter_map(|r| r.add.clone()));
     let mut commit = delta::Commit::append(adds);
+    if !rewritten.is_empty() {
+        commit.replace = delta::Replace::Files(
+            rewritten
+                .iter()
+                .map(|r| r.path[table.folder().len() + 1..].to_string())
+                .collect(),
+        );
+    }
     commit.app_transactions = transactions;
     commit.info = vec![(
         "learnlake".to_string(),
@@ -484,12 +554,26 @@ async fn commit_held(
     )];
     delta::commit(data, table.folder(), commit).await?;
     crash_point();
+    for r in &rewritten {
+        index.replaced(r.date, std::slice::from_ref(&r.path));
+    }
     index.committed(
         &written
             .iter()
+            .filter(|w| w.rows > 0)
             .map(|w| (format!("{}/{}", table.folder(), w.path), w.date))
+            .chain(rewritten.iter().filter_map(|r| {
+                r.add
+                    .as_ref()
+                    .map(|a| (format!("{}/{}", table.folder(), a.path), r.date))
+            }))
             .collect::<Vec<_>>(),
     );
+    let accepted = held.accepted - voided_held;
+    let voided = voided_held + voided_committed;
+    if voided > 0 {
+        info!(rows = voided, "rows voided by xAPI voiding statements");
+    }
 
     let entry = LedgerEntry {
         batch_id: commit_id,
@@ -501,7 +585,7 @@ async fn commit_held(
             .flat_map(|(_, s)| s.iter().cloned())
             .collect(),
         batches: held.batches.iter().map(|(id, _)| id.clone()).collect(),
-        rows_accepted: held.accepted,
+        rows_accepted: accepted,
         duplicates: held.duplicates,
         rows_quarantined: held.rejected.len() as u64,
     };
@@ -519,14 +603,120 @@ async fn commit_held(
             "attempts of assessments missing from assessments; see `learnlake sql \"SELECT * FROM unknown_references\"`"
         );
     }
-    info!(files = written.len(), rows = held.accepted, "committed");
+    info!(files = written.len(), rows = accepted, "committed");
     Ok(KindReport {
-        rows_accepted: held.accepted,
+        rows_accepted: accepted,
         duplicates: held.duplicates,
         rows_quarantined: held.rejected.len() as u64,
         unknown_references: held.unknown_references,
+        voided,
+        skipped: held.skipped,
         ..Default::default()
     })
+}
+
+/// `batch` without the rows whose `column` is one of `ids`, and how many
+/// it lost.
+fn without_ids(
+    batch: &RecordBatch,
+    column: &str,
+    ids: &HashSet<String>,
+) -> Result<(RecordBatch, u64)> {
+    let Some(values) = batch
+        .column_by_name(column)
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+    else {
+        return Ok((batch.clone(), 0));
+    };
+    let keep: datafusion::arrow::array::BooleanArray = values
+        .iter()
+        .map(|v| Some(!v.is_some_and(|v| ids.contains(v))))
+        .collect();
+    let removed = (batch.num_rows() - keep.true_count()) as u64;
+    if removed == 0 {
+        return Ok((batch.clone(), 0));
+    }
+    Ok((
+        datafusion::arrow::compute::filter_record_batch(batch, &keep)?,
+        removed,
+    ))
+}
+
+/// A committed file rewritten without voided rows.
+struct Rewritten {
+    date: i32,
+    /// The file replaced (relative to the lake root).
+    path: String,
+    removed: u64,
+    /// The file without them, `None` when nothing else was in it.
+    add: Option<DataFile>,
+}
+
+/// Rewrites the committed files of the partitions `voided` names without
+/// the voided ids; puts the new files (named by their content, so a re-run
+/// writes the same names) for the caller to commit in place of the old.
+async fn void_committed(
+    lake: &Store,
+    table: LakeTable,
+    index: &IdIndex,
+    voided: &HashMap<i32, HashSet<String>>,
+) -> Result<Vec<Rewritten>> {
+    let schema = table.file_schema().expect("event tables have a schema");
+    let column = key_column(if table == LakeTable::Activity {
+        Kind::Activity
+    } else {
+        Kind::Attempts
+    });
+    let mut out = Vec::new();
+    for (&date, ids) in voided {
+        for path in index.committed_files(date) {
+            let data = lake.get(path).await?;
+            let batches = parquet_io::decode(data, None)?;
+            let mut kept = Vec::new();
+            let mut removed = 0;
+            for batch in &batches {
+                let (batch, n) = without_ids(batch, column, ids)?;
+                removed += n;
+                kept.push(batch);
+            }
+            if removed == 0 {
+                continue;
+            }
+            let rows: usize = kept.iter().map(RecordBatch::num_rows).sum();
+            let add = if rows == 0 {
+                None
+            } else {
+                let encoded = parquet_io::encode(&schema, &kept)?;
+                let mut h = Sha256::new();
+                h.update(path.as_bytes());
+                h.update(&encoded);
+                let folder = partition_folder(
+                    table.partition_column().expect("event tables are partitioned"),
+                    &date_string(date),
+                )?;
+                let name = format!(
+                    "{folder}/part-voided-{}.parquet",
+                    &hex::encode(h.finalize())[..24]
+                );
+                let size = encoded.len() as u64;
+                lake.put(&format!("{}/{name}", table.folder()), encoded)
+                    .await?;
+                Some(DataFile {
+                    path: name,
+                    size,
+                    rows: rows as u64,
+                    partition: Some(day(date)),
+                })
+            };
+            out.push(Rewritten {
+                date,
+                path: path.clone(),
+                removed,
+                add,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// A data file put below the table's folder.

@@ -194,6 +194,22 @@ impl IdIndex {
         keys: &[&str],
         pending: &mut (dyn FnMut(i32, &str) -> bool + Send),
     ) -> Result<Vec<bool>> {
+        Ok(self
+            .find(lake, keys, pending)
+            .await?
+            .into_iter()
+            .map(|d| d.is_some())
+            .collect())
+    }
+
+    /// For each key, the partition date of the copy the table holds (or
+    /// the run holds uncommitted, by `pending`), if any.
+    pub async fn find(
+        &mut self,
+        lake: &Store,
+        keys: &[&str],
+        pending: &mut (dyn FnMut(i32, &str) -> bool + Send),
+    ) -> Result<Vec<Option<i32>>> {
         let hashes: Vec<u64> = keys.iter().map(|k| id_hash(k)).collect();
         let mut by_bucket: Vec<Vec<usize>> = vec![Vec::new(); BUCKETS];
         for (i, &h) in hashes.iter().enumerate() {
@@ -214,17 +230,17 @@ impl IdIndex {
                 }
             }
         }
-        let mut found = vec![false; keys.len()];
+        let mut found = vec![None; keys.len()];
         if candidates.is_empty() {
             return Ok(found);
         }
         debug!(candidates = candidates.len(), "id index hits to confirm");
         for (i, date) in candidates {
-            if found[i] {
+            if found[i].is_some() {
                 continue;
             }
             if pending(date, keys[i]) {
-                found[i] = true;
+                found[i] = Some(date);
                 continue;
             }
             if !self.exact.contains_key(&date) {
@@ -234,7 +250,9 @@ impl IdIndex {
                 }
                 self.exact.insert(date, ids);
             }
-            found[i] = self.exact[&date].contains(keys[i]);
+            if self.exact[&date].contains(keys[i]) {
+                found[i] = Some(date);
+            }
         }
         Ok(found)
     }
@@ -268,6 +286,20 @@ impl IdIndex {
             self.loaded_entries = 0;
         }
         Ok(())
+    }
+
+    /// The table's committed data files of one partition date (relative to
+    /// the lake root).
+    pub fn committed_files(&self, date: i32) -> &[String] {
+        self.committed.get(&date).map_or(&[], Vec::as_slice)
+    }
+
+    /// Forgets committed files a commit replaced (voided rows rewritten).
+    pub fn replaced(&mut self, date: i32, files: &[String]) {
+        if let Some(list) = self.committed.get_mut(&date) {
+            list.retain(|f| !files.contains(f));
+        }
+        self.exact.remove(&date);
     }
 
     /// Learns the data files a commit added (relative to the lake root, with

@@ -51,10 +51,11 @@ const LEDGER: &str = "_meta/ingest_ledger";
 
 pub(super) struct Ledger {
     pub(super) committed: HashSet<String>,
-    /// (path, size, version) → sha256 of files read to their end.
-    pub(super) done_by_version: HashMap<(String, u64, String), String>,
-    /// (path, size, sha256) of files read to their end.
-    pub(super) done: HashSet<(String, u64, String)>,
+    /// (kind, path, size, version) → sha256 of files read to their end
+    /// for that kind (an xAPI file feeds activity and attempts, each once).
+    pub(super) done_by_version: HashMap<(String, String, u64, String), String>,
+    /// (kind, path, size, sha256) of files read to their end.
+    pub(super) done: HashSet<(String, String, u64, String)>,
 }
 
 impl Ledger {
@@ -77,12 +78,15 @@ impl Ledger {
                 })?;
             for s in entry.sources.iter().filter(|s| s.complete) {
                 ledger.done_by_version.insert(
-                    (s.path.clone(), s.size, s.version.clone()),
+                    (entry.kind.clone(), s.path.clone(), s.size, s.version.clone()),
                     s.sha256.clone(),
                 );
-                ledger
-                    .done
-                    .insert((s.path.clone(), s.size, s.sha256.clone()));
+                ledger.done.insert((
+                    entry.kind.clone(),
+                    s.path.clone(),
+                    s.size,
+                    s.sha256.clone(),
+                ));
             }
             ledger.committed.extend(entry.batches);
             ledger.committed.insert(entry.batch_id);

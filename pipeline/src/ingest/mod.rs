@@ -83,6 +83,8 @@ pub struct IngestOptions {
     /// The institution zone: a date-only `due_at`, `enrolled_at` or
     /// `withdrawn_at` names a day in it (PRODUCT §3).
     pub timezone: chrono_tz::Tz,
+    /// How xAPI, Caliper, Open edX and Moodle records map to rows.
+    pub mapping: Arc<records::lms::Mapping>,
 }
 
 impl Default for IngestOptions {
@@ -95,6 +97,7 @@ impl Default for IngestOptions {
             progress: None,
             now: Utc::now(),
             timezone: chrono_tz::Tz::UTC,
+            mapping: Arc::default(),
         }
     }
 }
@@ -125,6 +128,12 @@ pub struct KindReport {
     /// unknown course, attempts of an unknown assessment. Kept, and listed
     /// by the `unknown_references` view.
     pub unknown_references: u64,
+    /// Rows removed by xAPI voiding statements (PRODUCT §3).
+    pub voided: u64,
+    /// Records of other systems' formats that make no row of this table:
+    /// voiding statements, Caliper grade events and envelope entities (in
+    /// activity), anonymous Open edX visits, Moodle guest actions.
+    pub skipped: u64,
 }
 
 impl KindReport {
@@ -139,6 +148,8 @@ impl KindReport {
         self.batches_resumed += other.batches_resumed;
         self.withdrawals_inferred += other.withdrawals_inferred;
         self.unknown_references += other.unknown_references;
+        self.voided += other.voided;
+        self.skipped += other.skipped;
     }
 }
 
@@ -185,7 +196,7 @@ pub async fn ingest(
     for path in &ignored {
         info!(
             path,
-            "landing file belongs to no kind; ignored (expected activity/, attempts/, students.*, courses.*, enrollments.*, assessments.*)"
+            "landing file belongs to no kind; ignored (expected activity/, attempts/, students.*, courses.*, enrollments.*, assessments.*, or xapi/, caliper/, openedx/, moodle/)"
         );
     }
     let mut report = IngestReport {
@@ -193,11 +204,13 @@ pub async fn ingest(
         ..Default::default()
     };
     let ledger = Ledger::load(lake).await?;
+    let inspections = std::sync::Mutex::new(std::collections::HashMap::new());
     for kind in Kind::ALL {
         let of_kind: Vec<Source> = sources.iter().filter(|s| s.kind == kind).cloned().collect();
         let span = info_span!("ingest", kind = kind.name());
         let _enter = span.enter();
-        let kind_report = ingest_kind(lake, landing, kind, of_kind, &ledger, options).await?;
+        let kind_report =
+            ingest_kind(lake, landing, kind, of_kind, &ledger, &inspections, options).await?;
         info!(
             files = kind_report.files,
             skipped = kind_report.files_skipped,
@@ -219,25 +232,44 @@ async fn ingest_kind(
     kind: Kind,
     sources: Vec<Source>,
     ledger: &Ledger,
+    inspections: &std::sync::Mutex<std::collections::HashMap<String, source::Inspection>>,
     options: &IngestOptions,
 ) -> Result<KindReport> {
     let mut report = KindReport::default();
     let mut pending = Vec::new();
     for source in sources {
-        let version_key = (source.path.clone(), source.size, source.version.clone());
+        let version_key = (
+            kind.name().to_string(),
+            source.path.clone(),
+            source.size,
+            source.version.clone(),
+        );
         if ledger.done_by_version.contains_key(&version_key) {
             report.files_skipped += 1;
             progress(options, source.size);
             continue;
         }
-        let inspected = {
-            let (landing, source) = (landing.clone(), source.clone());
-            blocking(move || source::inspect(&landing, &source)).await?
+        // A file feeding two kinds (xAPI: activity and attempts) is read
+        // and hashed once per run.
+        let cached = inspections.lock().expect("no poison").get(&source.path).cloned();
+        let inspected = match cached {
+            Some(inspected) => inspected,
+            None => {
+                let (landing, read) = (landing.clone(), source.clone());
+                let inspected = blocking(move || source::inspect(&landing, &read)).await?;
+                inspections
+                    .lock()
+                    .expect("no poison")
+                    .insert(source.path.clone(), inspected.clone());
+                inspected
+            }
         };
-        if ledger
-            .done
-            .contains(&(source.path.clone(), source.size, inspected.sha256.clone()))
-        {
+        if ledger.done.contains(&(
+            kind.name().to_string(),
+            source.path.clone(),
+            source.size,
+            inspected.sha256.clone(),
+        )) {
             report.files_skipped += 1;
             progress(options, source.size);
             continue;
@@ -250,7 +282,7 @@ async fn ingest_kind(
                 source,
                 sha256: inspected.sha256,
             };
-            quarantine_whole_file(
+            if quarantine_whole_file(
                 lake,
                 kind,
                 &pending,
@@ -259,8 +291,10 @@ async fn ingest_kind(
                 ledger,
                 options,
             )
-            .await?;
-            report.files_quarantined += 1;
+            .await?
+            {
+                report.files_quarantined += 1;
+            }
             progress(options, pending.source.size);
             continue;
         }

@@ -11,7 +11,7 @@ use super::IngestOptions;
 use super::batches::{Batch, Unit, work_items};
 use super::quarantine::Rejected;
 use super::records::{Rows, key_column};
-use super::source;
+use super::source::{self, Dialect};
 
 /// The result of parsing one slice of a batch.
 pub(super) struct Parsed {
@@ -20,6 +20,18 @@ pub(super) struct Parsed {
     pub(super) keys: StringArray,
     pub(super) dates: Vec<i32>,
     pub(super) rejected: Vec<Rejected>,
+    /// Statements named by xAPI voiding statements, with where each was.
+    pub(super) voids: Vec<Void>,
+    /// Records of other systems that make no row of this table.
+    pub(super) skipped: u64,
+}
+
+/// An xAPI voiding statement: the id it voids and where it was read.
+pub(super) struct Void {
+    pub(super) target: String,
+    pub(super) source: usize,
+    pub(super) line: u64,
+    pub(super) raw: String,
 }
 
 pub(super) fn parse_item(
@@ -28,10 +40,19 @@ pub(super) fn parse_item(
     options: &IngestOptions,
 ) -> Parsed {
     let (u, first_line, start, end) = item;
-    let mut rows = Rows::new(batch.kind, options.hash_key.as_deref()).in_zone(options.timezone);
+    let mut rows = Rows::new(batch.kind, options.hash_key.as_deref())
+        .in_zone(options.timezone)
+        .with_mapping(options.mapping.clone());
     let mut rejected = Vec::new();
+    let mut voids = Vec::new();
+    let mut skipped = 0;
     match &batch.units[u] {
-        Unit::Lines { source, .. } => {
+        Unit::Lines {
+            source,
+            records,
+            dialect,
+            ..
+        } => {
             let slice = &batch.buf[start..end];
             // One vectorised check of the whole slice; only a slice with a
             // NUL byte or invalid UTF-8 somewhere is checked line by line.
@@ -70,17 +91,59 @@ pub(super) fn parse_item(
                         }
                     },
                 };
-                if let Err(reason) = rows.push_json(line) {
+                if *dialect == Dialect::Native {
+                    if let Err(reason) = rows.push_json(line) {
+                        rejected.push(Rejected {
+                            source: *source,
+                            line: Some(this),
+                            raw: lossy(text),
+                            reason,
+                        });
+                    }
+                    continue;
+                }
+                let pushed = rows.push_lms(*dialect, line);
+                skipped += pushed.skipped;
+                for target in pushed.voids {
+                    voids.push(Void {
+                        target,
+                        source: *source,
+                        line: this,
+                        raw: lossy(text),
+                    });
+                }
+                for reason in pushed.rejected {
                     rejected.push(Rejected {
                         source: *source,
                         line: Some(this),
                         raw: lossy(text),
-                        reason,
+                        reason: if *records {
+                            format!("record {this} of the JSON document: {reason}")
+                        } else {
+                            reason
+                        },
                     });
                 }
             }
         }
-        Unit::Csv { source, text } => parse_csv(*source, text, &mut rows, &mut rejected),
+        Unit::Csv {
+            source,
+            text,
+            dialect,
+        } => {
+            let mut push = |rows: &mut Rows,
+                            record: &csv::StringRecord,
+                            headers: &csv::StringRecord|
+             -> Vec<String> {
+                if *dialect == Dialect::Native {
+                    return rows.push_csv(record, headers).err().into_iter().collect();
+                }
+                let pushed = rows.push_lms_csv(record, headers);
+                skipped += pushed.skipped;
+                pushed.rejected
+            };
+            parse_csv(*source, text, &mut rows, &mut rejected, &mut push)
+        }
     }
     let keys = std::mem::take(&mut rows.keys);
     let dates = std::mem::take(&mut rows.dates);
@@ -97,10 +160,21 @@ pub(super) fn parse_item(
         keys,
         dates,
         rejected,
+        voids,
+        skipped,
     }
 }
 
-fn parse_csv(source: usize, text: &[u8], rows: &mut Rows, rejected: &mut Vec<Rejected>) {
+/// Appends one CSV record to the rows; the reasons it was refused.
+type PushCsv<'p> = dyn FnMut(&mut Rows, &csv::StringRecord, &csv::StringRecord) -> Vec<String> + 'p;
+
+fn parse_csv(
+    source: usize,
+    text: &[u8],
+    rows: &mut Rows,
+    rejected: &mut Vec<Rejected>,
+    push: &mut PushCsv,
+) {
     let text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -152,7 +226,7 @@ fn parse_csv(source: usize, text: &[u8], rows: &mut Rows, rejected: &mut Vec<Rej
                     });
                     continue;
                 }
-                if let Err(reason) = rows.push_csv(&record, &headers) {
+                for reason in push(rows, &record, &headers) {
                     rejected.push(Rejected {
                         source,
                         line: Some(line),
@@ -224,6 +298,7 @@ mod tests {
     use crate::ingest::IngestOptions;
     use crate::ingest::batches::{Batch, Unit};
     use crate::ingest::records::Kind;
+    use crate::ingest::source::Dialect;
     use datafusion::arrow::array::Array;
 
     /// Parses `lines` as one NDJSON unit of `kind`; returns (accepted, rejected,
@@ -240,6 +315,8 @@ mod tests {
             first_line: 1,
             start: 0,
             end: buf.len(),
+            records: false,
+            dialect: Dialect::Native,
         });
         let expected = buf[..buf.len().saturating_sub(1)]
             .split(|&b| b == b'\n')

@@ -114,7 +114,7 @@ pub(super) async fn quarantine_whole_file(
     reason: &str,
     ledger: &Ledger,
     options: &IngestOptions,
-) -> Result<()> {
+) -> Result<bool> {
     let source = LedgerSource {
         path: pending.source.path.clone(),
         size: pending.source.size,
@@ -128,7 +128,7 @@ pub(super) async fn quarantine_whole_file(
     batch.sources.push(source.clone());
     let id = batch.id();
     if ledger.committed.contains(&id) {
-        return Ok(());
+        return Ok(false);
     }
     let rejected = Rejected {
         source: 0,
@@ -136,11 +136,15 @@ pub(super) async fn quarantine_whole_file(
         raw: lossy(head),
         reason: reason.to_string(),
     };
+    // A file of another system's format feeds activity and attempts: it is
+    // quarantined once, with activity; attempts only records it as read.
+    let once = kind == Kind::Attempts && pending.source.dialect != super::source::Dialect::Native;
+    let quarantined: &[&Rejected] = if once { &[] } else { &[&rejected] };
     write_quarantine(
         lake,
         kind,
         &id,
-        &[&rejected],
+        quarantined,
         &[pending.source.path.as_str()],
         &[(batch_transaction(&id), 0)],
         options,
@@ -156,8 +160,9 @@ pub(super) async fn quarantine_whole_file(
             batches: Vec::new(),
             rows_accepted: 0,
             duplicates: 0,
-            rows_quarantined: 1,
+            rows_quarantined: quarantined.len() as u64,
         },
     )
-    .await
+    .await?;
+    Ok(!once)
 }

@@ -18,7 +18,7 @@ use super::ledger::{Ledger, LedgerEntry, LedgerSource, commit};
 use super::parse::{Parsed, parse_item};
 use super::quarantine::{Rejected, write_quarantine};
 use super::records::{Kind, key_column};
-use super::source::{self, Format};
+use super::source::{self, Dialect, Format};
 use super::{IngestOptions, KindReport, Pending, blocking, progress};
 use crate::lake::delta::{self, DataFile};
 use crate::lake::tables::LakeTable;
@@ -63,6 +63,7 @@ pub(super) async fn ingest_reference(
             Some(Format::Csv) => batch.units.push(Unit::Csv {
                 source: index,
                 text,
+                dialect: Dialect::Native,
             }),
             _ => {
                 let start = batch.buf.len();
@@ -75,6 +76,8 @@ pub(super) async fn ingest_reference(
                     first_line: 1,
                     start,
                     end: batch.buf.len(),
+                    records: false,
+                    dialect: Dialect::Native,
                 });
             }
         }

@@ -25,6 +25,50 @@ pub enum Format {
     Csv,
 }
 
+/// Whose format a file's records are in: learnlake's own raw contract, or
+/// one of the learning-record formats of other systems (PRODUCT §3 "Other
+/// input formats", mapped by `records::lms`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Dialect {
+    Native,
+    Xapi,
+    Caliper,
+    OpenEdx,
+    Moodle,
+}
+
+impl Dialect {
+    /// The other systems' formats, each with its landing folder.
+    pub const LMS: [Dialect; 4] = [
+        Dialect::Xapi,
+        Dialect::Caliper,
+        Dialect::OpenEdx,
+        Dialect::Moodle,
+    ];
+
+    /// The landing folder (and the name in reports and docs).
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Native => "native",
+            Dialect::Xapi => "xapi",
+            Dialect::Caliper => "caliper",
+            Dialect::OpenEdx => "openedx",
+            Dialect::Moodle => "moodle",
+        }
+    }
+
+    /// The event kinds a file of this format feeds: every record is an
+    /// activity event; scored ones are attempts too. Moodle's log holds no
+    /// scores.
+    fn kinds(self) -> &'static [Kind] {
+        match self {
+            Dialect::Native => &[],
+            Dialect::Moodle => &[Kind::Activity],
+            _ => &[Kind::Activity, Kind::Attempts],
+        }
+    }
+}
+
 /// One landing file.
 #[derive(Clone, Debug)]
 pub struct Source {
@@ -37,6 +81,7 @@ pub struct Source {
     /// `None` when the extension is not one of the contract's.
     pub format: Option<Format>,
     pub compression: Compression,
+    pub dialect: Dialect,
 }
 
 /// Sorts landing objects into sources. Files that belong to no kind (a
@@ -50,9 +95,15 @@ pub fn classify(landing: &Store, objects: &[ObjectMeta]) -> (Vec<Source>, Vec<St
         if file.starts_with('.') || file.starts_with('_') {
             continue;
         }
-        let Some(kind) = kind_of(&path) else {
-            ignored.push(path);
-            continue;
+        let (kinds, dialect): (&[Kind], Dialect) = match kind_of(&path) {
+            Some(kind) => (only(kind), Dialect::Native),
+            None => match dialect_of(&path) {
+                Some(d) => (d.kinds(), d),
+                None => {
+                    ignored.push(path);
+                    continue;
+                }
+            },
         };
         let (stem, compression) = if let Some(s) = file.strip_suffix(".gz") {
             (s, Compression::Gzip)
@@ -67,23 +118,46 @@ pub fn classify(landing: &Store, objects: &[ObjectMeta]) -> (Vec<Source>, Vec<St
         {
             Some(ext) if ext == "jsonl" || ext == "ndjson" || ext == "json" => Some(Format::Ndjson),
             Some(ext) if ext == "csv" => Some(Format::Csv),
+            // Open edX names its rotated logs `tracking.log-20260301`.
+            _ if dialect == Dialect::OpenEdx && stem.contains(".log") => Some(Format::Ndjson),
             _ => None,
         };
-        sources.push(Source {
-            path,
-            size: meta.size,
-            version: format!(
-                "{}/{}",
-                meta.last_modified.timestamp_micros(),
-                meta.e_tag.as_deref().unwrap_or("")
-            ),
-            kind,
-            format,
-            compression,
-        });
+        for &kind in kinds {
+            sources.push(Source {
+                path: path.clone(),
+                size: meta.size,
+                version: format!(
+                    "{}/{}",
+                    meta.last_modified.timestamp_micros(),
+                    meta.e_tag.as_deref().unwrap_or("")
+                ),
+                kind,
+                format,
+                compression,
+                dialect,
+            });
+        }
     }
     sources.sort_by(|a, b| a.path.cmp(&b.path));
     (sources, ignored)
+}
+
+/// `kind` alone, as the kinds a native file feeds.
+fn only(kind: Kind) -> &'static [Kind] {
+    match kind {
+        Kind::Activity => &[Kind::Activity],
+        Kind::Attempts => &[Kind::Attempts],
+        Kind::Students => &[Kind::Students],
+        Kind::Courses => &[Kind::Courses],
+        Kind::Enrollments => &[Kind::Enrollments],
+        Kind::Assessments => &[Kind::Assessments],
+    }
+}
+
+/// `xapi/…`, `caliper/…`, `openedx/…`, `moodle/…` (any depth).
+fn dialect_of(path: &str) -> Option<Dialect> {
+    let (first, _) = path.split_once('/')?;
+    Dialect::LMS.into_iter().find(|d| d.name() == first)
 }
 
 /// `activity/…` and `attempts/…` (any depth); reference kinds are top-level
@@ -155,6 +229,7 @@ pub fn decompress<'a>(
 }
 
 /// What the first look at a file found.
+#[derive(Clone)]
 pub struct Inspection {
     /// sha256 of the raw bytes, hex.
     pub sha256: String,
@@ -186,6 +261,13 @@ pub fn inspect(landing: &Store, source: &Source) -> Result<Inspection> {
                 ""
             }
         ));
+    } else if source.format == Some(Format::Csv) && source.dialect != Dialect::Native {
+        if source.dialect != Dialect::Moodle {
+            unreadable = Some(format!(
+                "{} records must be JSON (.json, .jsonl, .ndjson), not CSV",
+                source.dialect.name()
+            ));
+        }
     } else if source.format == Some(Format::Csv) && !source.kind.accepts_csv() {
         unreadable = Some(format!(
             "{} must be NDJSON (.jsonl), not CSV",
@@ -302,6 +384,10 @@ mod tests {
         assert_eq!(kind_of("studentsx.csv"), None);
         assert_eq!(kind_of("README.md"), None);
         assert_eq!(kind_of("activity.jsonl"), None);
+        assert_eq!(dialect_of("xapi/lrs/2026-03.json.gz"), Some(Dialect::Xapi));
+        assert_eq!(dialect_of("moodle/log.csv"), Some(Dialect::Moodle));
+        assert_eq!(dialect_of("openedx/tracking.log"), Some(Dialect::OpenEdx));
+        assert_eq!(dialect_of("caliper.json"), None);
     }
 
     #[test]

@@ -32,7 +32,9 @@ pub struct Rows {
     pub keys: Vec<String>,
     /// Per accepted row: the UTC date partition (days since epoch), events only.
     pub dates: Vec<i32>,
-    hasher: Option<IpHasher>,
+    pub(super) hasher: Option<IpHasher>,
+    /// How other systems' records map to rows.
+    pub(super) mapping: std::sync::Arc<super::lms::Mapping>,
     /// The institution zone: the day a date-only reference date names.
     zone: chrono_tz::Tz,
 }
@@ -67,8 +69,20 @@ impl Rows {
             keys: Vec::new(),
             dates: Vec::new(),
             hasher: hash_key.map(IpHasher::new),
+            mapping: Default::default(),
             zone: chrono_tz::Tz::UTC,
         }
+    }
+
+    /// Maps other systems' records by `mapping`.
+    pub fn with_mapping(mut self, mapping: std::sync::Arc<super::lms::Mapping>) -> Self {
+        self.mapping = mapping;
+        self
+    }
+
+    /// The kind of rows being built.
+    pub fn kind(&self) -> Kind {
+        self.kind
     }
 
     /// Reads date-only reference dates as days in `zone` (PRODUCT §3).
@@ -143,7 +157,7 @@ impl Rows {
         RecordBatch::try_new(schema, columns).expect("builders match the table schema")
     }
 
-    fn push_activity(&mut self, raw: RawActivity) -> Result<(), String> {
+    pub(super) fn push_activity(&mut self, raw: RawActivity) -> Result<(), String> {
         let event_id = required_id("event_id", raw.event_id.as_deref())?;
         let student_id = required_id("student_id", raw.student_id.as_deref())?;
         let timestamp = required_timestamp("timestamp", raw.timestamp.as_deref())?;
@@ -178,8 +192,10 @@ impl Rows {
             .filter(|ip| !ip.is_empty())
             .and_then(|ip| self.hasher.as_mut().map(|h| h.hash(ip)));
 
+        // The attempts pass over another system's records checks a record's
+        // event (an attempt is kept only when its event is) without keeping it.
         let Builders::Activity(b) = &mut self.builders else {
-            unreachable!()
+            return Ok(());
         };
         b.event_id.append_value(event_id);
         b.student_id.append_value(student_id);
@@ -209,7 +225,7 @@ impl Rows {
         Ok(())
     }
 
-    fn push_attempt(&mut self, raw: RawAttempt) -> Result<(), String> {
+    pub(super) fn push_attempt(&mut self, raw: RawAttempt) -> Result<(), String> {
         let attempt_id = required_id("attempt_id", raw.attempt_id.as_deref())?;
         let student_id = required_id("student_id", raw.student_id.as_deref())?;
         let course_id = required_id("course_id", raw.course_id.as_deref())?;

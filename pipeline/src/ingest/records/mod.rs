@@ -4,11 +4,14 @@
 //! on, and nothing is appended.
 //!
 //! This file owns the kinds themselves; `raw` the serde shapes rows are read
-//! into, `checks` the contract's checks of single values and `columns` the
-//! Arrow builders a checked row is appended to ([`Rows`]).
+//! into, `checks` the contract's checks of single values, `columns` the
+//! Arrow builders a checked row is appended to ([`Rows`]) and [`lms`] the
+//! mapping of other systems' records (xAPI, Caliper, Open edX, Moodle) to
+//! those rows.
 
 mod checks;
 mod columns;
+pub mod lms;
 mod raw;
 
 use crate::lake::tables::LakeTable;
