@@ -34,6 +34,7 @@ mod json;
 mod population;
 mod simulate;
 mod sink;
+mod xapi;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -51,6 +52,7 @@ use population::{Population, Student, ZONES};
 use simulate::{Simulator, Streams, StudentIds, Window};
 
 pub use simulate::Profile;
+pub use xapi::{XapiSummary, to_xapi};
 use sink::{OutputFile, SplitNdjson};
 
 pub use error::{Error, Result};
@@ -139,6 +141,11 @@ pub fn generate(
     }
     remove_stale(&activity_dir, "activity")?;
     remove_stale(&attempts_dir, "attempts")?;
+    // Statements an earlier `--format xapi` run wrote tell another history.
+    let xapi_dir = out.join("xapi");
+    if xapi_dir.is_dir() {
+        remove_stale(&xapi_dir, "statements")?;
+    }
 
     let window = Window {
         start_day: opts

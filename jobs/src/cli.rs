@@ -315,6 +315,17 @@ pub struct GenerateArgs {
     /// per student × site × day with its click count, as LMS exports have).
     #[arg(long, value_enum, default_value_t = GenerateProfile::Rich)]
     pub profile: GenerateProfile,
+    /// How activity and attempts are written: `native` (activity/ and
+    /// attempts/, PRODUCT §3) or `xapi` (the same history as xAPI
+    /// statements in xapi/, as an LRS exports them; docs/INPUTS.md).
+    #[arg(long, value_enum, default_value_t = GenerateFormat::Native)]
+    pub format: GenerateFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GenerateFormat {
+    Native,
+    Xapi,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

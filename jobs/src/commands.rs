@@ -16,7 +16,7 @@ use learnlake_pipeline::lake::{LakeTable, Store};
 use learnlake_pipeline::predict::{self, TrainOptions, TrainReport};
 use tracing::{info, warn};
 
-use crate::cli::{Cli, Command, GenerateArgs, GenerateProfile, Global, OutputFormat};
+use crate::cli::{Cli, Command, GenerateArgs, GenerateFormat, GenerateProfile, Global, OutputFormat};
 use crate::mail::{self, Delivery, Sender};
 use crate::output::StreamFormat;
 use crate::progress::Progress;
@@ -688,6 +688,22 @@ fn run_generate(args: &GenerateArgs) -> Result<generate::GenerateSummary> {
     let summary = generate::generate(&options, &|n| progress.inc(n))
         .with_context(|| format!("generating into {}", args.out.display()))?;
     progress.finish_and_clear();
+    if args.format == GenerateFormat::Xapi {
+        let xapi = generate::to_xapi(&args.out, args.gzip)
+            .with_context(|| format!("writing xAPI statements into {}", args.out.display()))?;
+        info!(
+            statements = xapi.statements,
+            files = xapi.files,
+            bytes = xapi.bytes,
+            "the history as xAPI statements in xapi/"
+        );
+        println!(
+            "xapi: {} statements in {} files ({:.1} MB) replace activity/ and attempts/",
+            xapi.statements,
+            xapi.files,
+            xapi.bytes as f64 / 1e6
+        );
+    }
     let secs = started.elapsed().as_secs_f64();
     info!(
         events = summary.events,
@@ -1009,9 +1025,19 @@ async fn models(config: &Config) -> Result<()> {
 }
 
 fn print_ingest_report(report: &IngestReport) {
+    // voided: rows removed by xAPI voiding statements; no row: records of
+    // other systems that make no row of that table (docs/INPUTS.md).
     println!(
-        "{:<12} {:>6} {:>8} {:>10} {:>11} {:>12} {:>11}",
-        "kind", "files", "skipped", "accepted", "duplicates", "quarantined", "bad files"
+        "{:<12} {:>6} {:>8} {:>10} {:>11} {:>12} {:>11} {:>7} {:>7}",
+        "kind",
+        "files",
+        "skipped",
+        "accepted",
+        "duplicates",
+        "quarantined",
+        "bad files",
+        "voided",
+        "no row"
     );
     let mut rows: Vec<(&str, &ingest::KindReport)> =
         report.kinds.iter().map(|(k, v)| (k.as_str(), v)).collect();
@@ -1019,22 +1045,29 @@ fn print_ingest_report(report: &IngestReport) {
     rows.push(("total", &total));
     for (kind, r) in rows {
         println!(
-            "{:<12} {:>6} {:>8} {:>10} {:>11} {:>12} {:>11}",
+            "{:<12} {:>6} {:>8} {:>10} {:>11} {:>12} {:>11} {:>7} {:>7}",
             kind,
             r.files,
             r.files_skipped,
             r.rows_accepted,
             r.duplicates,
             r.rows_quarantined,
-            r.files_quarantined
+            r.files_quarantined,
+            r.voided,
+            r.no_row
         );
     }
     println!("ingest took {:.2}s", report.seconds);
     if total.rows_quarantined > 0 || total.files_quarantined > 0 {
+        let kind = report
+            .kinds
+            .iter()
+            .find(|(_, r)| r.rows_quarantined > 0 || r.files_quarantined > 0)
+            .map_or("activity", |(k, _)| k.as_str());
         warn!(
             rows = total.rows_quarantined,
             files = total.files_quarantined,
-            "some input was quarantined; inspect it with: learnlake sql \"SELECT source_file, line_number, reason FROM quarantine_activity\""
+            "some input was quarantined; inspect it with: learnlake sql \"SELECT source_file, line_number, reason FROM quarantine_{kind}\""
         );
     }
 }

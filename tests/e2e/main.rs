@@ -7,6 +7,7 @@ mod cloud;
 mod cluster;
 mod docs;
 mod golden;
+mod inputs;
 mod ingest;
 mod lake;
 mod predict;

@@ -597,6 +597,12 @@ async fn commit_held(
             kind.name()
         );
     }
+    if kind == Kind::Attempts && held.skipped > 0 {
+        warn!(
+            records = held.skipped,
+            "scored records of other systems name no course, so they are events only (their score is in activity.score); if their course is elsewhere in them, set [inputs] xapi_course (docs/INPUTS.md)"
+        );
+    }
     if held.unknown_references > 0 {
         warn!(
             attempts = held.unknown_references,
@@ -610,7 +616,7 @@ async fn commit_held(
         rows_quarantined: held.rejected.len() as u64,
         unknown_references: held.unknown_references,
         voided,
-        skipped: held.skipped,
+        no_row: held.skipped,
         ..Default::default()
     })
 }

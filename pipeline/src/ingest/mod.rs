@@ -132,8 +132,9 @@ pub struct KindReport {
     pub voided: u64,
     /// Records of other systems' formats that make no row of this table:
     /// voiding statements, Caliper grade events and envelope entities (in
-    /// activity), anonymous Open edX visits, Moodle guest actions.
-    pub skipped: u64,
+    /// activity), anonymous Open edX visits, Moodle guest actions; scored
+    /// events that name no course (in attempts).
+    pub no_row: u64,
 }
 
 impl KindReport {
@@ -149,7 +150,7 @@ impl KindReport {
         self.withdrawals_inferred += other.withdrawals_inferred;
         self.unknown_references += other.unknown_references;
         self.voided += other.voided;
-        self.skipped += other.skipped;
+        self.no_row += other.no_row;
     }
 }
 

@@ -223,6 +223,9 @@ impl Rows {
     pub fn push_lms(&mut self, dialect: Dialect, line: &str) -> Pushed {
         let mut pushed = Pushed::default();
         if line.len() > MAX_RECORD_BYTES {
+            if self.kind() != Kind::Activity {
+                return pushed; // reported once, by the activity pass
+            }
             pushed.rejected.push(format!(
                 "record is {:.1} MB; records over {} MiB are refused (one statement or event is a few KB)",
                 line.len() as f64 / 1e6,
@@ -308,7 +311,20 @@ impl Rows {
                 {
                     return Ok(());
                 }
-                self.push_attempt(attempt?.raw()?)
+                let attempt = attempt?;
+                let Some(course_id) = attempt.course_id.as_deref() else {
+                    if mapped.event.is_some() {
+                        // Its score stays with its event (activity.score);
+                        // counted, and named in the run's warnings.
+                        pushed.skipped += 1;
+                        return Ok(());
+                    }
+                    return Err(format!(
+                        "grade for {:?} names no course (group or membership), so it cannot be an attempt",
+                        clip(&attempt.assessment_id)
+                    ));
+                };
+                self.push_attempt(attempt.raw(course_id))
             }
         }
     }
@@ -353,14 +369,8 @@ fn details(json: &str) -> Option<&RawValue> {
 }
 
 impl Attempt {
-    fn raw(&self) -> Result<RawAttempt<'_>, String> {
-        let course_id = self.course_id.as_deref().ok_or_else(|| {
-            format!(
-                "scored result for {:?} names no course, so it cannot be an attempt: set where the course is ([inputs] xapi_course) or send the course in the record",
-                clip(&self.assessment_id)
-            )
-        })?;
-        Ok(RawAttempt {
+    fn raw<'s>(&'s self, course_id: &'s str) -> RawAttempt<'s> {
+        RawAttempt {
             attempt_id: Some(Cow::Borrowed(&self.attempt_id)),
             student_id: Some(Cow::Borrowed(&self.student_id)),
             course_id: Some(Cow::Borrowed(course_id)),
@@ -380,7 +390,7 @@ impl Attempt {
             skill: None,
             answers: None,
             integrity_flags: None,
-        })
+        }
     }
 }
 
@@ -391,7 +401,7 @@ fn may_hold_attempt(dialect: Dialect, line: &str) -> bool {
     match dialect {
         Dialect::Xapi => has("\"score\"") || has("voided"),
         Dialect::Caliper => has("scoreGiven"),
-        Dialect::OpenEdx => has("grade") || has("weighted_earned"),
+        Dialect::OpenEdx => has("max_grade"),
         Dialect::Moodle | Dialect::Native => false,
     }
 }
@@ -480,7 +490,8 @@ fn percent(given: f64, min: f64, max: f64, what: &str) -> Result<f64, String> {
             "{what}: maximum {max} is not above the minimum {min}, so the score cannot be a percentage"
         ));
     }
-    let p = (given - min) / (max - min) * 100.0;
+    // × 100 first: 9 of 10 is exactly 90, as a native score would be.
+    let p = (given - min) * 100.0 / (max - min);
     if !(0.0..=100.0).contains(&p) {
         return Err(format!(
             "{what}: {given} is outside its range {min}–{max}"
@@ -562,6 +573,9 @@ mod xapi {
         openid: Option<Cow<'a, str>>,
         #[serde(borrow, default)]
         account: Option<Account<'a>>,
+        /// A Group's members.
+        #[serde(borrow, default)]
+        member: Option<Vec<Agent<'a>>>,
     }
 
     #[derive(Deserialize, Default)]
@@ -678,7 +692,7 @@ mod xapi {
         let text = line.trim_start();
         if text.starts_with('[') {
             return match serde_json::from_str::<Vec<&RawValue>>(text) {
-                Ok(items) => items.iter().map(|s| statement(s.get(), rows)).collect(),
+                Ok(items) => items.iter().flat_map(|s| statement(s.get(), rows)).collect(),
                 Err(e) => vec![Err(format!("malformed JSON: {e}"))],
             };
         }
@@ -687,18 +701,59 @@ mod xapi {
                 .statements
                 .unwrap_or_default()
                 .iter()
-                .map(|s| statement(s.get(), rows))
+                .flat_map(|s| statement(s.get(), rows))
                 .collect(),
-            Ok(s) => vec![map(s, rows)],
+            Ok(s) => by_member(s, rows),
             Err(e) => vec![Err(reason(text, e))],
         }
     }
 
-    fn statement(text: &str, rows: &mut Rows) -> Result<Mapped, String> {
-        match serde_json::from_str::<Statement>(text) {
-            Ok(s) => map(s, rows),
-            Err(e) => Err(reason(text, e)),
+    fn statement(text: &str, rows: &mut Rows) -> Vec<Result<Mapped, String>> {
+        if !text.trim_start().starts_with('{') {
+            return vec![Err(format!(
+                "not an xAPI statement: expected a JSON object, found {}",
+                clip(text.trim_start())
+            ))];
         }
+        match serde_json::from_str::<Statement>(text) {
+            Ok(s) => by_member(s, rows),
+            Err(e) => vec![Err(reason(text, e))],
+        }
+    }
+
+    /// A statement whose actor is a Group with members is each member's
+    /// (event and attempt ids get `#<member>`): learnlake's rows are one
+    /// person's. A Group without members is refused.
+    fn by_member(mut s: Statement, rows: &mut Rows) -> Vec<Result<Mapped, String>> {
+        let members = match s.actor.as_mut() {
+            Some(actor) if actor.object_type.as_deref() == Some("Group") => {
+                match actor.member.take().filter(|m| !m.is_empty()) {
+                    Some(members) => members,
+                    None => {
+                        return vec![Err(
+                            "actor is a Group without members; learnlake needs the people a statement is about"
+                                .into(),
+                        )];
+                    }
+                }
+            }
+            _ => return vec![map(&s, rows)],
+        };
+        members
+            .into_iter()
+            .enumerate()
+            .map(|(i, member)| {
+                s.actor = Some(member);
+                let mut mapped = map(&s, rows)?;
+                if let Some(event) = &mut mapped.event {
+                    event.event_id = format!("{}#{i}", event.event_id);
+                }
+                if let Some(Ok(attempt)) = &mut mapped.attempt {
+                    attempt.attempt_id = format!("{}#{i}", attempt.attempt_id);
+                }
+                Ok(mapped)
+            })
+            .collect()
     }
 
     /// Why a statement could not be read, naming the field when serde can.
@@ -713,7 +768,7 @@ mod xapi {
         }
     }
 
-    fn map(s: Statement, rows: &mut Rows) -> Result<Mapped, String> {
+    fn map(s: &Statement, rows: &mut Rows) -> Result<Mapped, String> {
         let mapping = rows.mapping.clone();
         let verb = s
             .verb
@@ -877,9 +932,6 @@ mod xapi {
     /// the same id) or openid. Raw addresses are never kept.
     fn student(actor: Option<&Agent>, rows: &mut Rows) -> Result<String, String> {
         let actor = actor.ok_or("statement has no actor")?;
-        if actor.object_type.as_deref() == Some("Group") {
-            return Err("actor is a Group; learnlake needs one person per statement".into());
-        }
         let lookup = &rows.mapping.actors;
         if !lookup.is_empty() {
             let account = actor.account.as_ref().map(|a| {
@@ -1158,9 +1210,9 @@ mod caliper {
             activity_category: category,
             course_id,
             session_id,
-            duration_seconds: str_of(generated, "duration")
-                .or_else(|| str_of(object, "duration"))
-                .and_then(iso_duration),
+            // The Attempt's time taken (an object's own `duration` is a
+            // video's length, not time spent).
+            duration_seconds: str_of(generated, "duration").and_then(iso_duration),
             details: serde_json::json!({
                 "source": "caliper",
                 "type": kind,
@@ -1188,6 +1240,7 @@ mod caliper {
             }
             "CourseSection" | "CourseOffering" | "Group" | "Organization" | "SoftwareApplication"
             | "Person" => {}
+            _ if event.activity_type.starts_with("lesson_") => event.lesson_id = object_id,
             _ => event.resource_id = object_id,
         }
         Ok(Mapped {
@@ -1246,8 +1299,8 @@ mod openedx {
     //! Open edX tracking-log events (one JSON object per line): the user →
     //! student_id, `event_type` → activity_type, `context.course_id` →
     //! course_id, `time` → timestamp, `session` → session_id; a server
-    //! `problem_check` (or `edx.grades.problem.submitted`) with a grade is
-    //! an attempt. Tracking logs carry no event id: a hash of the line is it.
+    //! `problem_check` with a grade is an attempt. Tracking logs carry no
+    //! event id: a hash of the line is it.
 
     use super::*;
 
@@ -1258,7 +1311,13 @@ mod openedx {
         }
         let mapping = rows.mapping.clone();
         let context = e.get("context").unwrap_or(&Value::Null);
-        let username = e.get("username").and_then(Value::as_str);
+        // Classic tracking logs put these at the top; the newer shape (the
+        // event bus's, with `name`, `timestamp` and `data`) in `context`.
+        let top_or_context = |key: &str| str_of(&e, key).or_else(|| str_of(context, key));
+        let username = e
+            .get("username")
+            .and_then(Value::as_str)
+            .or_else(|| context.get("username").and_then(Value::as_str));
         let user_id = match context.get("user_id") {
             Some(Value::Number(n)) => Some(n.to_string()),
             Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
@@ -1283,15 +1342,17 @@ mod openedx {
         let event_type = str_of(&e, "event_type")
             .or_else(|| str_of(&e, "name"))
             .ok_or("event has no event_type")?;
-        let time = str_of(&e, "time").ok_or("event has no time")?;
+        let time = str_of(&e, "time")
+            .or_else(|| str_of(&e, "timestamp"))
+            .ok_or("event has no time")?;
         let timestamp = rfc3339(time).into_owned();
         // Browser events carry their data as a JSON string.
-        let data: Value = match e.get("event") {
+        let data: Value = match e.get("event").or_else(|| e.get("data")) {
             Some(Value::String(s)) => serde_json::from_str(s).unwrap_or(Value::Null),
             Some(other) => other.clone(),
             None => Value::Null,
         };
-        let server = str_of(&e, "event_source") == Some("server");
+        let server = top_or_context("event_source") == Some("server");
         let course_id = str_of(context, "course_id").map(str::to_string);
         let (activity_type, category) = activity_type(event_type, server);
         let mut event = Event {
@@ -1301,12 +1362,12 @@ mod openedx {
             activity_type: activity_type.to_string(),
             activity_category: category,
             course_id,
-            session_id: str_of(&e, "session").map(str::to_string),
-            ip_address: str_of(&e, "ip").map(str::to_string),
+            session_id: top_or_context("session").map(str::to_string),
+            ip_address: top_or_context("ip").map(str::to_string),
             details: serde_json::json!({
                 "source": "openedx",
                 "event_type": event_type,
-                "event_source": str_of(&e, "event_source"),
+                "event_source": top_or_context("event_source"),
             })
             .to_string(),
             ..Event::default()
@@ -1325,18 +1386,10 @@ mod openedx {
             }
             _ => {}
         }
-        let graded = matches!(event_type, "problem_check" | "edx.grades.problem.submitted")
-            && server
-            && (data.get("max_grade").is_some() || data.get("weighted_possible").is_some());
+        let graded = event_type == "problem_check" && server && data.get("max_grade").is_some();
         let attempt = graded.then(|| -> Result<Attempt, String> {
-            let (given, max) = match number(data.get("max_grade")) {
-                Some(max) => (number(data.get("grade")), max),
-                None => (
-                    number(data.get("weighted_earned")),
-                    number(data.get("weighted_possible")).unwrap_or_default(),
-                ),
-            };
-            let given = given.ok_or("graded problem has no grade")?;
+            let max = number(data.get("max_grade")).ok_or("event.max_grade is not a number")?;
+            let given = number(data.get("grade")).ok_or("graded problem has no grade")?;
             let score = percent(given, 0.0, max, "event.grade")?;
             event.score = Some(score);
             Ok(Attempt {
@@ -1372,8 +1425,12 @@ mod openedx {
     /// kept as they are (Open edX's names are not IRIs).
     pub(super) fn activity_type(event_type: &str, server: bool) -> (&str, Option<&'static str>) {
         let known = match event_type {
-            "problem_check" | "edx.grades.problem.submitted" if server => "quiz_submit",
-            "problem_check" => return ("problem_check", Some("assessment")),
+            "problem_check" if server => "quiz_submit",
+            // The browser's copy of a check, and the grades service's
+            // record of the same submission: the server's check is the one.
+            "problem_check" | "edx.grades.problem.submitted" => {
+                return (event_type, Some("assessment"));
+            }
             "play_video" | "edx.video.played" => "video_play",
             "complete_video" | "edx.video.completed" | "stop_video" | "edx.video.stopped" => {
                 "video_complete"
@@ -1640,6 +1697,24 @@ mod tests {
     }
 
     #[test]
+    fn a_group_statement_is_each_members() {
+        let group = XAPI.replace(
+            r#"{"objectType":"Agent","account":{"homePage":"https://lms.example.edu","name":"s001"}}"#,
+            r#"{"objectType":"Group","name":"team","member":[{"account":{"homePage":"h","name":"s002"}},{"account":{"homePage":"h","name":"s003"}}]}"#,
+        );
+        let mut rows = rows(Kind::Activity);
+        assert!(rows.push_lms(Dialect::Xapi, &group).rejected.is_empty());
+        let batch = rows.finish();
+        let ids = batch.column_by_name("event_id").unwrap().as_string::<i32>();
+        let students = batch.column_by_name("student_id").unwrap().as_string::<i32>();
+        assert_eq!(ids.value(1), "6690e6c9-3ef0-4ed3-8b37-7f3964730bee#1");
+        assert_eq!((students.value(0), students.value(1)), ("s002", "s003"));
+        let empty = group.replace(r#","member":[{"account":{"homePage":"h","name":"s002"}},{"account":{"homePage":"h","name":"s003"}}]"#, "");
+        let mut rows = super::tests::rows(Kind::Activity);
+        assert!(rows.push_lms(Dialect::Xapi, &empty).rejected[0].contains("without members"));
+    }
+
+    #[test]
     fn xapi_course_comes_from_the_configured_place() {
         let course = |setting: XapiCourse| {
             let mut rows = Rows::new(Kind::Activity, None).with_mapping(Arc::new(Mapping {
@@ -1690,7 +1765,7 @@ mod tests {
         assert!(reason(r#"{"id":"x","verb":{"id":"v"},"object":{"id":"o"},"timestamp":"2026-03-04T00:00:00Z"}"#).contains("no actor"));
         assert!(reason(&void.replace("StatementRef", "Activity")).contains("StatementRef"));
         let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
-        assert!(!reason(&deep).is_empty());
+        assert!(reason(&deep).contains("expected a JSON object"), "{}", reason(&deep));
         let big = XAPI.replace("CS101/week/3", &"x".repeat(MAX_RECORD_BYTES));
         assert!(reason(&big).contains("MiB are refused"));
     }
