@@ -514,6 +514,89 @@ fn write_data_samples() {
     println!("{summary:?}");
 }
 
+/// Regenerates `data-samples/mixed` (run with `--ignored`), the demo's
+/// landing: the sample history with students 14–26 told as xAPI statements
+/// and 27–40 as Caliper events; see data-samples/README.md.
+#[test]
+#[ignore = "writes the committed sample in data-samples/"]
+fn write_mixed_data_samples() {
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data-samples/mixed");
+    let options = GenerateOptions {
+        out: out.clone(),
+        students: 40,
+        courses: 3,
+        weeks: 10,
+        start: NaiveDate::from_ymd_opt(2026, 2, 2).unwrap(),
+        seed: 7,
+        gzip: true,
+        profile: Profile::Rich,
+    };
+    generate(&options, &|_| {}).unwrap();
+    let number = |s: &str| s.trim_start_matches('s').parse::<u32>().unwrap_or(0);
+    let xapi = crate::to_format(&out, crate::OtherFormat::Xapi, true, &|s| {
+        (14..=26).contains(&number(s))
+    })
+    .unwrap();
+    let caliper = crate::to_format(&out, crate::OtherFormat::Caliper, true, &|s| {
+        (27..=40).contains(&number(s))
+    })
+    .unwrap();
+    // The reference files are data-samples/landing's (the same options):
+    // the demo takes them from there.
+    let landing = out.join("../landing");
+    for file in [
+        "students.csv",
+        "courses.csv",
+        "enrollments.csv",
+        "assessments.jsonl",
+    ] {
+        assert_eq!(
+            fs::read(out.join(file)).unwrap(),
+            fs::read(landing.join(file)).unwrap(),
+            "{file}"
+        );
+        fs::remove_file(out.join(file)).unwrap();
+    }
+    // Its counts are landing's (only the compressed size differs).
+    fs::remove_file(out.join("GENERATED.json")).unwrap();
+    println!("{xapi:?} {caliper:?}");
+}
+
+/// Telling some students' history in another format moves exactly their
+/// rows: the rest stays native, nothing is written twice or lost.
+#[test]
+fn other_formats_take_exactly_the_selected_students_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = generate(&options(dir.path()), &|_| {}).unwrap();
+    let lines = |path: &Path| -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(path).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            out.extend(text.lines().map(|l| serde_json::from_str(l).unwrap()));
+        }
+        out
+    };
+    let odd = |s: &str| s.trim_start_matches('s').parse::<u32>().unwrap() % 2 == 1;
+    let moved = crate::to_format(dir.path(), crate::OtherFormat::Xapi, false, &odd).unwrap();
+    let statements = lines(&dir.path().join("xapi"));
+    assert_eq!(statements.len() as u64, moved.statements);
+    assert!(statements.iter().all(|s| odd(s["actor"]["account"]["name"].as_str().unwrap())));
+    let rest = lines(&dir.path().join("activity"));
+    let attempts = lines(&dir.path().join("attempts"));
+    assert!(rest.iter().all(|e| !odd(e["student_id"].as_str().unwrap())));
+    assert_eq!(
+        (rest.len() + attempts.len()) as u64 + moved.statements,
+        summary.events + summary.attempts
+    );
+    // The rest as Caliper: envelopes of events, the native files gone.
+    let all = crate::to_format(dir.path(), crate::OtherFormat::Caliper, false, &|_| true).unwrap();
+    assert_eq!(all.statements, (rest.len() + attempts.len()) as u64);
+    let envelopes = lines(&dir.path().join("caliper"));
+    let events: usize = envelopes.iter().map(|e| e["data"].as_array().unwrap().len()).sum();
+    assert_eq!(events as u64, all.statements);
+    assert!(std::fs::read_dir(dir.path().join("activity")).unwrap().next().is_none());
+}
+
 /// The daily-clicks profile: the same simulated students as the rich
 /// profile (attempts and reference files byte-identical), their events
 /// folded into one narrow seven-field event per student × site × UTC day

@@ -1185,7 +1185,7 @@ async fn schema(config: &Config, table: &str) -> Result<()> {
 
 /// The sample landing data, built into the binary so the demo runs
 /// anywhere; data-samples/landing stays the one copy in the source tree.
-const SAMPLES: [(&str, &[u8]); 7] = [
+const SAMPLES: [(&str, &[u8]); 11] = [
     (
         "GENERATED.json",
         include_bytes!("../../data-samples/landing/GENERATED.json"),
@@ -1206,13 +1206,31 @@ const SAMPLES: [(&str, &[u8]); 7] = [
         "students.csv",
         include_bytes!("../../data-samples/landing/students.csv"),
     ),
+    // The history of 40 students: 13 native, 13 as xAPI statements, 14 as
+    // Caliper events (data-samples/mixed, see its README).
     (
         "activity/activity-00001.jsonl.gz",
-        include_bytes!("../../data-samples/landing/activity/activity-00001.jsonl.gz"),
+        include_bytes!("../../data-samples/mixed/activity/activity-00001.jsonl.gz"),
     ),
     (
         "attempts/attempts-00001.jsonl.gz",
-        include_bytes!("../../data-samples/landing/attempts/attempts-00001.jsonl.gz"),
+        include_bytes!("../../data-samples/mixed/attempts/attempts-00001.jsonl.gz"),
+    ),
+    (
+        "xapi/statements-00001.jsonl.gz",
+        include_bytes!("../../data-samples/mixed/xapi/statements-00001.jsonl.gz"),
+    ),
+    (
+        "xapi/statements-00002.jsonl.gz",
+        include_bytes!("../../data-samples/mixed/xapi/statements-00002.jsonl.gz"),
+    ),
+    (
+        "caliper/events-00001.jsonl.gz",
+        include_bytes!("../../data-samples/mixed/caliper/events-00001.jsonl.gz"),
+    ),
+    (
+        "caliper/events-00002.jsonl.gz",
+        include_bytes!("../../data-samples/mixed/caliper/events-00002.jsonl.gz"),
     ),
 ];
 

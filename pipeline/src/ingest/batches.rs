@@ -209,6 +209,30 @@ pub(super) fn cut_batches(
     Ok(())
 }
 
+/// Whether a JSON text's bytes, fed one by one, are outside its strings
+/// (a string's opening quote counts as outside, the rest of it as inside).
+#[derive(Default)]
+struct Strings {
+    inside: bool,
+    escaped: bool,
+}
+
+impl Strings {
+    fn outside(&mut self, b: u8) -> bool {
+        if self.inside {
+            match (self.escaped, b) {
+                (true, _) => self.escaped = false,
+                (false, b'\\') => self.escaped = true,
+                (false, b'"') => self.inside = false,
+                _ => {}
+            }
+            return false;
+        }
+        self.inside = b == b'"';
+        true
+    }
+}
+
 /// Records of a JSON document that is not NDJSON: the elements of top-level
 /// arrays and every other top-level value, each appended to the batch as one
 /// line (line breaks between tokens become spaces; a JSON string cannot hold
@@ -233,19 +257,12 @@ impl JsonRecords {
         let line = &text[..memchr::memchr(b'\n', text).unwrap_or(text.len())];
         let mut depth = 0i64;
         let mut closed = false;
-        let (mut in_string, mut escaped) = (false, false);
+        let mut strings = Strings::default();
         for &b in line {
-            if in_string {
-                match (escaped, b) {
-                    (true, _) => escaped = false,
-                    (false, b'\\') => escaped = true,
-                    (false, b'"') => in_string = false,
-                    _ => {}
-                }
+            if !strings.outside(b) {
                 continue;
             }
             match b {
-                b'"' => in_string = true,
                 b'{' | b'[' => depth += 1,
                 b'}' | b']' => {
                     depth -= 1;
@@ -294,7 +311,8 @@ impl JsonRecords {
             return Ok(0);
         }
         let start = out.len();
-        let (mut depth, mut in_string, mut escaped) = (0i64, false, false);
+        let mut depth = 0i64;
+        let mut strings = Strings::default();
         loop {
             let buf = reader.fill_buf()?;
             if buf.is_empty() {
@@ -302,17 +320,10 @@ impl JsonRecords {
             }
             let mut end = None;
             for (i, &b) in buf.iter().enumerate() {
-                if in_string {
-                    match (escaped, b) {
-                        (true, _) => escaped = false,
-                        (false, b'\\') => escaped = true,
-                        (false, b'"') => in_string = false,
-                        _ => {}
-                    }
+                if !strings.outside(b) {
                     continue;
                 }
                 match b {
-                    b'"' => in_string = true,
                     b'{' | b'[' => depth += 1,
                     b'}' | b']' if depth > 1 => depth -= 1,
                     b'}' | b']' if depth == 1 => {
@@ -376,4 +387,46 @@ pub(super) fn work_items(batch: &Batch, threads: usize) -> Vec<(usize, u64, usiz
         }
     }
     items
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JsonRecords;
+
+    /// The records `text` is cut into (None when it is NDJSON).
+    fn records(text: &str) -> Option<Vec<String>> {
+        let mut reader = std::io::BufReader::with_capacity(7, text.as_bytes());
+        let mut cut = JsonRecords::sniff(&mut reader).unwrap()?;
+        let mut out = Vec::new();
+        loop {
+            let mut buf = Vec::new();
+            if cut.next(&mut reader, &mut buf).unwrap() == 0 {
+                return Some(out);
+            }
+            assert_eq!(buf.pop(), Some(b'\n'));
+            assert!(!buf.contains(&b'\n'), "one line per record");
+            out.push(String::from_utf8(buf).unwrap());
+        }
+    }
+
+    #[test]
+    fn arrays_and_pretty_documents_are_cut_into_records() {
+        assert_eq!(records("{\"a\":1}\n{\"a\":2}\n"), None, "NDJSON");
+        assert_eq!(
+            records(" [ {\"a\": \"x,]}\\\"\"},\n {\"b\": [1, {}]} ]\n").unwrap(),
+            [r#"{"a": "x,]}\""}"#, r#"{"b": [1, {}]}"#]
+        );
+        assert_eq!(
+            records("{\n  \"a\": 1\n}\n{\n  \"b\": 2\n}").unwrap(),
+            [r#"{   "a": 1 }"#, r#"{   "b": 2 }"#]
+        );
+        assert_eq!(
+            records("\u{feff}[{\"a\":1}][{\"b\":2}]").unwrap(),
+            [r#"{"a":1}"#, r#"{"b":2}"#],
+            "a BOM, then arrays one after another"
+        );
+        // Cut short or stray: each piece is a record, for the parser to refuse.
+        assert_eq!(records("[{\"a\":1},{\"b\":").unwrap(), [r#"{"a":1}"#, r#"{"b":"#]);
+        assert_eq!(records("[1, \"x\", }]").unwrap(), ["1", r#""x""#, "}"]);
+    }
 }
