@@ -537,7 +537,9 @@ fn hostile_records_are_quarantined_and_voiding_removes_what_it_voids() {
         void("v-1", "x-2"),
         void("v-unknown", "never-sent"),
     ];
-    std::fs::write(landing.join("xapi/a.jsonl"), xapi_lines.join("\n")).unwrap();
+    let mut xapi_file = xapi_lines.join("\n").into_bytes();
+    xapi_file.extend_from_slice(b"\n\xff\xfe not text \x00\n");
+    std::fs::write(landing.join("xapi/a.jsonl"), xapi_file).unwrap();
     std::fs::write(
         landing.join("caliper/a.jsonl"),
         [
@@ -589,6 +591,7 @@ fn hostile_records_are_quarantined_and_voiding_removes_what_it_voids() {
         // Deep nesting where nothing is read is skipped without recursion.
         "xapi/a.jsonl 9: statement has no verb.id",
         "xapi/a.jsonl 11: voids statement \"never-sent\", which the lake does not hold",
+        "xapi/a.jsonl 12: line holds a NUL byte",
         "caliper/a.jsonl 2: event has no actor",
         "caliper/a.jsonl 3: event has no eventTime",
         "caliper/a.jsonl 5: malformed JSON",
@@ -603,12 +606,12 @@ fn hostile_records_are_quarantined_and_voiding_removes_what_it_voids() {
             "no quarantined row starts {expected:?}; got {reasons:#?}"
         );
     }
-    assert_eq!(reasons.len(), 14, "{reasons:#?}");
+    assert_eq!(reasons.len(), 15, "{reasons:#?}");
     let attempt_reasons: Vec<String> = quarantined(&dir, &lake, "attempts")
         .iter()
         .map(|r| r["reason"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(attempt_reasons.len(), 1, "{attempt_reasons:?}");
+    assert_eq!(attempt_reasons.len(), 1, "reported once, not again by the attempts pass: {attempt_reasons:?}");
     assert!(attempt_reasons[0].contains("generated.scoreGiven: 20 is outside its range 0–10"));
 
     // Kept: x-1 and x-3 (x-2 voided), c-1, ann's video, Moodle row 1.

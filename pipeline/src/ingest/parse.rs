@@ -10,7 +10,8 @@ use datafusion::arrow::array::{AsArray, RecordBatch, StringArray};
 use super::IngestOptions;
 use super::batches::{Batch, Unit, work_items};
 use super::quarantine::Rejected;
-use super::records::{Rows, key_column};
+use super::records::lms::may_hold_attempt;
+use super::records::{Kind, Rows, key_column};
 use super::source::{self, Dialect};
 
 /// The result of parsing one slice of a batch.
@@ -54,6 +55,20 @@ pub(super) fn parse_item(
             ..
         } => {
             let slice = &batch.buf[start..end];
+            // The attempts pass over other systems' records: what is wrong
+            // with a line was reported by the activity pass, and a slice
+            // without a scored record holds no attempt at all.
+            let second_pass = batch.kind == Kind::Attempts && *dialect != Dialect::Native;
+            if second_pass && !may_hold_attempt(*dialect, slice) {
+                return Parsed {
+                    rows: rows.finish(),
+                    keys: StringArray::from(Vec::<String>::new()),
+                    dates: Vec::new(),
+                    rejected,
+                    voids,
+                    skipped,
+                };
+            }
             // One vectorised check of the whole slice; only a slice with a
             // NUL byte or invalid UTF-8 somewhere is checked line by line.
             let whole = match memchr::memchr(0, slice) {
@@ -79,6 +94,7 @@ pub(super) fn parse_item(
                     Some(all) => &all[at + lo..at + hi],
                     None => match std::str::from_utf8(text) {
                         Ok(line) if !line.contains('\0') => line,
+                        _ if second_pass => continue,
                         _ => {
                             rejected.push(Rejected {
                                 source: *source,

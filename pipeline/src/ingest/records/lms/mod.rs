@@ -233,7 +233,7 @@ impl Rows {
             ));
             return pushed;
         }
-        if self.kind() == Kind::Attempts && !may_hold_attempt(dialect, line) {
+        if self.kind() == Kind::Attempts && !may_hold_attempt(dialect, line.as_bytes()) {
             return pushed;
         }
         let records = match dialect {
@@ -394,10 +394,11 @@ impl Attempt {
     }
 }
 
-/// Whether a line can hold an attempt or a voiding statement: the attempts
-/// pass parses only those (most records are neither).
-fn may_hold_attempt(dialect: Dialect, line: &str) -> bool {
-    let has = |needle: &str| memchr::memmem::find(line.as_bytes(), needle.as_bytes()).is_some();
+/// Whether text (a line, or a slice of lines) can hold an attempt or a
+/// voiding statement: the attempts pass parses only those (most records
+/// are neither).
+pub fn may_hold_attempt(dialect: Dialect, text: &[u8]) -> bool {
+    let has = |needle: &str| memchr::memmem::find(text, needle.as_bytes()).is_some();
     match dialect {
         Dialect::Xapi => has("\"score\"") || has("voided"),
         Dialect::Caliper => has("scoreGiven"),
