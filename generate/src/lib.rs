@@ -52,8 +52,8 @@ use population::{Population, Student, ZONES};
 use simulate::{Simulator, Streams, StudentIds, Window};
 
 pub use simulate::Profile;
-pub use xapi::{Format as OtherFormat, XapiSummary, to_format, to_xapi};
 use sink::{OutputFile, SplitNdjson};
+pub use xapi::{Format as OtherFormat, XapiSummary, to_format, to_xapi};
 
 pub use error::{Error, Result};
 

@@ -580,7 +580,11 @@ fn other_formats_take_exactly_the_selected_students_rows() {
     let moved = crate::to_format(dir.path(), crate::OtherFormat::Xapi, false, &odd).unwrap();
     let statements = lines(&dir.path().join("xapi"));
     assert_eq!(statements.len() as u64, moved.statements);
-    assert!(statements.iter().all(|s| odd(s["actor"]["account"]["name"].as_str().unwrap())));
+    assert!(
+        statements
+            .iter()
+            .all(|s| odd(s["actor"]["account"]["name"].as_str().unwrap()))
+    );
     let rest = lines(&dir.path().join("activity"));
     let attempts = lines(&dir.path().join("attempts"));
     assert!(rest.iter().all(|e| !odd(e["student_id"].as_str().unwrap())));
@@ -592,9 +596,17 @@ fn other_formats_take_exactly_the_selected_students_rows() {
     let all = crate::to_format(dir.path(), crate::OtherFormat::Caliper, false, &|_| true).unwrap();
     assert_eq!(all.statements, (rest.len() + attempts.len()) as u64);
     let envelopes = lines(&dir.path().join("caliper"));
-    let events: usize = envelopes.iter().map(|e| e["data"].as_array().unwrap().len()).sum();
+    let events: usize = envelopes
+        .iter()
+        .map(|e| e["data"].as_array().unwrap().len())
+        .sum();
     assert_eq!(events as u64, all.statements);
-    assert!(std::fs::read_dir(dir.path().join("activity")).unwrap().next().is_none());
+    assert!(
+        std::fs::read_dir(dir.path().join("activity"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
 }
 
 /// The daily-clicks profile: the same simulated students as the rich

@@ -247,20 +247,90 @@ fn event_statement(e: &Value) -> Value {
             None,
             "http://id.tincanapi.com/activitytype/lms",
         ),
-        "lesson_start" => (adl("launched"), "lessons", text(e, "lesson_id"), "http://adlnet.gov/expapi/activities/lesson"),
-        "lesson_complete" => (adl("completed"), "lessons", text(e, "lesson_id"), "http://adlnet.gov/expapi/activities/lesson"),
-        "resource_view" => (adl("experienced"), "files", text(e, "resource_id"), "http://adlnet.gov/expapi/activities/file"),
-        "resource_download" => ("http://id.tincanapi.com/verb/downloaded".into(), "files", text(e, "resource_id"), "http://adlnet.gov/expapi/activities/file"),
-        "video_play" => ("https://w3id.org/xapi/video/verbs/played".into(), "videos", text(e, "resource_id"), "https://w3id.org/xapi/video/activity-type/video"),
-        "video_complete" => (adl("completed"), "videos", text(e, "resource_id"), "https://w3id.org/xapi/video/activity-type/video"),
-        "quiz_start" => (adl("attempted"), "quizzes", text(e, "quiz_id"), "http://adlnet.gov/expapi/activities/assessment"),
-        "quiz_submit" => (adl("completed"), "quizzes", text(e, "quiz_id"), "http://adlnet.gov/expapi/activities/assessment"),
-        "assignment_submit" => (adl("completed"), "assignments", text(e, "assignment_id"), "http://id.tincanapi.com/activitytype/assignment"),
-        "forum_post" => (adl("commented"), "forums", text(e, "resource_id"), "http://id.tincanapi.com/activitytype/discussion"),
-        "help_requested" => (adl("asked"), "help", text(e, "resource_id"), "http://id.tincanapi.com/activitytype/question"),
-        "achievement_earned" => ("http://id.tincanapi.com/verb/earned".into(), "badges", text(e, "resource_id"), "http://id.tincanapi.com/activitytype/badge"),
-        "content_view" => (adl("experienced"), "pages", text(e, "resource_id").or(text(e, "lesson_id")), "http://activitystrea.ms/schema/1.0/article"),
-        other => (format!("{LMS}/verbs/{other}"), "things", text(e, "resource_id"), "http://activitystrea.ms/schema/1.0/article"),
+        "lesson_start" => (
+            adl("launched"),
+            "lessons",
+            text(e, "lesson_id"),
+            "http://adlnet.gov/expapi/activities/lesson",
+        ),
+        "lesson_complete" => (
+            adl("completed"),
+            "lessons",
+            text(e, "lesson_id"),
+            "http://adlnet.gov/expapi/activities/lesson",
+        ),
+        "resource_view" => (
+            adl("experienced"),
+            "files",
+            text(e, "resource_id"),
+            "http://adlnet.gov/expapi/activities/file",
+        ),
+        "resource_download" => (
+            "http://id.tincanapi.com/verb/downloaded".into(),
+            "files",
+            text(e, "resource_id"),
+            "http://adlnet.gov/expapi/activities/file",
+        ),
+        "video_play" => (
+            "https://w3id.org/xapi/video/verbs/played".into(),
+            "videos",
+            text(e, "resource_id"),
+            "https://w3id.org/xapi/video/activity-type/video",
+        ),
+        "video_complete" => (
+            adl("completed"),
+            "videos",
+            text(e, "resource_id"),
+            "https://w3id.org/xapi/video/activity-type/video",
+        ),
+        "quiz_start" => (
+            adl("attempted"),
+            "quizzes",
+            text(e, "quiz_id"),
+            "http://adlnet.gov/expapi/activities/assessment",
+        ),
+        "quiz_submit" => (
+            adl("completed"),
+            "quizzes",
+            text(e, "quiz_id"),
+            "http://adlnet.gov/expapi/activities/assessment",
+        ),
+        "assignment_submit" => (
+            adl("completed"),
+            "assignments",
+            text(e, "assignment_id"),
+            "http://id.tincanapi.com/activitytype/assignment",
+        ),
+        "forum_post" => (
+            adl("commented"),
+            "forums",
+            text(e, "resource_id"),
+            "http://id.tincanapi.com/activitytype/discussion",
+        ),
+        "help_requested" => (
+            adl("asked"),
+            "help",
+            text(e, "resource_id"),
+            "http://id.tincanapi.com/activitytype/question",
+        ),
+        "achievement_earned" => (
+            "http://id.tincanapi.com/verb/earned".into(),
+            "badges",
+            text(e, "resource_id"),
+            "http://id.tincanapi.com/activitytype/badge",
+        ),
+        "content_view" => (
+            adl("experienced"),
+            "pages",
+            text(e, "resource_id").or(text(e, "lesson_id")),
+            "http://activitystrea.ms/schema/1.0/article",
+        ),
+        other => (
+            format!("{LMS}/verbs/{other}"),
+            "things",
+            text(e, "resource_id"),
+            "http://activitystrea.ms/schema/1.0/article",
+        ),
     };
     let object = match object_id {
         Some(id) => format!("{LMS}/{folder}/{id}"),
@@ -364,29 +434,94 @@ fn caliper_common(id: &str, kind: &str, action: &str, object: Value, at: &str, e
 
 fn caliper_event(e: &Value) -> Value {
     let kind = text(e, "activity_type").unwrap_or("content_view");
-    let object = |folder: &str, id: Option<&str>, kind: &str| {
-        json!({"id": format!("{LMS}/{folder}/{}", id.unwrap_or("none")), "type": kind})
-    };
+    let object = |folder: &str, id: Option<&str>, kind: &str| json!({"id": format!("{LMS}/{folder}/{}", id.unwrap_or("none")), "type": kind});
     let resource = text(e, "resource_id");
     let (event_type, action, object) = match kind {
-        "login" => ("SessionEvent", "LoggedIn", json!({"id": LMS, "type": "SoftwareApplication"})),
-        "logout" => ("SessionEvent", "LoggedOut", json!({"id": LMS, "type": "SoftwareApplication"})),
-        "lesson_start" => ("Event", "Started", object("lessons", text(e, "lesson_id"), "Chapter")),
-        "lesson_complete" => ("Event", "Completed", object("lessons", text(e, "lesson_id"), "Chapter")),
+        "login" => (
+            "SessionEvent",
+            "LoggedIn",
+            json!({"id": LMS, "type": "SoftwareApplication"}),
+        ),
+        "logout" => (
+            "SessionEvent",
+            "LoggedOut",
+            json!({"id": LMS, "type": "SoftwareApplication"}),
+        ),
+        "lesson_start" => (
+            "Event",
+            "Started",
+            object("lessons", text(e, "lesson_id"), "Chapter"),
+        ),
+        "lesson_complete" => (
+            "Event",
+            "Completed",
+            object("lessons", text(e, "lesson_id"), "Chapter"),
+        ),
         "resource_view" => ("ViewEvent", "Viewed", object("files", resource, "Document")),
-        "resource_download" => ("ResourceManagementEvent", "Downloaded", object("files", resource, "Document")),
-        "video_play" => ("MediaEvent", "Started", object("videos", resource, "VideoObject")),
-        "video_complete" => ("MediaEvent", "Ended", object("videos", resource, "VideoObject")),
-        "quiz_start" => ("AssessmentEvent", "Started", object("quizzes", text(e, "quiz_id"), "Assessment")),
-        "quiz_submit" => ("AssessmentEvent", "Submitted", object("quizzes", text(e, "quiz_id"), "Assessment")),
-        "assignment_submit" => ("AssignableEvent", "Submitted", object("assignments", text(e, "assignment_id"), "AssignableDigitalResource")),
-        "forum_post" => ("MessageEvent", "Posted", object("messages", text(e, "event_id"), "Message")),
-        "help_requested" => ("Event", "Asked", object("help", resource, "DigitalResource")),
-        "achievement_earned" => ("Event", "Earned", object("badges", resource, "DigitalResource")),
-        _ => ("NavigationEvent", "NavigatedTo", object("pages", resource.or(text(e, "lesson_id")), "WebPage")),
+        "resource_download" => (
+            "ResourceManagementEvent",
+            "Downloaded",
+            object("files", resource, "Document"),
+        ),
+        "video_play" => (
+            "MediaEvent",
+            "Started",
+            object("videos", resource, "VideoObject"),
+        ),
+        "video_complete" => (
+            "MediaEvent",
+            "Ended",
+            object("videos", resource, "VideoObject"),
+        ),
+        "quiz_start" => (
+            "AssessmentEvent",
+            "Started",
+            object("quizzes", text(e, "quiz_id"), "Assessment"),
+        ),
+        "quiz_submit" => (
+            "AssessmentEvent",
+            "Submitted",
+            object("quizzes", text(e, "quiz_id"), "Assessment"),
+        ),
+        "assignment_submit" => (
+            "AssignableEvent",
+            "Submitted",
+            object(
+                "assignments",
+                text(e, "assignment_id"),
+                "AssignableDigitalResource",
+            ),
+        ),
+        "forum_post" => (
+            "MessageEvent",
+            "Posted",
+            object("messages", text(e, "event_id"), "Message"),
+        ),
+        "help_requested" => (
+            "Event",
+            "Asked",
+            object("help", resource, "DigitalResource"),
+        ),
+        "achievement_earned" => (
+            "Event",
+            "Earned",
+            object("badges", resource, "DigitalResource"),
+        ),
+        _ => (
+            "NavigationEvent",
+            "NavigatedTo",
+            object("pages", resource.or(text(e, "lesson_id")), "WebPage"),
+        ),
     };
     let at = text(e, "timestamp").unwrap_or_default();
-    let mut event = caliper_common(text(e, "event_id").unwrap_or_default(), event_type, action, object, at, e);
+    let mut event = caliper_common(
+        text(e, "event_id").unwrap_or_default(),
+        event_type,
+        action,
+        object,
+        at,
+        e,
+    );
     if action == "Submitted"
         && let Some(seconds) = e.get("duration_seconds").and_then(Value::as_f64)
     {
@@ -396,14 +531,18 @@ fn caliper_event(e: &Value) -> Value {
 }
 
 fn caliper_grade(a: &Value) -> Value {
-    let assessment = text(a, "assessment_id").or(text(a, "quiz_id")).unwrap_or_default();
+    let assessment = text(a, "assessment_id")
+        .or(text(a, "quiz_id"))
+        .unwrap_or_default();
     let kind = if text(a, "assessment_type") == Some("assignment") {
         "AssignableDigitalResource"
     } else {
         "Assessment"
     };
     let id = text(a, "attempt_id").unwrap_or_default();
-    let submitted = text(a, "submitted_at").or(text(a, "completed_at")).unwrap_or_default();
+    let submitted = text(a, "submitted_at")
+        .or(text(a, "completed_at"))
+        .unwrap_or_default();
     let mut attempt = json!({
         "id": format!("{LMS}/attempts/{id}"),
         "type": "Attempt",

@@ -16,7 +16,9 @@ use learnlake_pipeline::lake::{LakeTable, Store};
 use learnlake_pipeline::predict::{self, TrainOptions, TrainReport};
 use tracing::{info, warn};
 
-use crate::cli::{Cli, Command, GenerateArgs, GenerateFormat, GenerateProfile, Global, OutputFormat};
+use crate::cli::{
+    Cli, Command, GenerateArgs, GenerateFormat, GenerateProfile, Global, OutputFormat,
+};
 use crate::mail::{self, Delivery, Sender};
 use crate::output::StreamFormat;
 use crate::progress::Progress;

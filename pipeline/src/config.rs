@@ -230,9 +230,7 @@ impl InputsConfig {
             "last-segment" => IdStyle::LastSegment,
             "iri" => IdStyle::Iri,
             other => {
-                problems.push(format!(
-                    "inputs.ids: {other:?} is not last-segment or iri"
-                ));
+                problems.push(format!("inputs.ids: {other:?} is not last-segment or iri"));
                 IdStyle::LastSegment
             }
         };

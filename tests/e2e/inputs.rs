@@ -14,7 +14,11 @@ const KEY: (&str, &str) = ("LEARNLAKE_HASH_KEY", "inputs-test-key");
 /// Rows of a query over `lake`, as JSON objects.
 fn rows(dir: &Path, lake: &Path, query: &str) -> Vec<Value> {
     let lake = lake.to_str().unwrap();
-    let out = learnlake_ok(dir, &["--lake", lake, "sql", query, "--format", "ndjson"], &[]);
+    let out = learnlake_ok(
+        dir,
+        &["--lake", lake, "sql", query, "--format", "ndjson"],
+        &[],
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -123,7 +127,10 @@ fn spec_examples_ingest_as_their_mapping_tables_say() {
     // The Group's members, one row each.
     for member in 0..3 {
         let row = by_id(&format!("6690e6c9-3ef0-4ed3-8b37-7f3964730bee#{member}"));
-        assert_eq!(row["activity_type"], "attended", "an unknown verb's last segment");
+        assert_eq!(
+            row["activity_type"], "attended",
+            "an unknown verb's last segment"
+        );
         assert_eq!(row["activity_category"], "other");
         assert_eq!(row["course_id"], "267", "the first parent");
         assert_eq!(row["duration_seconds"], 3600.0);
@@ -159,20 +166,41 @@ fn spec_examples_ingest_as_their_mapping_tables_say() {
         )
     })
     .collect();
-    let type_of = |id: &str| {
-        types
-            .iter()
-            .find(|(e, _)| e == id)
-            .map(|(_, t)| t.as_str())
-    };
-    assert_eq!(type_of("urn:uuid:c51570e4-f8ed-4c18-bb3a-dfe51b2cc594"), Some("quiz_start"), "in an envelope");
-    assert_eq!(type_of("urn:uuid:e5891791-3d27-4df1-a272-091806a43dfb"), Some("answered"));
-    assert_eq!(type_of("urn:uuid:956b4a02-8de0-4991-b8c5-b6eebb6b4cab"), Some("Paused"));
-    assert_eq!(type_of("urn:uuid:0d015a85-abf5-49ee-abb1-46dbd57fe64e"), Some("forum_post"));
-    assert_eq!(type_of("urn:uuid:ff9ec22a-fc59-4ae1-ae8d-2c9463ee2f8f"), Some("content_view"));
-    assert_eq!(type_of("urn:uuid:fcd495d0-3740-4298-9bec-1154571dc211"), Some("login"));
-    assert_eq!(type_of("urn:uuid:cd088ca7-c044-405c-bb41-0b2a8506f907"), Some("content_view"));
-    assert_eq!(type_of("urn:uuid:a50ca17f-5971-47bb-8fca-4e6e6879001d"), None, "a grade is no activity");
+    let type_of = |id: &str| types.iter().find(|(e, _)| e == id).map(|(_, t)| t.as_str());
+    assert_eq!(
+        type_of("urn:uuid:c51570e4-f8ed-4c18-bb3a-dfe51b2cc594"),
+        Some("quiz_start"),
+        "in an envelope"
+    );
+    assert_eq!(
+        type_of("urn:uuid:e5891791-3d27-4df1-a272-091806a43dfb"),
+        Some("answered")
+    );
+    assert_eq!(
+        type_of("urn:uuid:956b4a02-8de0-4991-b8c5-b6eebb6b4cab"),
+        Some("Paused")
+    );
+    assert_eq!(
+        type_of("urn:uuid:0d015a85-abf5-49ee-abb1-46dbd57fe64e"),
+        Some("forum_post")
+    );
+    assert_eq!(
+        type_of("urn:uuid:ff9ec22a-fc59-4ae1-ae8d-2c9463ee2f8f"),
+        Some("content_view")
+    );
+    assert_eq!(
+        type_of("urn:uuid:fcd495d0-3740-4298-9bec-1154571dc211"),
+        Some("login")
+    );
+    assert_eq!(
+        type_of("urn:uuid:cd088ca7-c044-405c-bb41-0b2a8506f907"),
+        Some("content_view")
+    );
+    assert_eq!(
+        type_of("urn:uuid:a50ca17f-5971-47bb-8fca-4e6e6879001d"),
+        None,
+        "a grade is no activity"
+    );
     let grade = rows(
         &dir,
         &lake,
@@ -192,7 +220,11 @@ fn spec_examples_ingest_as_their_mapping_tables_say() {
         "SELECT student_id, course_id, assessment_id, score FROM attempts WHERE course_id LIKE 'course-v1:%' ORDER BY submitted_at",
     );
     assert_eq!(problems.len(), 3, "{problems:?}");
-    assert!(problems.iter().all(|p| p["course_id"] == "course-v1:edX+DemoX+Demo_Course"));
+    assert!(
+        problems
+            .iter()
+            .all(|p| p["course_id"] == "course-v1:edX+DemoX+Demo_Course")
+    );
     let edx = rows(
         &dir,
         &lake,
@@ -219,7 +251,11 @@ fn spec_examples_ingest_as_their_mapping_tables_say() {
     let again = ingest_ok(&dir, &lake, &landing, &[KEY]);
     let again = String::from_utf8_lossy(&again.stdout);
     assert_eq!(summary_line(&again, "activity")[3], "0", "{again}");
-    assert_eq!(summary_line(&again, "total")[2], "54", "every file skipped: {again}");
+    assert_eq!(
+        summary_line(&again, "total")[2],
+        "54",
+        "every file skipped: {again}"
+    );
 }
 
 /// One small learning history: 3 students in one course over two weeks.
@@ -270,7 +306,12 @@ fn history() -> History {
                 push("content_view", format!("P{day}"), at(9 + s as u32, 5), None);
                 push("video_play", format!("V{day}"), at(9 + s as u32, 15), None);
                 if day == 0 {
-                    push("lesson_complete", format!("L{week}"), at(9 + s as u32, 30), None);
+                    push(
+                        "lesson_complete",
+                        format!("L{week}"),
+                        at(9 + s as u32, 30),
+                        None,
+                    );
                     push("forum_post", String::new(), at(20, 10 + s as u32), None);
                 }
                 if day == 1 {
@@ -406,13 +447,41 @@ fn caliper(h: &History, landing: &Path) {
         let mut data = Vec::new();
         for e in chunk {
             let (kind, action, object) = match e.kind {
-                "login" => ("SessionEvent", "LoggedIn", json!({"id": base, "type": "SoftwareApplication"})),
-                "content_view" => ("NavigationEvent", "NavigatedTo", json!({"id": format!("{base}/pages/{}", e.object), "type": "WebPage"})),
-                "video_play" => ("MediaEvent", "Started", json!({"id": format!("{base}/videos/{}", e.object), "type": "VideoObject", "duration": "PT20M"})),
-                "lesson_complete" => ("Event", "Completed", json!({"id": format!("{base}/lessons/{}", e.object), "type": "Chapter"})),
-                "forum_post" => ("MessageEvent", "Posted", json!({"id": format!("{base}/forums/1/messages/{}", e.id), "type": "Message"})),
-                "quiz_start" => ("AssessmentEvent", "Started", json!({"id": format!("{base}/quizzes/{}", e.object), "type": "Assessment"})),
-                "quiz_submit" => ("AssessmentEvent", "Submitted", json!({"id": format!("{base}/quizzes/{}", e.object), "type": "Assessment"})),
+                "login" => (
+                    "SessionEvent",
+                    "LoggedIn",
+                    json!({"id": base, "type": "SoftwareApplication"}),
+                ),
+                "content_view" => (
+                    "NavigationEvent",
+                    "NavigatedTo",
+                    json!({"id": format!("{base}/pages/{}", e.object), "type": "WebPage"}),
+                ),
+                "video_play" => (
+                    "MediaEvent",
+                    "Started",
+                    json!({"id": format!("{base}/videos/{}", e.object), "type": "VideoObject", "duration": "PT20M"}),
+                ),
+                "lesson_complete" => (
+                    "Event",
+                    "Completed",
+                    json!({"id": format!("{base}/lessons/{}", e.object), "type": "Chapter"}),
+                ),
+                "forum_post" => (
+                    "MessageEvent",
+                    "Posted",
+                    json!({"id": format!("{base}/forums/1/messages/{}", e.id), "type": "Message"}),
+                ),
+                "quiz_start" => (
+                    "AssessmentEvent",
+                    "Started",
+                    json!({"id": format!("{base}/quizzes/{}", e.object), "type": "Assessment"}),
+                ),
+                "quiz_submit" => (
+                    "AssessmentEvent",
+                    "Submitted",
+                    json!({"id": format!("{base}/quizzes/{}", e.object), "type": "Assessment"}),
+                ),
                 other => panic!("{other}"),
             };
             let actor = json!({"id": format!("{base}/users/{}", e.student), "type": "Person"});
@@ -425,7 +494,8 @@ fn caliper(h: &History, landing: &Path) {
             });
             let attempt_id = format!("{base}/quizzes/{}/users/{}/attempts/1", e.object, e.student);
             if e.kind == "quiz_submit" {
-                event["generated"] = json!({"id": attempt_id, "type": "Attempt", "duration": "PT10M"});
+                event["generated"] =
+                    json!({"id": attempt_id, "type": "Attempt", "duration": "PT10M"});
             }
             data.push(event);
             if let Some(score) = e.score {
@@ -465,7 +535,11 @@ fn student_weeks(dir: &Path, name: &str, write: impl Fn(&Path)) -> String {
     write(&landing);
     let out = ingest_ok(dir, &lake, &landing, &[KEY]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(summary_line(&stdout, "total")[5], "0", "nothing quarantined: {stdout}");
+    assert_eq!(
+        summary_line(&stdout, "total")[5],
+        "0",
+        "nothing quarantined: {stdout}"
+    );
     let lake_s = lake.to_str().unwrap();
     learnlake_ok(dir, &["--lake", lake_s, "analyze"], &[]);
     let out = learnlake_ok(
@@ -518,7 +592,11 @@ fn hostile_records_are_quarantined_and_voiding_removes_what_it_voids() {
             r#"{{"id":"{id}","actor":{{"account":{{"homePage":"https://lms","name":"admin"}}}},"verb":{{"id":"http://adlnet.gov/expapi/verbs/voided"}},"object":{{"objectType":"StatementRef","id":"{target}"}},"timestamp":"2026-03-04T10:00:00Z"}}"#
         )
     };
-    let huge = statement("x-huge", "s1", &format!(r#","result":{{"response":"{}"}}"#, "a".repeat(10 << 20)));
+    let huge = statement(
+        "x-huge",
+        "s1",
+        &format!(r#","result":{{"response":"{}"}}"#, "a".repeat(10 << 20)),
+    );
     let deep = format!(
         r#"{{"id":"x-deep","result":{{"extensions":{{"x":{}{}}}}}}}"#,
         "[".repeat(100_000),
@@ -581,7 +659,14 @@ fn hostile_records_are_quarantined_and_voiding_removes_what_it_voids() {
 
     let reasons: Vec<String> = quarantined(&dir, &lake, "activity")
         .iter()
-        .map(|r| format!("{} {}: {}", r["source_file"].as_str().unwrap(), r["line_number"], r["reason"].as_str().unwrap()))
+        .map(|r| {
+            format!(
+                "{} {}: {}",
+                r["source_file"].as_str().unwrap(),
+                r["line_number"],
+                r["reason"].as_str().unwrap()
+            )
+        })
         .collect();
     for expected in [
         "xapi/a.jsonl 5: result.score.raw: 12 is outside its range 0–10",
@@ -611,25 +696,41 @@ fn hostile_records_are_quarantined_and_voiding_removes_what_it_voids() {
         .iter()
         .map(|r| r["reason"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(attempt_reasons.len(), 1, "reported once, not again by the attempts pass: {attempt_reasons:?}");
+    assert_eq!(
+        attempt_reasons.len(),
+        1,
+        "reported once, not again by the attempts pass: {attempt_reasons:?}"
+    );
     assert!(attempt_reasons[0].contains("generated.scoreGiven: 20 is outside its range 0–10"));
 
     // Kept: x-1 and x-3 (x-2 voided), c-1, ann's video, Moodle row 1.
-    let ids: Vec<String> = rows(&dir, &lake, "SELECT event_id FROM activity ORDER BY event_id")
-        .iter()
-        .map(|r| r["event_id"].as_str().unwrap().to_string())
-        .collect();
+    let ids: Vec<String> = rows(
+        &dir,
+        &lake,
+        "SELECT event_id FROM activity ORDER BY event_id",
+    )
+    .iter()
+    .map(|r| r["event_id"].as_str().unwrap().to_string())
+    .collect();
     assert_eq!(ids.len(), 5, "{ids:?}");
     assert!(ids.contains(&"x-1".to_string()) && ids.contains(&"x-3".to_string()));
     assert!(!ids.contains(&"x-2".to_string()), "voided in the same file");
     assert!(ids.contains(&"moodle-1".to_string()));
-    let attempts: Vec<String> = rows(&dir, &lake, "SELECT attempt_id FROM attempts ORDER BY attempt_id")
-        .iter()
-        .map(|r| r["attempt_id"].as_str().unwrap().to_string())
-        .collect();
+    let attempts: Vec<String> = rows(
+        &dir,
+        &lake,
+        "SELECT attempt_id FROM attempts ORDER BY attempt_id",
+    )
+    .iter()
+    .map(|r| r["attempt_id"].as_str().unwrap().to_string())
+    .collect();
     assert_eq!(attempts, ["x-1"], "x-2's attempt is voided too");
     let activity = summary_line(&stdout, "activity");
-    assert_eq!((activity[4], activity[7]), ("1", "1"), "duplicates, voided: {stdout}");
+    assert_eq!(
+        (activity[4], activity[7]),
+        ("1", "1"),
+        "duplicates, voided: {stdout}"
+    );
 
     // A later file voids a statement committed by the first run.
     std::fs::write(landing.join("xapi/b.jsonl"), void("v-2", "x-1")).unwrap();
@@ -637,7 +738,11 @@ fn hostile_records_are_quarantined_and_voiding_removes_what_it_voids() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(summary_line(&stdout, "activity")[7], "1", "{stdout}");
     assert_eq!(summary_line(&stdout, "attempts")[7], "1", "{stdout}");
-    let left = rows(&dir, &lake, "SELECT COUNT(*) AS n FROM activity WHERE event_id = 'x-1'");
+    let left = rows(
+        &dir,
+        &lake,
+        "SELECT COUNT(*) AS n FROM activity WHERE event_id = 'x-1'",
+    );
     assert_eq!(left[0]["n"], 0);
     let left = rows(&dir, &lake, "SELECT COUNT(*) AS n FROM attempts");
     assert_eq!(left[0]["n"], 0);
@@ -704,11 +809,20 @@ fn inputs_settings_map_actors_and_bad_values_are_named() {
     assert_eq!(got[0]["student_id"], "S-BOB");
     assert_eq!(got[0]["activity_type"], "forum_post");
     assert_eq!(got[1]["event_id"], "m-1");
-    assert_eq!(got[1]["student_id"], "S-ANN", "looked up, no hash key needed");
-    assert_eq!(got[1]["course_id"], "https://lms/courses/C9", "the extension, kept whole");
+    assert_eq!(
+        got[1]["student_id"], "S-ANN",
+        "looked up, no hash key needed"
+    );
+    assert_eq!(
+        got[1]["course_id"], "https://lms/courses/C9",
+        "the extension, kept whole"
+    );
     assert_eq!(got[2]["student_id"], "carol");
     assert_eq!(got[2]["activity_type"], "content_view");
-    assert_eq!(got[2]["timestamp"], "2026-03-03T12:00:00Z", "no offset: UTC");
+    assert_eq!(
+        got[2]["timestamp"], "2026-03-03T12:00:00Z",
+        "no offset: UTC"
+    );
 
     std::fs::write(
         dir.join("learnlake.toml"),

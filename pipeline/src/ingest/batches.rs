@@ -426,7 +426,10 @@ mod tests {
             "a BOM, then arrays one after another"
         );
         // Cut short or stray: each piece is a record, for the parser to refuse.
-        assert_eq!(records("[{\"a\":1},{\"b\":").unwrap(), [r#"{"a":1}"#, r#"{"b":"#]);
+        assert_eq!(
+            records("[{\"a\":1},{\"b\":").unwrap(),
+            [r#"{"a":1}"#, r#"{"b":"#]
+        );
         assert_eq!(records("[1, \"x\", }]").unwrap(), ["1", r#""x""#, "}"]);
     }
 }

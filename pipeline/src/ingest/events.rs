@@ -697,7 +697,9 @@ async fn void_committed(
                 h.update(path.as_bytes());
                 h.update(&encoded);
                 let folder = partition_folder(
-                    table.partition_column().expect("event tables are partitioned"),
+                    table
+                        .partition_column()
+                        .expect("event tables are partitioned"),
                     &date_string(date),
                 )?;
                 let name = format!(

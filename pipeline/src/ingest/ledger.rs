@@ -78,15 +78,17 @@ impl Ledger {
                 })?;
             for s in entry.sources.iter().filter(|s| s.complete) {
                 ledger.done_by_version.insert(
-                    (entry.kind.clone(), s.path.clone(), s.size, s.version.clone()),
+                    (
+                        entry.kind.clone(),
+                        s.path.clone(),
+                        s.size,
+                        s.version.clone(),
+                    ),
                     s.sha256.clone(),
                 );
-                ledger.done.insert((
-                    entry.kind.clone(),
-                    s.path.clone(),
-                    s.size,
-                    s.sha256.clone(),
-                ));
+                ledger
+                    .done
+                    .insert((entry.kind.clone(), s.path.clone(), s.size, s.sha256.clone()));
             }
             ledger.committed.extend(entry.batches);
             ledger.committed.insert(entry.batch_id);

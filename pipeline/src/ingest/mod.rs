@@ -252,7 +252,11 @@ async fn ingest_kind(
         }
         // A file feeding two kinds (xAPI: activity and attempts) is read
         // and hashed once per run.
-        let cached = inspections.lock().expect("no poison").get(&source.path).cloned();
+        let cached = inspections
+            .lock()
+            .expect("no poison")
+            .get(&source.path)
+            .cloned();
         let inspected = match cached {
             Some(inspected) => inspected,
             None => {

@@ -53,7 +53,11 @@ fn event(e: &Value, rows: &mut Rows) -> Result<Mapped, String> {
     let course_id = e
         .get("group")
         .and_then(id_of)
-        .or_else(|| e.get("membership").and_then(|m| m.get("organization")).and_then(id_of))
+        .or_else(|| {
+            e.get("membership")
+                .and_then(|m| m.get("organization"))
+                .and_then(id_of)
+        })
         .map(|c| mapping.id(c));
     let session_id = e.get("session").and_then(id_of).map(|s| mapping.id(s));
     let generated = e.get("generated").unwrap_or(&Value::Null);
@@ -71,8 +75,8 @@ fn event(e: &Value, rows: &mut Rows) -> Result<Mapped, String> {
                 .ok_or("grade event's Attempt has no assignable (the assessment)")?;
             let given = number(generated.get("scoreGiven"))
                 .ok_or("grade event has no generated.scoreGiven")?;
-            let max = number(generated.get("maxScore"))
-                .ok_or("grade event has no generated.maxScore")?;
+            let max =
+                number(generated.get("maxScore")).ok_or("grade event has no generated.maxScore")?;
             let assignable_type = object
                 .get("assignable")
                 .and_then(|a| str_of(a, "type"))
@@ -144,7 +148,11 @@ fn event(e: &Value, rows: &mut Rows) -> Result<Mapped, String> {
                 .and_then(id_of)
                 .map(|p| mapping.id(p))
         }
-        "CourseSection" | "CourseOffering" | "Group" | "Organization" | "SoftwareApplication"
+        "CourseSection"
+        | "CourseOffering"
+        | "Group"
+        | "Organization"
+        | "SoftwareApplication"
         | "Person" => {}
         _ if event.activity_type.starts_with("lesson_") => event.lesson_id = object_id,
         _ => event.resource_id = object_id,

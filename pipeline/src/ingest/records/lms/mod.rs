@@ -123,15 +123,18 @@ pub enum OpenEdxStudent {
 /// Reads the actor lookup (`[inputs] actors`): a CSV file with the columns
 /// `actor` and `student_id`.
 pub fn read_actors(text: &[u8]) -> Result<HashMap<String, String>, String> {
-    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text);
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(text);
     let headers = reader
         .headers()
         .map_err(|e| format!("unreadable CSV header: {e}"))?
         .clone();
     let column = |name: &str| {
-        headers.iter().position(|h| h == name).ok_or_else(|| {
-            format!("no {name:?} column; the header must be actor,student_id")
-        })
+        headers
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| format!("no {name:?} column; the header must be actor,student_id"))
     };
     let (actor, student) = (column("actor")?, column("student_id")?);
     let mut actors = HashMap::new();
@@ -494,9 +497,7 @@ fn percent(given: f64, min: f64, max: f64, what: &str) -> Result<f64, String> {
     // × 100 first: 9 of 10 is exactly 90, as a native score would be.
     let p = (given - min) * 100.0 / (max - min);
     if !(0.0..=100.0).contains(&p) {
-        return Err(format!(
-            "{what}: {given} is outside its range {min}–{max}"
-        ));
+        return Err(format!("{what}: {given} is outside its range {min}–{max}"));
     }
     Ok(p)
 }
@@ -527,7 +528,10 @@ fn id_of(value: &Value) -> Option<&str> {
 }
 
 fn str_of<'v>(value: &'v Value, key: &str) -> Option<&'v str> {
-    value.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+    value
+        .get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 /// A number, also when written as a string (Open edX and Moodle write both).

@@ -7,8 +7,7 @@
 use super::*;
 
 pub(super) fn json_record(line: &str, rows: &mut Rows) -> Result<Mapped, String> {
-    let value: Value =
-        serde_json::from_str(line).map_err(|e| format!("malformed JSON: {e}"))?;
+    let value: Value = serde_json::from_str(line).map_err(|e| format!("malformed JSON: {e}"))?;
     let Value::Object(object) = value else {
         return Err("not a Moodle log row: expected a JSON object".into());
     };
@@ -23,14 +22,24 @@ pub(super) fn json_record(line: &str, rows: &mut Rows) -> Result<Mapped, String>
             (k, text)
         })
         .collect();
-    let fields: HashMap<&str, &str> =
-        texts.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let fields: HashMap<&str, &str> = texts
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     record(&fields, rows)
 }
 
 pub(super) fn record(fields: &HashMap<&str, &str>, rows: &mut Rows) -> Result<Mapped, String> {
-    let get = |k: &str| fields.get(k).copied().map(str::trim).filter(|v| !v.is_empty());
-    if get("eventname").is_none() && (fields.contains_key("Event name") || fields.contains_key("User full name")) {
+    let get = |k: &str| {
+        fields
+            .get(k)
+            .copied()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    if get("eventname").is_none()
+        && (fields.contains_key("Event name") || fields.contains_key("User full name"))
+    {
         return Err("this is Moodle's Logs report download (names, not ids, and local times); export the standard log table (logstore_standard_log: id, eventname, userid, courseid, timecreated, …) instead".into());
     }
     let mapping = rows.mapping.clone();
@@ -101,7 +110,11 @@ pub(super) fn activity_type<'a>(
 ) -> (&'a str, Option<&'static str>) {
     let name = eventname.rsplit('\\').next().unwrap_or(eventname);
     let component = if component.is_empty() {
-        eventname.trim_start_matches('\\').split('\\').next().unwrap_or("")
+        eventname
+            .trim_start_matches('\\')
+            .split('\\')
+            .next()
+            .unwrap_or("")
     } else {
         component
     };

@@ -126,7 +126,10 @@ fn one_or_many<'de: 'a, 'a, D: serde::Deserializer<'de>>(
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("an activity or an array of activities")
         }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
             let mut out = Vec::new();
             while let Some(item) = seq.next_element()? {
                 out.push(item);
@@ -180,7 +183,10 @@ pub(super) fn records(line: &str, rows: &mut Rows) -> Vec<Result<Mapped, String>
     let text = line.trim_start();
     if text.starts_with('[') {
         return match serde_json::from_str::<Vec<&RawValue>>(text) {
-            Ok(items) => items.iter().flat_map(|s| statement(s.get(), rows)).collect(),
+            Ok(items) => items
+                .iter()
+                .flat_map(|s| statement(s.get(), rows))
+                .collect(),
             Err(e) => vec![Err(format!("malformed JSON: {e}"))],
         };
     }
@@ -314,7 +320,10 @@ fn map(s: &Statement, rows: &mut Rows) -> Result<Mapped, String> {
     let duration_seconds = match result.and_then(|r| r.duration.as_deref()) {
         None => None,
         Some(d) => Some(iso_duration(d).ok_or_else(|| {
-            format!("result.duration {:?} is not an ISO 8601 duration like PT4M30S", clip(d))
+            format!(
+                "result.duration {:?} is not an ISO 8601 duration like PT4M30S",
+                clip(d)
+            )
         })?),
     };
     let score = match result.and_then(|r| r.score.as_ref()) {
@@ -364,7 +373,9 @@ fn map(s: &Statement, rows: &mut Rows) -> Result<Mapped, String> {
             attempt_id: event.event_id.clone(),
             student_id: event.student_id.clone(),
             course_id: event.course_id.clone(),
-            assessment_id: object_short.clone().ok_or("a scored statement's object has no id")?,
+            assessment_id: object_short
+                .clone()
+                .ok_or("a scored statement's object has no id")?,
             assessment_type: match role {
                 Role::Assignment => "assignment",
                 Role::Exam => "exam",
@@ -462,8 +473,7 @@ fn student(actor: Option<&Agent>, rows: &mut Rows) -> Result<String, String> {
         (None, Some(openid)) => ("openid", format!("xapi-openid:{openid}")),
         (None, None) => {
             return Err(
-                "statement has no actor identifier (account, mbox, mbox_sha1sum or openid)"
-                    .into(),
+                "statement has no actor identifier (account, mbox, mbox_sha1sum or openid)".into(),
             );
         }
     };
@@ -481,7 +491,11 @@ fn course(context: Option<&Context>, mapping: &Mapping) -> Result<Option<String>
     let activities = context.activities.as_ref();
     let parent = activities.map_or(empty, |a| a.parent.as_slice());
     let grouping = activities.map_or(empty, |a| a.grouping.as_slice());
-    let id = |a: &ActivityRef| a.id.as_deref().filter(|i| !i.is_empty()).map(|i| mapping.id(i));
+    let id = |a: &ActivityRef| {
+        a.id.as_deref()
+            .filter(|i| !i.is_empty())
+            .map(|i| mapping.id(i))
+    };
     Ok(match &mapping.xapi_course {
         XapiCourse::Auto => parent
             .iter()
@@ -497,7 +511,10 @@ fn course(context: Option<&Context>, mapping: &Mapping) -> Result<Option<String>
             Some(e) => {
                 let extensions: HashMap<&str, Value> = serde_json::from_str(e.get())
                     .map_err(|e| format!("context.extensions is not an object: {e}"))?;
-                extensions.get(key.as_str()).and_then(id_of).map(|i| mapping.id(i))
+                extensions
+                    .get(key.as_str())
+                    .and_then(id_of)
+                    .map(|i| mapping.id(i))
             }
         },
     })
@@ -545,17 +562,16 @@ impl Role {
 pub(super) fn activity_type(verb: &str, role: Role) -> (Cow<'_, str>, Option<&'static str>) {
     let segment = last_segment(verb);
     let known = match (segment, role) {
-        ("launched" | "initialized" | "attempted", Role::Assessment | Role::Exam | Role::Practice) => {
-            "quiz_start"
-        }
+        (
+            "launched" | "initialized" | "attempted",
+            Role::Assessment | Role::Exam | Role::Practice,
+        ) => "quiz_start",
         ("launched" | "initialized" | "attempted", _) => "lesson_start",
         ("completed", Role::Assessment | Role::Exam | Role::Practice) => "quiz_submit",
         ("completed", Role::Assignment) => "assignment_submit",
         ("completed", Role::Media) => "video_complete",
         ("completed", _) => "lesson_complete",
-        ("passed" | "failed" | "scored" | "submitted", Role::Assignment) => {
-            "assignment_submit"
-        }
+        ("passed" | "failed" | "scored" | "submitted", Role::Assignment) => "assignment_submit",
         ("passed" | "failed" | "scored" | "submitted", _) => "quiz_submit",
         ("experienced" | "viewed" | "accessed" | "read" | "visited", Role::Resource) => {
             "resource_view"
