@@ -768,20 +768,16 @@ async fn run_ingest(config: &Config) -> Result<IngestReport> {
         info!(actors = actors.len(), "actor lookup loaded");
         mapping.actors = Arc::new(actors);
     }
-    // Other systems' records are read twice (activity, then attempts);
-    // Moodle's log and every native file once.
-    let total: u64 = landing
+    // The bytes ingest will read: a file feeding two kinds (an xAPI file:
+    // activity, then attempts) once per kind, as ingest reports progress.
+    let objects = landing
         .list("")
         .await
-        .with_context(|| Failure::Unreachable(format!("cannot list {}", landing.url)))?
+        .with_context(|| Failure::Unreachable(format!("cannot list {}", landing.url)))?;
+    let total: u64 = ingest::source::classify(&landing, &objects)
+        .0
         .iter()
-        .map(|m| {
-            let path = landing.relative(&m.location);
-            let twice = ["xapi/", "caliper/", "openedx/"]
-                .iter()
-                .any(|folder| path.starts_with(folder));
-            m.size * if twice { 2 } else { 1 }
-        })
+        .map(|s| s.size)
         .sum();
     let progress = Arc::new(Progress::new("ingest", "bytes", total));
     let p = progress.clone();

@@ -44,7 +44,7 @@ mod parse;
 mod quarantine;
 mod reference;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -205,13 +205,21 @@ pub async fn ingest(
         ..Default::default()
     };
     let ledger = Ledger::load(lake).await?;
-    let inspections = std::sync::Mutex::new(std::collections::HashMap::new());
+    let mut inspections = HashMap::new();
     for kind in Kind::ALL {
         let of_kind: Vec<Source> = sources.iter().filter(|s| s.kind == kind).cloned().collect();
         let span = info_span!("ingest", kind = kind.name());
         let _enter = span.enter();
-        let kind_report =
-            ingest_kind(lake, landing, kind, of_kind, &ledger, &inspections, options).await?;
+        let kind_report = ingest_kind(
+            lake,
+            landing,
+            kind,
+            of_kind,
+            &ledger,
+            &mut inspections,
+            options,
+        )
+        .await?;
         info!(
             files = kind_report.files,
             skipped = kind_report.files_skipped,
@@ -233,7 +241,7 @@ async fn ingest_kind(
     kind: Kind,
     sources: Vec<Source>,
     ledger: &Ledger,
-    inspections: &std::sync::Mutex<std::collections::HashMap<String, source::Inspection>>,
+    inspections: &mut HashMap<String, source::Inspection>,
     options: &IngestOptions,
 ) -> Result<KindReport> {
     let mut report = KindReport::default();
@@ -252,20 +260,12 @@ async fn ingest_kind(
         }
         // A file feeding two kinds (xAPI: activity and attempts) is read
         // and hashed once per run.
-        let cached = inspections
-            .lock()
-            .expect("no poison")
-            .get(&source.path)
-            .cloned();
-        let inspected = match cached {
-            Some(inspected) => inspected,
+        let inspected = match inspections.get(&source.path) {
+            Some(inspected) => inspected.clone(),
             None => {
                 let (landing, read) = (landing.clone(), source.clone());
                 let inspected = blocking(move || source::inspect(&landing, &read)).await?;
-                inspections
-                    .lock()
-                    .expect("no poison")
-                    .insert(source.path.clone(), inspected.clone());
+                inspections.insert(source.path.clone(), inspected.clone());
                 inspected
             }
         };

@@ -54,21 +54,14 @@ pub(super) fn parse_item(
             dialect,
             ..
         } => {
-            let slice = &batch.buf[start..end];
             // The attempts pass over other systems' records: what is wrong
             // with a line was reported by the activity pass, and a slice
             // without a scored record holds no attempt at all.
             let second_pass = batch.kind == Kind::Attempts && *dialect != Dialect::Native;
-            if second_pass && !may_hold_attempt(*dialect, slice) {
-                return Parsed {
-                    rows: rows.finish(),
-                    keys: StringArray::from(Vec::<String>::new()),
-                    dates: Vec::new(),
-                    rejected,
-                    voids,
-                    skipped,
-                };
-            }
+            let slice = match &batch.buf[start..end] {
+                slice if second_pass && !may_hold_attempt(*dialect, slice) => &[],
+                slice => slice,
+            };
             // One vectorised check of the whole slice; only a slice with a
             // NUL byte or invalid UTF-8 somewhere is checked line by line.
             let whole = match memchr::memchr(0, slice) {

@@ -59,7 +59,7 @@ fn event(e: &Value, rows: &mut Rows) -> Result<Mapped, String> {
                 .and_then(id_of)
         })
         .map(|c| mapping.id(c));
-    let session_id = e.get("session").and_then(id_of).map(|s| mapping.id(s));
+    let session_id = mapping.id_in(e, "session");
     let generated = e.get("generated").unwrap_or(&Value::Null);
 
     if kind == "GradeEvent" || action == "Graded" {
@@ -134,20 +134,9 @@ fn event(e: &Value, rows: &mut Rows) -> Result<Mapped, String> {
     };
     match object_type {
         "Assessment" => event.quiz_id = object_id,
-        "AssessmentItem" => {
-            event.quiz_id = object
-                .get("isPartOf")
-                .and_then(id_of)
-                .map(|p| mapping.id(p))
-                .or(object_id)
-        }
+        "AssessmentItem" => event.quiz_id = mapping.id_in(object, "isPartOf").or(object_id),
         "AssignableDigitalResource" => event.assignment_id = object_id,
-        "Attempt" => {
-            event.quiz_id = object
-                .get("assignable")
-                .and_then(id_of)
-                .map(|p| mapping.id(p))
-        }
+        "Attempt" => event.quiz_id = mapping.id_in(object, "assignable"),
         "CourseSection"
         | "CourseOffering"
         | "Group"

@@ -433,6 +433,12 @@ impl Mapping {
             IdStyle::Iri => iri.to_string(),
         }
     }
+
+    /// The id of `value[key]` (a string or an object's `id`), in the
+    /// configured style.
+    fn id_in(&self, value: &Value, key: &str) -> Option<String> {
+        value.get(key).and_then(id_of).map(|iri| self.id(iri))
+    }
 }
 
 /// A timestamp as RFC 3339: an offset written `+0000` gets its colon, and
