@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::Path;
 
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use crate::{
     fingerprint, ingest, ingest_ok, learnlake, learnlake_ok, scratch, second_reader,
@@ -278,6 +279,98 @@ fn ingesting_twice_changes_nothing() {
     let fields: Vec<&str> = total.split_whitespace().collect();
     assert_eq!(fields[1], "0", "no file is read again: {total}");
     assert_eq!(fields[3], "0", "no row is accepted again: {total}");
+}
+
+/// The `total` line of an ingest summary, split into its fields.
+fn total_fields(out: &std::process::Output) -> Vec<String> {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let total = stdout.lines().find(|l| l.starts_with("total")).unwrap();
+    total.split_whitespace().map(str::to_string).collect()
+}
+
+/// A landing file rewritten with the same bytes (a new modification time)
+/// is recognised by its content hash and not read again; so is one whose
+/// ledger entry was written before the content hash was BLAKE3 (SHA-256,
+/// under the field name `sha256`).
+#[test]
+fn a_file_rewritten_with_the_same_bytes_is_not_read_again_also_by_an_old_ledger() {
+    let (_tmp, dir) = scratch();
+    let landing = dir.join("landing");
+    let lake = dir.join("lake");
+    std::fs::create_dir_all(landing.join("activity")).unwrap();
+    let file = landing.join("activity/a.jsonl");
+    let text = [
+        event("e1", "2026-03-02T10:00:00Z"),
+        event("e2", "2026-03-03T11:00:00Z"),
+    ]
+    .join("\n");
+    std::fs::write(&file, &text).unwrap();
+    let first = total_fields(&ingest_ok(&dir, &lake, &landing, &[KEY]));
+    assert_eq!(
+        (first[1].as_str(), first[3].as_str()),
+        ("1", "2"),
+        "{first:?}"
+    );
+    let lake_before = fingerprint(&lake, &["_meta"]);
+    let touch = || {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&file, &text).unwrap();
+    };
+
+    touch();
+    let again = total_fields(&ingest_ok(&dir, &lake, &landing, &[KEY]));
+    assert_eq!(
+        (again[1].as_str(), again[2].as_str()),
+        ("0", "1"),
+        "skipped by content: {again:?}"
+    );
+
+    // The ledger as an earlier version wrote it.
+    let sha256 = hex::encode(Sha256::digest(text.as_bytes()));
+    let mut rewritten = 0;
+    for entry in std::fs::read_dir(lake.join("_meta/ingest_ledger")).unwrap() {
+        let path = entry.unwrap().path();
+        let json = std::fs::read_to_string(&path).unwrap();
+        assert!(json.contains("\"content_hash\": \"blake3:"), "{json}");
+        let mut value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        for source in value["sources"].as_array_mut().unwrap() {
+            let source = source.as_object_mut().unwrap();
+            source.remove("content_hash");
+            source.insert("sha256".into(), sha256.clone().into());
+            rewritten += 1;
+        }
+        std::fs::write(&path, serde_json::to_vec_pretty(&value).unwrap()).unwrap();
+    }
+    assert!(rewritten > 0);
+    touch();
+    let old = total_fields(&ingest_ok(&dir, &lake, &landing, &[KEY]));
+    assert_eq!(
+        (old[1].as_str(), old[2].as_str()),
+        ("0", "1"),
+        "skipped by its SHA-256: {old:?}"
+    );
+    assert_eq!(
+        fingerprint(&lake, &["_meta"]),
+        lake_before,
+        "the tables did not change"
+    );
+
+    // Changed bytes are read.
+    std::fs::write(
+        &file,
+        format!("{text}\n{}", event("e3", "2026-03-04T09:00:00Z")),
+    )
+    .unwrap();
+    let changed = total_fields(&ingest_ok(&dir, &lake, &landing, &[KEY]));
+    assert_eq!(
+        (
+            changed[1].as_str(),
+            changed[3].as_str(),
+            changed[4].as_str()
+        ),
+        ("1", "1", "2"),
+        "{changed:?}"
+    );
 }
 
 /// Kill the ingest after n lake writes (and once with a real SIGKILL at a

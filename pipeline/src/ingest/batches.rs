@@ -73,7 +73,7 @@ impl Batch {
             h.update([0]);
             h.update(&s.path);
             h.update([0]);
-            h.update(&s.sha256);
+            h.update(&s.content_hash);
             h.update(format!(":{}:{}:{}", s.first_line, s.last_line, s.complete));
         }
         hex::encode(&h.finalize()[..10])
@@ -108,7 +108,7 @@ pub(super) fn cut_batches(
         let ledger_source = |first_line: u64, last_line: u64, complete: bool| LedgerSource {
             path: source.path.clone(),
             size: source.size,
-            sha256: p.sha256.clone(),
+            content_hash: p.content_hash.clone(),
             version: source.version.clone(),
             first_line,
             last_line,
@@ -153,14 +153,15 @@ pub(super) fn cut_batches(
         let mut start = batch.buf.len();
         loop {
             let before = batch.buf.len();
-            let n = match &mut records {
-                Some(r) => r.next(&mut reader, &mut batch.buf).map_err(read_err)?,
-                None => reader.read_until(b'\n', &mut batch.buf).map_err(read_err)?,
+            let lines = match &mut records {
+                Some(r) => u64::from(r.next(&mut reader, &mut batch.buf).map_err(read_err)? > 0),
+                None => read_lines(&mut reader, &mut batch.buf, options.batch_bytes)
+                    .map_err(read_err)?,
             };
-            if n == 0 {
+            if lines == 0 {
                 break;
             }
-            line_no += 1;
+            line_no += lines;
             if batch.buf[before..].last() != Some(&b'\n') {
                 batch.buf.push(b'\n');
             }
@@ -207,6 +208,33 @@ pub(super) fn cut_batches(
         send(batch)?;
     }
     Ok(())
+}
+
+/// Appends whole lines of `reader` to `buf` and returns how many (0 at the
+/// end of the input): every complete line the reader has buffered at once,
+/// up to and including the first that brings `buf` to `limit` bytes, so a
+/// batch is cut after the same line whatever the reads returned (batch ids
+/// must not depend on them); a line the buffer does not hold whole, alone.
+/// Line by line, `read_until` was 6 % of an ingest.
+fn read_lines(reader: &mut impl BufRead, buf: &mut Vec<u8>, limit: usize) -> std::io::Result<u64> {
+    let chunk = reader.fill_buf()?;
+    let need = limit.saturating_sub(buf.len()).max(1);
+    // The end of the last line to take: the first to reach the limit, or
+    // the last complete one.
+    let end = chunk
+        .get(need - 1..)
+        .and_then(|tail| memchr::memchr(b'\n', tail))
+        .map(|i| need + i)
+        .or_else(|| memchr::memrchr(b'\n', chunk).map(|i| i + 1));
+    match end {
+        Some(end) => {
+            let lines = memchr::memchr_iter(b'\n', &chunk[..end]).count() as u64;
+            buf.extend_from_slice(&chunk[..end]);
+            reader.consume(end);
+            Ok(lines)
+        }
+        None => Ok(u64::from(reader.read_until(b'\n', buf)? > 0)),
+    }
 }
 
 /// Whether a JSON text's bytes, fed one by one, are outside its strings
@@ -391,7 +419,40 @@ pub(super) fn work_items(batch: &Batch, threads: usize) -> Vec<(usize, u64, usiz
 
 #[cfg(test)]
 mod tests {
-    use super::JsonRecords;
+    use super::{JsonRecords, read_lines};
+
+    /// Where batches of `limit` bytes end (line counts) when `text` is read
+    /// through a buffer of `capacity` bytes, and the text they hold.
+    fn cuts(text: &str, capacity: usize, limit: usize) -> (Vec<u64>, Vec<u8>) {
+        let mut reader = std::io::BufReader::with_capacity(capacity, text.as_bytes());
+        let (mut buf, mut all, mut cuts, mut lines) = (Vec::new(), Vec::new(), Vec::new(), 0);
+        loop {
+            let n = read_lines(&mut reader, &mut buf, limit).unwrap();
+            lines += n;
+            if n == 0 || buf.len() >= limit {
+                cuts.push(lines);
+                all.append(&mut buf);
+            }
+            if n == 0 {
+                return (cuts, all);
+            }
+        }
+    }
+
+    #[test]
+    fn batches_end_after_the_same_line_whatever_the_reads_return() {
+        let text = "a\nbb\nccc\n\ndddd\neeeee\nff\ng\nhhhhhhhhhhhhhhhhhhhhhhhh\nlast";
+        let expected = cuts(text, 1, 6);
+        assert_eq!(expected.0, [3, 5, 6, 9, 10]);
+        for capacity in [2, 3, 5, 7, 8, 64, 4096] {
+            assert_eq!(
+                cuts(text, capacity, 6),
+                expected,
+                "buffer of {capacity} bytes"
+            );
+        }
+        assert_eq!(expected.1, text.as_bytes(), "every byte once, in order");
+    }
 
     /// The records `text` is cut into (None when it is NDJSON).
     fn records(text: &str) -> Option<Vec<String>> {

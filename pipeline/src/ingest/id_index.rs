@@ -222,9 +222,14 @@ impl IdIndex {
                 continue;
             }
             let entries = self.bucket(lake, b).await?;
-            for &i in members {
-                let h = hashes[i];
-                let start = entries.partition_point(|e| e.0 < h);
+            // The keys in hash order, each searched from where the previous
+            // one was found: a walk through the bucket instead of a binary
+            // search from its top per key (cache misses: 4 % of an ingest).
+            let mut members: Vec<(u64, usize)> = members.iter().map(|&i| (hashes[i], i)).collect();
+            members.sort_unstable();
+            let mut start = 0;
+            for (h, i) in members {
+                start = lower_bound_from(&entries, start, h);
                 for e in entries[start..].iter().take_while(|e| e.0 == h) {
                     candidates.push((i, e.1));
                 }
@@ -380,6 +385,20 @@ impl IdIndex {
     }
 }
 
+/// The first entry at or after `from` whose hash is at least `hash`, when
+/// every entry before `from` is below it: a galloping search, cheap for a
+/// nearby answer.
+fn lower_bound_from(entries: &[Entry], from: usize, hash: u64) -> usize {
+    let (mut lo, mut hi, mut step) = (from, from, 1);
+    while hi < entries.len() && entries[hi].0 < hash {
+        lo = hi + 1;
+        hi += step;
+        step *= 2;
+    }
+    let hi = hi.min(entries.len());
+    lo + entries[lo..hi].partition_point(|e| e.0 < hash)
+}
+
 /// Two sorted runs as one (linear; re-sorting the loaded bucket after each
 /// batch was a tenth of an ingest's time).
 fn merge_sorted(a: Vec<Entry>, b: Vec<Entry>) -> Vec<Entry> {
@@ -479,6 +498,21 @@ mod tests {
         // Stored on disk: a change here would break every existing index.
         assert_eq!(id_hash("evt-1"), twox_hash::XxHash64::oneshot(0, b"evt-1"));
         assert_eq!(id_hash(""), 0xef46_db37_51d8_e999);
+    }
+
+    #[test]
+    fn the_galloping_search_finds_what_a_binary_search_finds() {
+        let entries: Vec<Entry> = [1u64, 3, 3, 3, 8, 9, 20, 21, 22, 40]
+            .iter()
+            .map(|&h| (h, 0))
+            .collect();
+        let mut from = 0;
+        for hash in [0u64, 1, 2, 3, 4, 9, 10, 21, 39, 40, 41, 99] {
+            let expected = entries.partition_point(|e| e.0 < hash);
+            from = lower_bound_from(&entries, from, hash);
+            assert_eq!(from, expected, "hash {hash}");
+        }
+        assert_eq!(lower_bound_from(&[], 0, 5), 0);
     }
 
     #[test]

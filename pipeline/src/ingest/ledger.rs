@@ -6,7 +6,7 @@
 //! the two finds the transaction ids and writes the entry). Nothing here
 //! reads landing files or writes table data.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -38,7 +38,10 @@ pub struct LedgerEntry {
 pub struct LedgerSource {
     pub path: String,
     pub size: u64,
-    pub sha256: String,
+    /// `blake3:<hex>` of the file's bytes; bare SHA-256 hex in entries
+    /// written before BLAKE3, under the field's old name `sha256`.
+    #[serde(alias = "sha256")]
+    pub content_hash: String,
     pub version: String,
     /// First and last line read (1-based); 0, 0 for a whole-file quarantine.
     pub first_line: u64,
@@ -51,19 +54,35 @@ const LEDGER: &str = "_meta/ingest_ledger";
 
 pub(super) struct Ledger {
     pub(super) committed: HashSet<String>,
-    /// (kind, path, size, version) → sha256 of files read to their end
-    /// for that kind (an xAPI file feeds activity and attempts, each once).
-    pub(super) done_by_version: HashMap<(String, String, u64, String), String>,
-    /// (kind, path, size, sha256) of files read to their end.
+    /// (kind, path, size, version) of files read to their end for that kind
+    /// (an xAPI file feeds activity and attempts, each once).
+    pub(super) done_by_version: HashSet<(String, String, u64, String)>,
+    /// (kind, path, size, content hash) of files read to their end.
     pub(super) done: HashSet<(String, String, u64, String)>,
+    /// (path, size) of files done by an entry that holds a SHA-256 content
+    /// hash: such a file, touched since, is hashed the old way too, so that
+    /// it is still recognised by its content.
+    pub(super) legacy: HashSet<(String, u64)>,
+}
+
+impl Ledger {
+    /// Whether the file was read to its end for `kind`, by its content hash
+    /// (or, for a ledger entry written before BLAKE3, its SHA-256).
+    pub(super) fn done(&self, kind: &str, path: &str, size: u64, hashes: &[&str]) -> bool {
+        hashes.iter().any(|hash| {
+            self.done
+                .contains(&(kind.to_string(), path.to_string(), size, hash.to_string()))
+        })
+    }
 }
 
 impl Ledger {
     pub(super) async fn load(lake: &Store) -> Result<Self> {
         let mut ledger = Ledger {
             committed: HashSet::new(),
-            done_by_version: HashMap::new(),
+            done_by_version: HashSet::new(),
             done: HashSet::new(),
+            legacy: HashSet::new(),
         };
         for meta in lake.list(LEDGER).await? {
             let rel = lake.relative(&meta.location);
@@ -77,18 +96,21 @@ impl Ledger {
                     source: Box::new(e),
                 })?;
             for s in entry.sources.iter().filter(|s| s.complete) {
-                ledger.done_by_version.insert(
-                    (
-                        entry.kind.clone(),
-                        s.path.clone(),
-                        s.size,
-                        s.version.clone(),
-                    ),
-                    s.sha256.clone(),
-                );
-                ledger
-                    .done
-                    .insert((entry.kind.clone(), s.path.clone(), s.size, s.sha256.clone()));
+                ledger.done_by_version.insert((
+                    entry.kind.clone(),
+                    s.path.clone(),
+                    s.size,
+                    s.version.clone(),
+                ));
+                ledger.done.insert((
+                    entry.kind.clone(),
+                    s.path.clone(),
+                    s.size,
+                    s.content_hash.clone(),
+                ));
+                if !s.content_hash.starts_with("blake3:") {
+                    ledger.legacy.insert((s.path.clone(), s.size));
+                }
             }
             ledger.committed.extend(entry.batches);
             ledger.committed.insert(entry.batch_id);

@@ -69,7 +69,7 @@ pub(super) fn parse_item(
                 Some(_) => None,
             };
             let mut offset = 0;
-            for (this, raw) in (first_line..).zip(slice.split(|&b| b == b'\n')) {
+            for (this, raw) in (first_line..).zip(lines(slice)) {
                 let (at, mut lo, mut hi) = (offset, 0, raw.len());
                 offset += raw.len() + 1;
                 if this == 1 && raw.starts_with(b"\xEF\xBB\xBF") {
@@ -261,6 +261,19 @@ fn parse_csv(
             }
         }
     }
+}
+
+/// The lines of `text` (split at `\n`, like `split`, with a vectorised
+/// search: a byte-by-byte split was most of the parse loop's own time).
+fn lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', text)
+        .chain(std::iter::once(text.len()))
+        .map(move |end| {
+            let line = &text[start..end];
+            start = end + 1;
+            line
+        })
 }
 
 pub(super) fn lossy(bytes: &[u8]) -> String {
@@ -466,6 +479,12 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn lines_are_what_split_gives(text in vec(prop_oneof![Just(b'\n'), any::<u8>()], 0..200)) {
+            let expected: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
+            prop_assert_eq!(super::lines(&text).collect::<Vec<_>>(), expected);
+        }
 
         /// Whatever arrives as xAPI, Caliper, Open edX or Moodle, nothing
         /// panics, and in the activity pass every single-record line is a

@@ -118,7 +118,7 @@ pub(super) async fn quarantine_whole_file(
     let source = LedgerSource {
         path: pending.source.path.clone(),
         size: pending.source.size,
-        sha256: pending.sha256.clone(),
+        content_hash: pending.content_hash.clone(),
         version: pending.source.version.clone(),
         first_line: 0,
         last_line: 0,

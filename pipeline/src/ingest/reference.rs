@@ -84,7 +84,7 @@ pub(super) async fn ingest_reference(
         batch.sources.push(LedgerSource {
             path: p.source.path.clone(),
             size: p.source.size,
-            sha256: p.sha256.clone(),
+            content_hash: p.content_hash.clone(),
             version: p.source.version.clone(),
             first_line: 1,
             last_line: lines,
