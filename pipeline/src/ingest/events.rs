@@ -16,8 +16,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, RecordBatch, StringArray, UInt32Array, new_null_array,
 };
-use datafusion::arrow::compute::{cast, interleave_record_batch, take_record_batch};
-use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
+use datafusion::arrow::compute::{interleave, take_record_batch};
+use datafusion::arrow::datatypes::{
+    DataType, Date32Type, Int32Type, Int64Type, SchemaRef, TimeUnit, TimestampMicrosecondType,
+};
 use sha2::{Digest, Sha256};
 use tracing::{info, info_span, warn};
 
@@ -181,8 +183,9 @@ pub(super) async fn ingest_events(
 struct Held {
     /// The member batches: id and the parts of landing files each read.
     batches: Vec<(String, Vec<LedgerSource>)>,
-    /// Accepted rows by partition date, in memory.
-    rows: BTreeMap<i32, Vec<RecordBatch>>,
+    /// Accepted rows by partition date, in memory: slices of the parsed
+    /// parts, gathered (sorted) only when they are written.
+    rows: BTreeMap<i32, Vec<Slice>>,
     /// Accepted rows by partition date, spilled to `spill_dir`.
     spilled: BTreeMap<i32, Vec<std::path::PathBuf>>,
     spill_dir: Option<tempfile::TempDir>,
@@ -225,7 +228,7 @@ impl Held {
         for (date, parts) in std::mem::take(&mut self.rows) {
             // One file per run of parts with the same columns (parts leave
             // out their all-null columns, see `without_null_columns`).
-            for run in parts.chunk_by(|a, b| a.schema() == b.schema()) {
+            for run in parts.chunk_by(|a, b| a.batch.schema() == b.batch.schema()) {
                 let path = dir.join(format!("{date}-{i}.arrow"));
                 i += 1;
                 let io = |source| Error::WriteFile {
@@ -233,10 +236,12 @@ impl Held {
                     source,
                 };
                 let file = std::io::BufWriter::new(std::fs::File::create(&path).map_err(io)?);
-                let mut writer =
-                    datafusion::arrow::ipc::writer::FileWriter::try_new(file, &run[0].schema())?;
+                let mut writer = datafusion::arrow::ipc::writer::FileWriter::try_new(
+                    file,
+                    &run[0].batch.schema(),
+                )?;
                 for part in run {
-                    writer.write(part)?;
+                    writer.write(&part.taken()?)?;
                 }
                 writer.finish()?;
                 self.spilled.entry(date).or_default().push(path);
@@ -257,6 +262,77 @@ impl Held {
         dates.sort_unstable();
         dates.dedup();
         dates
+    }
+}
+
+/// Rows of one parsed part held for one partition: the part (without its
+/// all-null columns) and which of its rows, all when `rows` is `None`.
+/// Parts are shared by the partitions their rows go to, and copied once,
+/// when a partition is written (or spilled): a copy per partition as rows
+/// were held, and a second when written, was 7 % of an ingest.
+#[derive(Clone)]
+struct Slice {
+    batch: RecordBatch,
+    rows: Option<std::sync::Arc<[u32]>>,
+}
+
+impl Slice {
+    fn whole(batch: RecordBatch) -> Self {
+        Self { batch, rows: None }
+    }
+
+    fn len(&self) -> usize {
+        self.rows
+            .as_ref()
+            .map_or(self.batch.num_rows(), |r| r.len())
+    }
+
+    /// The part's row of the slice's `i`-th.
+    fn row(&self, i: usize) -> usize {
+        self.rows.as_ref().map_or(i, |r| r[i] as usize)
+    }
+
+    /// The slice's rows as a batch of their own.
+    fn taken(&self) -> Result<RecordBatch> {
+        Ok(match &self.rows {
+            None => self.batch.clone(),
+            Some(rows) => take_record_batch(&self.batch, &UInt32Array::from(rows.to_vec()))?,
+        })
+    }
+
+    /// The slice's values of a string column (none when the part has it
+    /// all null or not at all).
+    fn strings<'a>(&'a self, column: &str) -> impl Iterator<Item = Option<&'a str>> + 'a {
+        let values = self
+            .batch
+            .column_by_name(column)
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>());
+        (0..self.len()).map(move |i| {
+            values.and_then(|v| v.is_valid(self.row(i)).then(|| v.value(self.row(i))))
+        })
+    }
+
+    /// The slice without the rows whose `column` is one of `ids`, and how
+    /// many it lost.
+    fn without_ids(self, column: &str, ids: &HashSet<String>) -> (Slice, u64) {
+        let kept: Vec<u32> = self
+            .strings(column)
+            .enumerate()
+            .filter(|(_, v)| !v.is_some_and(|v| ids.contains(v)))
+            .map(|(i, _)| self.row(i) as u32)
+            .collect();
+        let removed = (self.len() - kept.len()) as u64;
+        if removed == 0 {
+            return (self, 0);
+        }
+        let batch = self.batch;
+        (
+            Slice {
+                batch,
+                rows: Some(kept.into()),
+            },
+            removed,
+        )
     }
 }
 
@@ -289,7 +365,9 @@ async fn hold_batch(
     held: &mut Held,
 ) -> Result<()> {
     // Dedup inside the batch, first occurrence wins.
-    let mut seen: HashSet<&str, FastState> = HashSet::default();
+    let rows: usize = parsed.iter().map(|p| p.keys.len()).sum();
+    let mut seen: HashSet<&str, FastState> =
+        HashSet::with_capacity_and_hasher(rows, FastState::default());
     let mut candidates: Vec<(usize, u32)> = Vec::new();
     let mut duplicates = 0u64;
     for (p, part) in parsed.iter().enumerate() {
@@ -317,17 +395,20 @@ async fn hold_batch(
         held.ids
             .entry(date)
             .or_insert_with(|| {
-                let mut batches: Vec<RecordBatch> = rows.get(&date).cloned().unwrap_or_default();
+                let mut slices: Vec<Slice> = rows.get(&date).cloned().unwrap_or_default();
                 for path in spilled.get(&date).map_or(&[][..], Vec::as_slice) {
                     // A spill file this run wrote a moment ago; unreadable
                     // only if the disk failed, and then the commit fails too.
-                    batches.extend(read_spill(path).unwrap_or_default());
+                    slices.extend(
+                        read_spill(path)
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(Slice::whole),
+                    );
                 }
-                batches
+                slices
                     .iter()
-                    .filter_map(|b| b.column_by_name(key_column))
-                    .filter_map(|c| c.as_any().downcast_ref::<StringArray>())
-                    .flat_map(|a| a.iter().flatten().map(str::to_string))
+                    .flat_map(|s| s.strings(key_column).flatten().map(str::to_string))
                     .collect()
             })
             .contains(key)
@@ -393,26 +474,32 @@ async fn hold_batch(
         .iter()
         .map(|p| without_null_columns(&p.rows))
         .collect::<Result<_>>()?;
+    let mut held_parts = vec![false; compact.len()];
     for (date, slots) in by_date {
         if let Some(known) = assessments {
             held.unknown_references += unknown_assessments(&parsed, &slots, known);
         }
         let mut parts = Vec::new();
-        for (p, rows) in slots.iter().enumerate() {
-            if !rows.is_empty() {
-                parts.push(take_record_batch(
-                    &compact[p],
-                    &UInt32Array::from(rows.clone()),
-                )?);
+        for (p, rows) in slots.into_iter().enumerate() {
+            if rows.is_empty() {
+                continue;
             }
+            held_parts[p] = true;
+            held.bytes += rows.len() * 4;
+            parts.push(Slice {
+                rows: (rows.len() < compact[p].num_rows()).then(|| rows.into()),
+                batch: compact[p].clone(),
+            });
         }
-        held.bytes += parts
-            .iter()
-            .map(RecordBatch::get_array_memory_size)
-            .sum::<usize>();
         held.ids.remove(&date);
         held.rows.entry(date).or_default().extend(parts);
     }
+    held.bytes += compact
+        .iter()
+        .zip(held_parts)
+        .filter(|(_, held)| *held)
+        .map(|(part, _)| part.get_array_memory_size())
+        .sum::<usize>();
     held.rejected
         .extend(parsed.into_iter().flat_map(|p| p.rejected));
     held.batches.push((id.to_string(), batch_sources));
@@ -497,7 +584,7 @@ async fn commit_held(
         move |date| {
             let mut out = Vec::new();
             for path in spilled.get(&date).map_or(&[][..], Vec::as_slice) {
-                out.extend(read_spill(path)?);
+                out.extend(read_spill(path)?.into_iter().map(Slice::whole));
             }
             out.extend(
                 rows.lock()
@@ -508,7 +595,7 @@ async fn commit_held(
             if let Some(ids) = voided_in.get(&date) {
                 let mut kept = Vec::with_capacity(out.len());
                 for part in out {
-                    let (part, removed) = without_ids(&part, key_column(kind), ids)?;
+                    let (part, removed) = part.without_ids(key_column(kind), ids);
                     removed_in.fetch_add(removed, Ordering::Relaxed);
                     kept.push(part);
                 }
@@ -743,7 +830,7 @@ async fn encode_and_put(
     table: LakeTable,
     schema: &SchemaRef,
     writes: Vec<(i32, String)>,
-    rows_of: impl Fn(i32) -> Result<Vec<RecordBatch>> + Send + Sync + 'static,
+    rows_of: impl Fn(i32) -> Result<Vec<Slice>> + Send + Sync + 'static,
     options: &IngestOptions,
 ) -> Result<Vec<Written>> {
     let handle = tokio::runtime::Handle::current();
@@ -805,38 +892,33 @@ async fn encode_and_put(
 const SORT_COLUMNS: [&str; 4] = ["course_id", "student_id", "timestamp", "submitted_at"];
 
 /// `parts` as one batch sorted by (course_id, student_id, timestamp)
-/// (attempts: submitted_at), nulls first, ties in input order. Each sort
-/// column becomes one integer key per row (a string's rank among the
-/// column's distinct values, a timestamp's order-preserving bits), the keys
-/// are sorted as tuples and the rows gathered in one copy: comparing strings
+/// (attempts: submitted_at), nulls first, ties in input order, with every
+/// column of `schema` (a part may lack its all-null ones). Each sort column
+/// becomes one integer key per row (a string's rank among the column's
+/// distinct values, a timestamp's order-preserving bits), the keys are
+/// sorted as tuples and the rows gathered in one copy: comparing strings
 /// through Arrow's dynamic comparators was a tenth of an ingest.
-fn sorted(schema: &SchemaRef, parts: &[RecordBatch]) -> Result<RecordBatch> {
-    let parts: Vec<RecordBatch> = parts
-        .iter()
-        .filter(|p| p.num_rows() > 0)
-        .map(|p| with_all_columns(schema, p))
-        .collect::<Result<_>>()?;
-    let parts: Vec<&RecordBatch> = parts.iter().collect();
+fn sorted(schema: &SchemaRef, parts: &[Slice]) -> Result<RecordBatch> {
+    let parts: Vec<&Slice> = parts.iter().filter(|p| p.len() > 0).collect();
     if parts.is_empty() {
         return Ok(RecordBatch::new_empty(schema.clone()));
     }
     let mut keys: Vec<Vec<Vec<u64>>> = Vec::new();
     for name in SORT_COLUMNS {
-        let Ok(column) = schema.index_of(name) else {
+        let Ok(field) = schema.field_with_name(name) else {
             continue;
         };
-        let columns: Vec<&ArrayRef> = parts.iter().map(|p| p.column(column)).collect();
-        keys.push(order_keys(&columns)?);
+        keys.push(order_keys(field.data_type(), name, &parts)?);
     }
     let mut order: Vec<([u64; 3], u32, u32)> =
-        Vec::with_capacity(parts.iter().map(|p| p.num_rows()).sum());
+        Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
     for (p, part) in parts.iter().enumerate() {
-        for row in 0..part.num_rows() {
+        for i in 0..part.len() {
             let mut key = [0u64; 3];
             for (slot, column) in key.iter_mut().zip(&keys) {
-                *slot = column[p][row];
+                *slot = column[p][i];
             }
-            order.push((key, p as u32, row as u32));
+            order.push((key, p as u32, part.row(i) as u32));
         }
     }
     order.sort_unstable();
@@ -844,7 +926,50 @@ fn sorted(schema: &SchemaRef, parts: &[RecordBatch]) -> Result<RecordBatch> {
         .into_iter()
         .map(|(_, p, row)| (p as usize, row as usize))
         .collect();
-    Ok(interleave_record_batch(&parts, &indices)?)
+    gather(schema, &parts, &indices)
+}
+
+/// The rows `indices` (part, row) of `parts` as one batch of `schema`: a
+/// column a part lacks is null in its rows.
+fn gather(schema: &SchemaRef, parts: &[&Slice], indices: &[(usize, usize)]) -> Result<RecordBatch> {
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        let found: Vec<Option<&ArrayRef>> = parts
+            .iter()
+            .map(|p| p.batch.column_by_name(field.name()))
+            .collect();
+        if found.iter().all(Option::is_none) {
+            columns.push(new_null_array(field.data_type(), indices.len()));
+        } else if let Some(arrays) = found
+            .iter()
+            .map(|a| a.map(|a| a.as_ref()))
+            .collect::<Option<Vec<&dyn Array>>>()
+        {
+            columns.push(interleave(&arrays, indices)?);
+        } else {
+            // Parts without the column take their rows' nulls from a
+            // one-row null array.
+            let null = new_null_array(field.data_type(), 1);
+            let mut arrays: Vec<&dyn Array> = Vec::with_capacity(parts.len() + 1);
+            let slots: Vec<Option<usize>> = found
+                .iter()
+                .map(|a| {
+                    a.map(|a| {
+                        arrays.push(a.as_ref());
+                        arrays.len() - 1
+                    })
+                })
+                .collect();
+            arrays.push(null.as_ref());
+            let null_slot = arrays.len() - 1;
+            let remapped: Vec<(usize, usize)> = indices
+                .iter()
+                .map(|&(p, row)| slots[p].map_or((null_slot, 0), |s| (s, row)))
+                .collect();
+            columns.push(interleave(&arrays, &remapped)?);
+        }
+    }
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
 /// `batch` without the columns that hold only nulls (a narrow export's rows
@@ -860,44 +985,27 @@ fn without_null_columns(batch: &RecordBatch) -> Result<RecordBatch> {
     Ok(batch.project(&keep)?)
 }
 
-/// `part` with every column of `schema`, the ones it left out as nulls.
-fn with_all_columns(schema: &SchemaRef, part: &RecordBatch) -> Result<RecordBatch> {
-    if part.schema().fields().len() == schema.fields().len() {
-        return Ok(part.clone());
-    }
-    let columns: Vec<ArrayRef> = schema
-        .fields()
-        .iter()
-        .map(|field| match part.column_by_name(field.name()) {
-            Some(column) => column.clone(),
-            None => new_null_array(field.data_type(), part.num_rows()),
-        })
-        .collect();
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
-}
-
-/// Per part and row, a key whose integer order is the column's order, nulls
-/// first: strings by their rank among the distinct values, integers and
-/// timestamps by their bits with the sign flipped. The event tables sort on
-/// no other type.
-fn order_keys(columns: &[&ArrayRef]) -> Result<Vec<Vec<u64>>> {
-    let Some(first) = columns.first() else {
-        return Ok(Vec::new());
-    };
-    match first.data_type() {
+/// Per part and row of its slice, a key whose integer order is the order
+/// of the values of column `name` (of type `data_type`), nulls first:
+/// strings by their rank among the distinct values, integers and timestamps
+/// by their bits with the sign flipped. A part without the column holds
+/// only nulls there. The event tables sort on no other type.
+fn order_keys(data_type: &DataType, name: &str, parts: &[&Slice]) -> Result<Vec<Vec<u64>>> {
+    let columns: Vec<Option<&ArrayRef>> =
+        parts.iter().map(|p| p.batch.column_by_name(name)).collect();
+    match data_type {
         DataType::Utf8 => {
             let mut ids: HashMap<&str, u32, FastState> = HashMap::default();
-            let mut provisional: Vec<Vec<u32>> = Vec::with_capacity(columns.len());
-            for column in columns {
-                let values = column.as_string::<i32>();
+            let mut provisional: Vec<Vec<u32>> = Vec::with_capacity(parts.len());
+            for part in parts {
                 provisional.push(
-                    (0..values.len())
-                        .map(|i| {
-                            if values.is_null(i) {
-                                return u32::MAX;
+                    part.strings(name)
+                        .map(|value| match value {
+                            None => u32::MAX,
+                            Some(value) => {
+                                let next = ids.len() as u32;
+                                *ids.entry(value).or_insert(next)
                             }
-                            let next = ids.len() as u32;
-                            *ids.entry(values.value(i)).or_insert(next)
                         })
                         .collect(),
                 );
@@ -918,18 +1026,47 @@ fn order_keys(columns: &[&ArrayRef]) -> Result<Vec<Vec<u64>>> {
                 .collect())
         }
         DataType::Int64 | DataType::Timestamp(_, _) | DataType::Date32 | DataType::Int32 => {
-            let mut out = Vec::with_capacity(columns.len());
-            for column in columns {
-                let values = cast(column, &DataType::Int64)?;
-                let values = values.as_primitive::<Int64Type>();
+            let mut out = Vec::with_capacity(parts.len());
+            for (part, column) in parts.iter().zip(columns) {
+                let Some(column) = column else {
+                    out.push(vec![0; part.len()]);
+                    continue;
+                };
+                // Only the part's own integer type is read: a cast of the
+                // whole part per partition would cost more than the sort.
+                let value: Box<dyn Fn(usize) -> i64> = match column.data_type() {
+                    DataType::Int64 => {
+                        let v = column.as_primitive::<Int64Type>();
+                        Box::new(move |i| v.value(i))
+                    }
+                    DataType::Timestamp(TimeUnit::Microsecond, _) => {
+                        let v = column.as_primitive::<TimestampMicrosecondType>();
+                        Box::new(move |i| v.value(i))
+                    }
+                    DataType::Date32 => {
+                        let v = column.as_primitive::<Date32Type>();
+                        Box::new(move |i| i64::from(v.value(i)))
+                    }
+                    DataType::Int32 => {
+                        let v = column.as_primitive::<Int32Type>();
+                        Box::new(move |i| i64::from(v.value(i)))
+                    }
+                    other => {
+                        return Err(datafusion::arrow::error::ArrowError::InvalidArgumentError(
+                            format!("cannot sort a partition by a {other} column"),
+                        )
+                        .into());
+                    }
+                };
                 out.push(
-                    (0..values.len())
+                    (0..part.len())
                         .map(|i| {
-                            if values.is_null(i) {
+                            let row = part.row(i);
+                            if column.is_null(row) {
                                 0
                             } else {
                                 // i64::MIN sorts with the nulls: no lake value.
-                                (values.value(i) as u64) ^ (1 << 63)
+                                (value(row) as u64) ^ (1 << 63)
                             }
                         })
                         .collect(),
@@ -1043,7 +1180,7 @@ mod tests {
         assert_eq!(narrow.num_columns(), 3, "course_id is all null");
         assert!(narrow.column_by_name("course_id").is_none());
         let other = part(&[(Some(1), 0, Some(1))], 10);
-        let got = sorted(&schema(), &[narrow, other]).unwrap();
+        let got = sorted(&schema(), &[Slice::whole(narrow), Slice::whole(other)]).unwrap();
         assert_eq!(got.schema(), schema());
         assert_eq!(
             keys(&got),
@@ -1063,10 +1200,19 @@ mod tests {
         fn integer_keys_sort_like_the_values(
             a in proptest::collection::vec((proptest::option::of(0u8..4), 0u8..12, proptest::option::of(-3i64..3)), 0..60),
             b in proptest::collection::vec((proptest::option::of(0u8..4), 0u8..12, proptest::option::of(-3i64..3)), 0..60),
+            pick in proptest::collection::vec(any::<bool>(), 60),
         ) {
-            let parts = [part(&a, 0), part(&b, 1000)];
+            // The first part whole, of the second the rows `pick` selects,
+            // without its all-null columns.
+            let (first, second) = (part(&a, 0), part(&b, 1000));
+            let rows: Vec<u32> = (0..b.len() as u32).filter(|&r| pick[r as usize]).collect();
+            let selected = take_record_batch(&second, &UInt32Array::from(rows.clone())).unwrap();
+            let parts = [
+                Slice::whole(first.clone()),
+                Slice { batch: without_null_columns(&second).unwrap(), rows: Some(rows.into()) },
+            ];
             let got = keys(&sorted(&schema(), &parts).unwrap());
-            let mut expected: Vec<_> = keys(&parts[0]).into_iter().chain(keys(&parts[1])).collect();
+            let mut expected: Vec<_> = keys(&first).into_iter().chain(keys(&selected)).collect();
             expected.sort();
             prop_assert_eq!(got, expected);
         }
