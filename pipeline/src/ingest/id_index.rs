@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use datafusion::arrow::array::{Array, StringArray};
+use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 use tracing::{debug, info};
 
@@ -321,7 +322,9 @@ impl IdIndex {
     /// entries, never missing ones. Size-tiered: a bucket's largest file is
     /// merged only once the others together are as large, so over a lake's
     /// life an entry is rewritten O(log n) times, not by every run.
-    pub async fn compact(&mut self, lake: &Store) -> Result<()> {
+    pub async fn compact(&mut self, lake: &Store, threads: usize) -> Result<()> {
+        // (bucket, files kept as they are, files merged into one)
+        let mut plans: Vec<(usize, Vec<String>, Vec<String>)> = Vec::new();
         for b in 0..BUCKETS {
             if self.files[b].len() <= MERGE_ABOVE {
                 continue;
@@ -335,27 +338,54 @@ impl IdIndex {
             } else {
                 Vec::new()
             };
-            let mut entries = Vec::new();
-            let mut name = Sha256::new();
+            plans.push((b, kept, inputs));
+        }
+        // Buckets merged `threads` at a time (the end of a first large
+        // ingest merges every bucket: one core sorting for a second).
+        let kind = self.kind;
+        let merged: Vec<(usize, Vec<String>, Vec<String>, String, u64)> =
+            futures::stream::iter(plans)
+                .map(|(b, kept, inputs)| async move {
+                    let mut files = Vec::with_capacity(inputs.len());
+                    let mut name = Sha256::new();
+                    for file in &inputs {
+                        files.push((file.clone(), lake.get(file).await?));
+                        name.update(file.as_bytes());
+                        name.update([0]);
+                    }
+                    let data = tokio::task::spawn_blocking(move || -> Result<Bytes> {
+                        let mut entries = Vec::new();
+                        for (file, data) in files {
+                            entries.extend(decode(&file, data)?);
+                        }
+                        // Sorted runs one after another: the stable sort
+                        // merges runs, several times faster than sorting anew.
+                        entries.sort();
+                        entries.dedup();
+                        Ok(encode(&entries))
+                    })
+                    .await
+                    .map_err(|e| Error::Worker(format!("an id index merge failed: {e}")))??;
+                    let merged = format!(
+                        "{}/merged-{}.idx",
+                        bucket_root(kind, b),
+                        hex::encode(&name.finalize()[..8])
+                    );
+                    let size = data.len() as u64;
+                    lake.put(&merged, data).await?;
+                    for file in inputs.iter().filter(|f| **f != merged) {
+                        lake.delete(file).await?;
+                    }
+                    Ok::<_, Error>((b, kept, inputs, merged, size))
+                })
+                .buffer_unordered(threads.max(1))
+                .try_collect()
+                .await?;
+        for (b, kept, inputs, merged, size) in merged {
             for file in &inputs {
-                entries.extend(decode(file, lake.get(file).await?)?);
-                name.update(file.as_bytes());
-                name.update([0]);
-            }
-            entries.sort_unstable();
-            entries.dedup();
-            let merged = format!(
-                "{}/merged-{}.idx",
-                bucket_root(self.kind, b),
-                hex::encode(&name.finalize()[..8])
-            );
-            let data = encode(&entries);
-            self.sizes.insert(merged.clone(), data.len() as u64);
-            lake.put(&merged, data).await?;
-            for file in inputs.iter().filter(|f| **f != merged) {
-                lake.delete(file).await?;
                 self.sizes.remove(file);
             }
+            self.sizes.insert(merged.clone(), size);
             self.files[b] = kept.into_iter().chain([merged]).collect();
         }
         Ok(())
@@ -538,7 +568,7 @@ mod tests {
         let ids: Vec<String> = (0..6000).map(|i| format!("big-{i}")).collect();
         let rows: Vec<(&str, i32)> = ids.iter().map(|id| (id.as_str(), 1)).collect();
         index.add(&lake, "big", &rows).await.unwrap();
-        index.compact(&lake).await.unwrap();
+        index.compact(&lake, 2).await.unwrap();
         let mut small = Vec::new();
         for run in 0..(MERGE_ABOVE + 1) {
             let these: Vec<String> = (0..200).map(|i| format!("run-{run}-{i}")).collect();
@@ -549,7 +579,7 @@ mod tests {
                 .unwrap();
             small.extend(these);
         }
-        index.compact(&lake).await.unwrap();
+        index.compact(&lake, 2).await.unwrap();
         for b in 0..BUCKETS {
             assert!(
                 index.files[b].len() <= MERGE_ABOVE,

@@ -31,13 +31,19 @@ pub(super) fn check_id(field: &str, value: &str) -> Result<(), String> {
     if value.len() > 256 {
         return Err(format!("{field} is longer than 256 bytes"));
     }
-    if value.chars().any(char::is_control) {
+    // Ids are ASCII nearly always: bytes checked without decoding chars.
+    let control = if value.is_ascii() {
+        value.bytes().any(|b| b.is_ascii_control())
+    } else {
+        value.chars().any(char::is_control)
+    };
+    if control {
         return Err(format!(
             "{field} {:?} contains control characters",
             clip(value)
         ));
     }
-    if value.trim() != value {
+    if value.trim().len() != value.len() {
         return Err(format!("{field} {value:?} has leading or trailing spaces"));
     }
     Ok(())
