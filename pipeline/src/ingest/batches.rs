@@ -80,6 +80,27 @@ impl Batch {
     }
 }
 
+/// Text buffers of parsed batches, for the reader to fill again.
+#[derive(Clone, Default)]
+pub(super) struct Buffers(std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+impl Buffers {
+    /// A buffer given back (empty, with its capacity), or a new one.
+    fn take(&self) -> Vec<u8> {
+        self.0.lock().expect("no poison").pop().unwrap_or_default()
+    }
+
+    /// Gives a batch's buffer back; at most two are kept (the reader fills
+    /// one while the next batches are parsed), the rest freed.
+    pub(super) fn give(&self, mut buf: Vec<u8>) {
+        let mut pool = self.0.lock().expect("no poison");
+        if pool.len() < 2 {
+            buf.clear();
+            pool.push(buf);
+        }
+    }
+}
+
 /// Reads the pending sources in order and sends batches of about
 /// `batch_bytes` of text, cut at line boundaries.
 pub(super) fn cut_batches(
@@ -88,11 +109,14 @@ pub(super) fn cut_batches(
     pending: &[Pending],
     options: &IngestOptions,
     tx: &tokio::sync::mpsc::Sender<Batch>,
+    buffers: &Buffers,
 ) -> Result<()> {
-    // A batch's text is read into one buffer of its final size (mapped
-    // lazily): growing it by doubling copied every batch twice.
+    // A batch's text is read into one buffer of its final size: growing it
+    // by doubling copied every batch twice. Buffers of parsed batches come
+    // back and are used again (fresh memory costs a page fault per 4 KiB).
     let new_batch = || {
         let mut batch = Batch::new(kind);
+        batch.buf = buffers.take();
         batch
             .buf
             .reserve(options.batch_bytes.saturating_add(1 << 20));

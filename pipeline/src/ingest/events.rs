@@ -23,7 +23,7 @@ use datafusion::arrow::datatypes::{
 use sha2::{Digest, Sha256};
 use tracing::{info, info_span, warn};
 
-use super::batches::{Batch, cut_batches};
+use super::batches::{Batch, Buffers, cut_batches};
 use super::crash::crash_point;
 use super::id_index::IdIndex;
 use super::ledger::{Ledger, LedgerEntry, LedgerSource, commit as commit_ledger};
@@ -53,10 +53,13 @@ pub(super) async fn ingest_events(
     options: &IngestOptions,
 ) -> Result<KindReport> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(1);
+    let buffers = Buffers::default();
     let reader = {
         let (landing, options) = (landing.clone(), options.clone());
-        let pending = pending.clone();
-        tokio::task::spawn_blocking(move || cut_batches(&landing, kind, &pending, &options, &tx))
+        let (pending, buffers) = (pending.clone(), buffers.clone());
+        tokio::task::spawn_blocking(move || {
+            cut_batches(&landing, kind, &pending, &options, &tx, &buffers)
+        })
     };
     let table = kind.table();
     let mut data = delta::open_or_create(
@@ -128,7 +131,12 @@ pub(super) async fn ingest_events(
             }
             let batch_sources = batch.sources.clone();
             let options = options.clone();
-            let task = tokio::task::spawn_blocking(move || parse_batch(&batch, &options));
+            let buffers = buffers.clone();
+            let task = tokio::task::spawn_blocking(move || {
+                let parsed = parse_batch(&batch, &options);
+                buffers.give(batch.buf);
+                parsed
+            });
             parsing.push_back((id, batch_sources, task));
         }
         if parsing.len() < 2 && !input_done {
@@ -168,13 +176,15 @@ pub(super) async fn ingest_events(
     reader
         .await
         .map_err(|e| Error::Worker(format!("the reader thread failed: {e}")))??;
+    // No more text: the buffers kept for it are freed before the commit.
+    drop(buffers);
     report.add(
         &commit_held(
             lake, &mut data, &mut index, kind, &mut held, &sources, options,
         )
         .await?,
     );
-    index.compact(lake).await?;
+    index.compact(lake, options.threads).await?;
     Ok(report)
 }
 
