@@ -25,6 +25,9 @@ use clap::Parser;
 use learnlake_pipeline::Error as PipelineError;
 
 use cli::{Cli, LogFormat};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use commands::Failure;
 
 fn main() -> ExitCode {
