@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, RecordBatch, StringArray, UInt32Array, new_null_array,
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray, UInt32Array, new_null_array,
 };
 use datafusion::arrow::compute::{interleave, take_record_batch};
 use datafusion::arrow::datatypes::{
@@ -33,6 +33,7 @@ use super::records::{Kind, key_column};
 use super::reference::snapshot_ids;
 use super::{IngestOptions, KindReport, Pending, blocking};
 use crate::lake::delta::{self, DataFile};
+use crate::lake::erase::rewrite_without;
 use crate::lake::tables::{LakeTable, QUARANTINE};
 use crate::lake::{Store, parquet_io, partition_folder};
 use crate::{Error, Result};
@@ -718,31 +719,14 @@ async fn commit_held(
     })
 }
 
-/// `batch` without the rows whose `column` is one of `ids`, and how many
-/// it lost.
-fn without_ids(
-    batch: &RecordBatch,
-    column: &str,
-    ids: &HashSet<String>,
-) -> Result<(RecordBatch, u64)> {
-    let Some(values) = batch
+/// Which rows of `batch` have their `column` in `ids`.
+fn with_ids(batch: &RecordBatch, column: &str, ids: &HashSet<String>) -> BooleanArray {
+    let values = batch
         .column_by_name(column)
-        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-    else {
-        return Ok((batch.clone(), 0));
-    };
-    let keep: datafusion::arrow::array::BooleanArray = values
-        .iter()
-        .map(|v| Some(!v.is_some_and(|v| ids.contains(v))))
-        .collect();
-    let removed = (batch.num_rows() - keep.true_count()) as u64;
-    if removed == 0 {
-        return Ok((batch.clone(), 0));
-    }
-    Ok((
-        datafusion::arrow::compute::filter_record_batch(batch, &keep)?,
-        removed,
-    ))
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>());
+    (0..batch.num_rows())
+        .map(|i| Some(values.is_some_and(|v| v.is_valid(i) && ids.contains(v.value(i)))))
+        .collect()
 }
 
 /// A committed file rewritten without voided rows.
@@ -756,15 +740,14 @@ struct Rewritten {
 }
 
 /// Rewrites the committed files of the partitions `voided` names without
-/// the voided ids; puts the new files (named by their content, so a re-run
-/// writes the same names) for the caller to commit in place of the old.
+/// the voided ids (`erase::rewrite_without`, as erasure does); puts the new
+/// files for the caller to commit in place of the old.
 async fn void_committed(
     lake: &Store,
     table: LakeTable,
     index: &IdIndex,
     voided: &HashMap<i32, HashSet<String>>,
 ) -> Result<Vec<Rewritten>> {
-    let schema = table.file_schema().expect("event tables have a schema");
     let column = key_column(if table == LakeTable::Activity {
         Kind::Activity
     } else {
@@ -774,44 +757,21 @@ async fn void_committed(
     for (&date, ids) in voided {
         for path in index.committed_files(date) {
             let data = lake.get(path).await?;
-            let batches = parquet_io::decode(data, None)?;
-            let mut kept = Vec::new();
-            let mut removed = 0;
-            for batch in &batches {
-                let (batch, n) = without_ids(batch, column, ids)?;
-                removed += n;
-                kept.push(batch);
-            }
+            let in_table = &path[table.folder().len() + 1..];
+            let (removed, add) =
+                rewrite_without(data, in_table, Some(day(date)), "voided", |batch| {
+                    Ok(with_ids(batch, column, ids))
+                })?;
             if removed == 0 {
                 continue;
             }
-            let rows: usize = kept.iter().map(RecordBatch::num_rows).sum();
-            let add = if rows == 0 {
-                None
-            } else {
-                let encoded = parquet_io::encode(&schema, &kept)?;
-                let mut h = Sha256::new();
-                h.update(path.as_bytes());
-                h.update(&encoded);
-                let folder = partition_folder(
-                    table
-                        .partition_column()
-                        .expect("event tables are partitioned"),
-                    &date_string(date),
-                )?;
-                let name = format!(
-                    "{folder}/part-voided-{}.parquet",
-                    &hex::encode(h.finalize())[..24]
-                );
-                let size = encoded.len() as u64;
-                lake.put(&format!("{}/{name}", table.folder()), encoded)
-                    .await?;
-                Some(DataFile {
-                    path: name,
-                    size,
-                    rows: rows as u64,
-                    partition: Some(day(date)),
-                })
+            let add = match add {
+                Some((file, bytes)) => {
+                    lake.put(&format!("{}/{}", table.folder(), file.path), bytes)
+                        .await?;
+                    Some(file)
+                }
+                None => None,
             };
             out.push(Rewritten {
                 date,

@@ -206,21 +206,13 @@ pub async fn ingest(
         ..Default::default()
     };
     let ledger = Ledger::load(lake).await?;
-    let mut inspections = inspect_new(landing, &sources, &ledger, options).await?;
+    let inspections = inspect_new(landing, &sources, &ledger, options).await?;
     for kind in Kind::ALL {
         let of_kind: Vec<Source> = sources.iter().filter(|s| s.kind == kind).cloned().collect();
         let span = info_span!("ingest", kind = kind.name());
         let _enter = span.enter();
-        let kind_report = ingest_kind(
-            lake,
-            landing,
-            kind,
-            of_kind,
-            &ledger,
-            &mut inspections,
-            options,
-        )
-        .await?;
+        let kind_report =
+            ingest_kind(lake, landing, kind, of_kind, &ledger, &inspections, options).await?;
         info!(
             files = kind_report.files,
             skipped = kind_report.files_skipped,
@@ -280,7 +272,7 @@ async fn ingest_kind(
     kind: Kind,
     sources: Vec<Source>,
     ledger: &Ledger,
-    inspections: &mut HashMap<String, source::Inspection>,
+    inspections: &HashMap<String, source::Inspection>,
     options: &IngestOptions,
 ) -> Result<KindReport> {
     let mut report = KindReport::default();
@@ -297,18 +289,12 @@ async fn ingest_kind(
             progress(options, source.size);
             continue;
         }
-        // A file feeding two kinds (xAPI: activity and attempts) is read
-        // and hashed once per run.
-        let inspected = match inspections.get(&source.path) {
-            Some(inspected) => inspected.clone(),
-            None => {
-                let (landing, read) = (landing.clone(), source.clone());
-                let sha256 = ledger.legacy.contains(&(source.path.clone(), source.size));
-                let inspected = blocking(move || source::inspect(&landing, &read, sha256)).await?;
-                inspections.insert(source.path.clone(), inspected.clone());
-                inspected
-            }
-        };
+        // Inspected once per run, before any kind (a file feeding two
+        // kinds, xAPI's activity and attempts, is read and hashed once).
+        let inspected = inspections
+            .get(&source.path)
+            .cloned()
+            .expect("inspect_new inspects every source the ledger does not know by version");
         let hashes: Vec<&str> = std::iter::once(inspected.content_hash.as_str())
             .chain(inspected.sha256.as_deref())
             .collect();

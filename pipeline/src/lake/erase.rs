@@ -366,6 +366,30 @@ fn rewrite(
             add: None,
         }));
     }
+    let (removed, add) = rewrite_without(data, path, partition, "rewritten", |batch| {
+        matching(batch, rows, subject)
+    })?;
+    Ok(Some(Rewrite {
+        path: path.to_string(),
+        rows: removed,
+        bytes_read,
+        add,
+    }))
+}
+
+/// A table's file (`path` relative to the table's folder) rewritten without
+/// the rows `drop` picks, streamed batch by batch: how many it removed, and
+/// the new file with its bytes (`None` when no row is left), named
+/// `part-<label>-<hash>.parquet` beside `path` after what it replaces and
+/// holds, so a re-run writes the same name. Erasure and xAPI voiding both
+/// rewrite committed files this way.
+pub(crate) fn rewrite_without(
+    data: Bytes,
+    path: &str,
+    partition: Option<chrono::NaiveDate>,
+    label: &str,
+    drop: impl Fn(&RecordBatch) -> Result<BooleanArray>,
+) -> Result<(u64, Option<(DataFile, Bytes)>)> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(data)?
         .with_batch_size(64 * 1024)
         .build()?;
@@ -378,7 +402,7 @@ fn rewrite(
     let (mut kept, mut removed) = (0u64, 0u64);
     for batch in reader {
         let batch = batch?;
-        let hits = matching(&batch, rows, subject)?;
+        let hits = drop(&batch)?;
         removed += hits.true_count() as u64;
         let keep = datafusion::arrow::compute::not(&hits)?;
         let batch = filter_record_batch(&batch, &keep)?;
@@ -392,7 +416,7 @@ fn rewrite(
         h.update(path.as_bytes());
         h.update(&data);
         let name = format!(
-            "{}part-rewritten-{}.parquet",
+            "{}part-{label}-{}.parquet",
             dir.unwrap_or_default(),
             &hex::encode(h.finalize())[..24]
         );
@@ -406,12 +430,7 @@ fn rewrite(
             data,
         )
     });
-    Ok(Some(Rewrite {
-        path: path.to_string(),
-        rows: removed,
-        bytes_read,
-        add,
-    }))
+    Ok((removed, add))
 }
 
 /// Removes the student's rows from one table in one commit (with
