@@ -15,6 +15,7 @@
 //! Every result depends only on the lake's raw tables and the week, so weeks
 //! can be computed in any order, and again, with the same rows.
 
+mod prepared;
 pub mod queries;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -32,6 +33,7 @@ use datafusion::prelude::SessionContext;
 use serde::Serialize;
 use tracing::{Instrument, info, info_span};
 
+use self::prepared::{LiveTable, Prepared};
 pub use self::queries::Queries;
 use crate::engine::{self, Tuning, udf};
 use sha2::{Digest, Sha256};
@@ -466,15 +468,24 @@ async fn analyze_weeks(
         let (done, progress) = (done.clone(), options.progress.clone());
         workers.spawn(async move {
             let mut written = Vec::new();
+            let mut prepared = None;
             loop {
                 let next = queue.lock().expect("not poisoned").pop_front();
                 let Some((week, params)) = next else {
                     return Ok::<_, Error>(written);
                 };
                 let span = info_span!("student_week", period_start = %week.period_start);
-                let rows = student_week(&lake, &week_ctx, &work, &queries, week, &params)
-                    .instrument(span)
-                    .await?;
+                let rows = student_week(
+                    &lake,
+                    &week_ctx,
+                    &work,
+                    &queries,
+                    week,
+                    &params,
+                    &mut prepared,
+                )
+                .instrument(span)
+                .await?;
                 written.push((week, rows));
                 let n = done.fetch_add(1, Ordering::SeqCst) + 1;
                 if let Some(progress) = &progress {
@@ -534,7 +545,11 @@ async fn week_session(ctx: &SessionContext) -> Result<SessionContext> {
     let config = ctx
         .copied_config()
         .with_target_partitions(1)
-        .with_create_default_catalog_and_schema(true);
+        .with_create_default_catalog_and_schema(true)
+        // A prepared plan runs again for each week: no filter may keep
+        // state from one run in another operator (and the week's inputs
+        // are in memory, where dynamic filters save nothing).
+        .set_bool("datafusion.optimizer.enable_dynamic_filter_pushdown", false);
     // Everything of `ctx`'s state (functions, planner, a cluster's
     // settings) but the catalog.
     let state =
@@ -556,7 +571,9 @@ async fn week_session(ctx: &SessionContext) -> Result<SessionContext> {
 }
 
 /// Computes one week of student_week and replaces its partition; returns
-/// the rows written.
+/// the rows written. `prepared` keeps the worker's plan of
+/// student_week.sql from one week to the next (see [`prepared`]); on a
+/// cluster, or when tuning with EXPLAIN ANALYZE, each week is planned anew.
 async fn student_week(
     lake: &Store,
     ctx: &SessionContext,
@@ -564,17 +581,30 @@ async fn student_week(
     queries: &Queries,
     week: Week,
     params: &[(&str, ScalarValue)],
+    prepared: &mut Option<Prepared>,
 ) -> Result<usize> {
-    materialize(lake, ctx, work, queries, "week_enrollments", params).await?;
-    query_into_partition(
-        lake,
-        ctx,
-        queries,
-        LakeTable::StudentWeek,
-        week.period_start,
-        params,
-    )
-    .await
+    let table = LakeTable::StudentWeek;
+    if engine::cluster::is_distributed(ctx) || Tuning::of(ctx).explain_analyze {
+        materialize(lake, ctx, work, queries, "week_enrollments", params).await?;
+        return query_into_partition(lake, ctx, queries, table, week.period_start, params).await;
+    }
+    let (schema, enrollments) = run_query(ctx, queries, "week_enrollments", params).await?;
+    // The executed plan's schema may be more exact than the logical one.
+    let schema = enrollments.first().map_or(schema, RecordBatch::schema);
+    let mut plan = match prepared.take() {
+        Some(plan) if plan.fits(&schema, params) => plan,
+        _ => {
+            let input = Arc::new(LiveTable::new(schema, enrollments.clone()));
+            ctx.deregister_table("week_enrollments")?;
+            ctx.register_table("week_enrollments", input.clone())?;
+            Prepared::new(ctx, queries, table.name(), params, input).await?
+        }
+    };
+    let (schema, batches) = plan.run(ctx, enrollments, params).await?;
+    *prepared = Some(plan);
+    let rows = write_partition(lake, table, week.period_start, &schema, &batches).await?;
+    info!(rows, "{} written", table.name());
+    Ok(rows)
 }
 
 /// Runs `queries/<table>.sql` and replaces the table's partition
