@@ -211,12 +211,18 @@ pub async fn query_frame(
         name: name.to_string(),
         source,
     };
-    let map = params
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone().into()))
-        .collect();
     let df = ctx.sql(&text).await.map_err(wrap)?;
-    df.with_param_values(ParamValues::Map(map)).map_err(wrap)
+    df.with_param_values(param_values(params)).map_err(wrap)
+}
+
+/// Named query parameters as DataFusion binds them.
+fn param_values(params: &[(&str, ScalarValue)]) -> ParamValues {
+    ParamValues::Map(
+        params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone().into()))
+            .collect(),
+    )
 }
 
 /// An instant as a query parameter (`Timestamp(µs, UTC)`).

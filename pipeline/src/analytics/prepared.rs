@@ -33,7 +33,7 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::Statistics;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{DataFusionError, ParamValues, ScalarValue};
+use datafusion::common::{DataFusionError, ScalarValue};
 use datafusion::datasource::TableType;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
@@ -50,7 +50,7 @@ use datafusion::physical_plan::{
 };
 use datafusion::prelude::SessionContext;
 
-use super::Queries;
+use super::{Queries, param_values};
 use crate::{Error, Result};
 
 /// One query file planned down to its physical plan, its parameters and
@@ -227,15 +227,6 @@ fn rewrite_placeholders(
         .map_data(LogicalPlan::recompute_schema)
     })
     .map(|t| t.data)
-}
-
-fn param_values(params: &[(&str, ScalarValue)]) -> ParamValues {
-    ParamValues::Map(
-        params
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone().into()))
-            .collect(),
-    )
 }
 
 fn wrapper(name: &str) -> impl Fn(DataFusionError) -> Error + Copy + '_ {
