@@ -36,7 +36,18 @@ DEFAULT_WEIGHTS = {"score": 4.0, "has_score": -2.6, "submitted_ratio": 2.0, "has
                    "never_started": -1.0}
 
 
+def top_factors(m) -> str:
+    """DuckDB for learnlake's top_factors(n, below, name, value, …)."""
+    n, below, pairs = m.group(1), m.group(2), re.findall(r"'(\w+)', (\w+)", m.group(3))
+    items = ",\n".join(
+        f"CASE WHEN {v} < {below} THEN lpad(CAST(CAST(ROUND((1.0 + {v}) * 1000000) AS BIGINT) AS VARCHAR), 7, '0')"
+        f" || '#{name}: ' || CAST(ROUND({v}, 2) AS VARCHAR) END" for name, v in pairs)
+    return (f"list_transform(list_slice(list_sort(list_filter(list_value({items}), x -> x IS NOT NULL)), 1, {n}),"
+            " x -> regexp_replace(x, '^[0-9]{7}#', ''))")
+
+
 def duck_dialect(sql: str) -> str:
+    sql = re.sub(r"top_factors\((\d+), (-?[\d.]+),(.*?)\)(?= AS factor_list)", top_factors, sql, flags=re.S)
     sql = re.sub(r"CAST\(CAST\(completion_day_number AS INT\) AS DATE\)",
                  "(DATE '1970-01-01' + CAST(completion_day_number AS INT))", sql)
     sql = re.sub(r"CAST\(CAST\(([^()]+?) AS INT\) AS BIGINT\)",

@@ -36,7 +36,7 @@ def without_model(sql: str) -> str:
     end = sql.index("final AS (")
     constants = ",\n        ".join(f"0.0 AS feature_{f}" for f in FEATURES)
     sql = sql[:start] + (
-        "factors AS (\n    SELECT d.*, 0.5 AS success_probability, '' AS factor_text,\n        "
+        "factors AS (\n    SELECT d.*, 0.5 AS success_probability,\n        arrow_cast(make_array(), 'List(Utf8)') AS factor_list,\n        "
         + constants + "\n    FROM derived d\n),\n\n"
     ) + sql[end:]
     assert "$w_score" not in sql and "d_score" not in sql

@@ -406,33 +406,30 @@ deltas AS (
 ),
 
 -- The (at most) three features that lower the probability by more than
--- one point, most first, as `name: -0.21`. Each candidate is prefixed with
--- a sort key (1 + delta, in millionths, 7 digits), sorted, cut to three and
--- the keys removed again: one pass over plain columns. (A sorted list of
--- structs read back with get_field(array_element(..)) in several CASEs made
--- DataFusion 55's planner try to allocate terabytes; strings avoid it.)
+-- one point, most first, as `name: -0.21` (top_factors: a learnlake
+-- function, pipeline/src/engine/factors.rs).
 factors AS (
     SELECT
         d.*,
-        regexp_replace(array_to_string(array_slice(array_sort(make_array(
-            CASE WHEN d_score < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_score) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#score: ' || CAST(ROUND(d_score, 2) AS VARCHAR) END,
-            CASE WHEN d_has_score < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_has_score) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#has_score: ' || CAST(ROUND(d_has_score, 2) AS VARCHAR) END,
-            CASE WHEN d_submitted_ratio < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_submitted_ratio) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#submitted_ratio: ' || CAST(ROUND(d_submitted_ratio, 2) AS VARCHAR) END,
-            CASE WHEN d_has_due < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_has_due) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#has_due: ' || CAST(ROUND(d_has_due, 2) AS VARCHAR) END,
-            CASE WHEN d_missed_assessments < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_missed_assessments) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#missed_assessments: ' || CAST(ROUND(d_missed_assessments, 2) AS VARCHAR) END,
-            CASE WHEN d_days_inactive < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_days_inactive) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#days_inactive: ' || CAST(ROUND(d_days_inactive, 2) AS VARCHAR) END,
-            CASE WHEN d_engagement_rank < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_engagement_rank) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#engagement_rank: ' || CAST(ROUND(d_engagement_rank, 2) AS VARCHAR) END,
-            CASE WHEN d_late_submissions < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_late_submissions) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#late_submissions: ' || CAST(ROUND(d_late_submissions, 2) AS VARCHAR) END,
-            CASE WHEN d_never_started < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_never_started) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#never_started: ' || CAST(ROUND(d_never_started, 2) AS VARCHAR) END,
-            CASE WHEN d_interactions_vs_course < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_interactions_vs_course) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#interactions_vs_course: ' || CAST(ROUND(d_interactions_vs_course, 2) AS VARCHAR) END,
-            CASE WHEN d_week_vs_course < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_week_vs_course) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#week_vs_course: ' || CAST(ROUND(d_week_vs_course, 2) AS VARCHAR) END,
-            CASE WHEN d_recent_vs_course < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_recent_vs_course) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#recent_vs_course: ' || CAST(ROUND(d_recent_vs_course, 2) AS VARCHAR) END,
-            CASE WHEN d_trend < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_trend) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#trend: ' || CAST(ROUND(d_trend, 2) AS VARCHAR) END,
-            CASE WHEN d_active_days_ratio < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_active_days_ratio) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#active_days_ratio: ' || CAST(ROUND(d_active_days_ratio, 2) AS VARCHAR) END,
-            CASE WHEN d_course_elapsed < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_course_elapsed) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#course_elapsed: ' || CAST(ROUND(d_course_elapsed, 2) AS VARCHAR) END,
-            CASE WHEN d_weeks_enrolled < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_weeks_enrolled) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#weeks_enrolled: ' || CAST(ROUND(d_weeks_enrolled, 2) AS VARCHAR) END,
-            CASE WHEN d_score_vs_course < -0.01 THEN lpad(CAST(CAST(ROUND((1.0 + d_score_vs_course) * 1000000) AS BIGINT) AS VARCHAR), 7, '0') || '#score_vs_course: ' || CAST(ROUND(d_score_vs_course, 2) AS VARCHAR) END
-        ), 'ASC', 'NULLS LAST'), 1, 3), '|'), '[0-9]{7}#', '', 'g') AS factor_text
+        top_factors(3, -0.01,
+            'score', d_score,
+            'has_score', d_has_score,
+            'submitted_ratio', d_submitted_ratio,
+            'has_due', d_has_due,
+            'missed_assessments', d_missed_assessments,
+            'days_inactive', d_days_inactive,
+            'engagement_rank', d_engagement_rank,
+            'late_submissions', d_late_submissions,
+            'never_started', d_never_started,
+            'interactions_vs_course', d_interactions_vs_course,
+            'week_vs_course', d_week_vs_course,
+            'recent_vs_course', d_recent_vs_course,
+            'trend', d_trend,
+            'active_days_ratio', d_active_days_ratio,
+            'course_elapsed', d_course_elapsed,
+            'weeks_enrolled', d_weeks_enrolled,
+            'score_vs_course', d_score_vs_course
+        ) AS factor_list
     FROM deltas d
 ),
 
@@ -516,9 +513,7 @@ SELECT
     CASE WHEN indicator_text = '' THEN arrow_cast(make_array(), 'List(Utf8)')
          ELSE arrow_cast(string_to_array(indicator_text, '|'), 'List(Utf8)')
     END AS risk_indicators,
-    CASE WHEN factor_text = '' THEN arrow_cast(make_array(), 'List(Utf8)')
-         ELSE arrow_cast(string_to_array(factor_text, '|'), 'List(Utf8)')
-    END AS risk_factors,
+    factor_list AS risk_factors,
     $model_version AS model_version,
     CAST(CAST(completion_day_number AS INT) AS DATE) AS estimated_completion_date,
     minutes_learning,

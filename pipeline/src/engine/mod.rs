@@ -7,6 +7,7 @@
 //! `LEARNLAKE_EXPLAIN_ANALYZE` at its edge).
 
 pub mod cluster;
+mod factors;
 pub mod udf;
 
 use std::sync::Arc;
@@ -137,8 +138,9 @@ pub async fn session(lake: &Store, options: &EngineOptions) -> Result<SessionCon
     Ok(ctx)
 }
 
-/// Registers learnlake's SQL functions on `ctx`: `local_date(ts, zone)` and
-/// `local_hour(ts, zone)`, for the analytics SQL and for users.
+/// Registers learnlake's SQL functions on `ctx`: `local_date(ts, zone)`,
+/// `local_hour(ts, zone)` and `top_factors(n, below, name, value, …)`, for
+/// the analytics SQL and for users.
 pub fn register_functions(ctx: &SessionContext) {
     for udf in udf::functions() {
         ctx.register_udf(udf);

@@ -34,23 +34,22 @@ struct LocalTime {
     signature: Signature,
 }
 
-/// `local_date` and `local_hour`, to register on a session.
+/// `local_date`, `local_hour` and `top_factors` (see [`super::factors`]),
+/// to register on a session.
 pub fn functions() -> Vec<ScalarUDF> {
-    [Field::Date, Field::Hour]
-        .into_iter()
-        .map(|field| {
-            ScalarUDF::from(LocalTime {
-                field,
-                signature: Signature::exact(
-                    vec![
-                        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                        DataType::Utf8,
-                    ],
-                    Volatility::Immutable,
-                ),
-            })
+    let local = [Field::Date, Field::Hour].into_iter().map(|field| {
+        ScalarUDF::from(LocalTime {
+            field,
+            signature: Signature::exact(
+                vec![
+                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                    DataType::Utf8,
+                ],
+                Volatility::Immutable,
+            ),
         })
-        .collect()
+    });
+    local.chain([super::factors::udf()]).collect()
 }
 
 /// Microseconds since the epoch, shifted by the zone's offset at that instant.

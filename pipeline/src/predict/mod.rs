@@ -305,7 +305,8 @@ mod tests {
                 f.name
             );
             assert!(
-                sql.contains(&format!("'#{}: '", f.name)),
+                sql.contains(&format!("'{0}', d_{0},", f.name))
+                    || sql.contains(&format!("'{0}', d_{0}\n", f.name)),
                 "{} is not explained in student_week.sql",
                 f.name
             );
