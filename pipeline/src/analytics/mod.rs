@@ -460,9 +460,15 @@ async fn analyze_weeks(
     // partitions), each a task with its own single-partition session (and
     // week_enrollments), takes weeks from one queue. Whole weeks side by side
     // keep the cores busier than splitting each week's small operators, and
-    // one week's planning and writing overlap another's execution.
-    let queue: VecDeque<(Week, Vec<(&'static str, ScalarValue)>)> =
-        student_weeks.iter().map(|w| (*w, common(w))).collect();
+    // one week's planning and writing overlap another's execution. Newest
+    // first: a history's latest weeks have the most enrollments, and a
+    // worker's plan, made for its first week, then serves the rest (see
+    // `Prepared::run`).
+    let queue: VecDeque<(Week, Vec<(&'static str, ScalarValue)>)> = student_weeks
+        .iter()
+        .rev()
+        .map(|w| (*w, common(w)))
+        .collect();
     let total = queue.len();
     let queue = Arc::new(std::sync::Mutex::new(queue));
     let done = Arc::new(AtomicUsize::new(0));

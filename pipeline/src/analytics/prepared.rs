@@ -81,6 +81,7 @@ impl Prepared {
         input: Arc<LiveTable>,
     ) -> Result<Self> {
         let wrap = wrapper(name);
+        let started = std::time::Instant::now();
         let text = queries.load(name)?;
         let state = ctx.state();
         let planned_rows = input
@@ -128,8 +129,17 @@ impl Prepared {
             None => Expr::Placeholder(Placeholder::new_with_field(format!("${id}"), None)),
         })
         .map_err(wrap)?;
+        let sql_ms = started.elapsed().as_millis() as u64;
         let logical = state.optimize(&plan).map_err(wrap)?;
+        let optimized_ms = started.elapsed().as_millis() as u64;
         let plan = physical(ctx, &logical).await.map_err(wrap)?;
+        tracing::debug!(
+            query = name,
+            sql_ms,
+            optimized_ms,
+            total_ms = started.elapsed().as_millis() as u64,
+            "query prepared"
+        );
         Ok(Self {
             name: name.to_string(),
             schema,
@@ -171,8 +181,19 @@ impl Prepared {
         let rows: usize = input.iter().map(RecordBatch::num_rows).sum();
         self.input.set(input);
         if rows > 2 * self.planned_rows {
+            tracing::debug!(
+                query = self.name,
+                rows,
+                planned_rows = self.planned_rows,
+                "planned again for more input rows"
+            );
             self.plan = physical(ctx, &self.logical).await.map_err(wrap)?;
             self.planned_rows = rows;
+            tracing::debug!(
+                query = self.name,
+                physical_plan_ms = started.elapsed().as_millis() as u64,
+                "planned again"
+            );
         }
         *self.values.write().expect("not poisoned") = params
             .iter()
