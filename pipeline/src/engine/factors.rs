@@ -86,6 +86,7 @@ impl ScalarUDFImpl for TopFactors {
         let mut out = ListBuilder::new(StringBuilder::new())
             .with_field(Arc::new(Field::new_list_field(DataType::Utf8, true)));
         let mut candidates: Vec<(i64, &str, f64)> = Vec::with_capacity(names.len());
+        let mut text = String::new();
         for row in 0..rows {
             candidates.clear();
             for (name, column) in names.iter().zip(&values) {
@@ -96,10 +97,13 @@ impl ScalarUDFImpl for TopFactors {
                     }
                 }
             }
-            candidates.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+            candidates.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
             for (_, name, value) in candidates.iter().take(n) {
-                out.values()
-                    .append_value(format!("{name}: {}", decimal_text(round2(*value))));
+                text.clear();
+                text.push_str(name);
+                text.push_str(": ");
+                write_decimal(&mut text, round2(*value));
+                out.values().append_value(&text);
             }
             out.append(true);
         }
@@ -123,14 +127,14 @@ fn round2(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
 }
 
-/// A double as SQL's `CAST(… AS VARCHAR)` writes it: the shortest text
-/// that reads back as the same number, with `.0` on whole numbers.
-fn decimal_text(value: f64) -> String {
-    let text = value.to_string();
-    if text.contains(['.', 'e', 'E', 'N', 'i']) {
-        text
-    } else {
-        format!("{text}.0")
+/// Appends a double as SQL's `CAST(… AS VARCHAR)` writes it: the shortest
+/// text that reads back as the same number, with `.0` on whole numbers.
+fn write_decimal(text: &mut String, value: f64) {
+    use std::fmt::Write;
+    let start = text.len();
+    write!(text, "{value}").expect("writing to a String");
+    if !text[start..].contains(['.', 'e', 'E', 'N', 'i']) {
+        text.push_str(".0");
     }
 }
 
@@ -181,9 +185,14 @@ mod tests {
 
     #[test]
     fn whole_numbers_keep_a_decimal_as_sql_writes_them() {
-        assert_eq!(decimal_text(-1.0), "-1.0");
-        assert_eq!(decimal_text(-0.21), "-0.21");
-        assert_eq!(decimal_text(round2(-0.30000000000000004)), "-0.3");
+        let text = |v: f64| {
+            let mut t = String::from("x: ");
+            write_decimal(&mut t, v);
+            t
+        };
+        assert_eq!(text(-1.0), "x: -1.0");
+        assert_eq!(text(-0.21), "x: -0.21");
+        assert_eq!(text(round2(-0.30000000000000004)), "x: -0.3");
     }
 
     /// The SQL top_factors replaced, for four features.
