@@ -30,6 +30,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
+use futures::StreamExt;
 use serde::Serialize;
 use tracing::{Instrument, info, info_span};
 
@@ -472,13 +473,14 @@ async fn analyze_weeks(
     let total = queue.len();
     let queue = Arc::new(std::sync::Mutex::new(queue));
     let done = Arc::new(AtomicUsize::new(0));
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..ctx.copied_config().target_partitions().max(1) {
+    let workers = ctx.copied_config().target_partitions().max(1);
+    let mut week_workers = tokio::task::JoinSet::new();
+    for _ in 0..workers {
         let week_ctx = week_session(ctx).await?;
         let (queue, lake, queries, work) =
             (queue.clone(), lake.clone(), queries.clone(), work.clone());
         let (done, progress) = (done.clone(), options.progress.clone());
-        workers.spawn(async move {
+        week_workers.spawn(async move {
             let mut written = Vec::new();
             let mut prepared = None;
             loop {
@@ -507,7 +509,7 @@ async fn analyze_weeks(
         });
     }
     // The first failure ends the run (dropping the set stops the others).
-    while let Some(joined) = workers.join_next().await {
+    while let Some(joined) = week_workers.join_next().await {
         let written =
             joined.map_err(|e| Error::Worker(format!("a student_week worker: {e}")))??;
         for (week, rows) in written {
@@ -517,33 +519,47 @@ async fn analyze_weeks(
         }
     }
     engine::register_lake(ctx, lake).await?;
-    for week in &requested {
-        let span = info_span!("course_week", period_start = %week.period_start);
-        let mut params = common(week);
-        params.push(("previous_start", date(week.previous(tz).period_start)));
-        let rows = query_into_partition(
-            lake,
-            ctx,
-            &queries,
-            LakeTable::CourseWeek,
-            week.period_start,
-            &params,
-        )
-        .instrument(span)
-        .await?;
-        report.weeks.entry(week.period_start).or_default().1 = rows;
-        let span = info_span!("risk_flags", as_of_date = %week.last_day());
-        report.risk_flags += query_into_partition(
-            lake,
-            ctx,
-            &queries,
-            LakeTable::RiskFlags,
-            week.last_day(),
-            &params,
-        )
-        .instrument(span)
-        .await?;
+    // Each week's course_week and risk_flags read only student_week, which
+    // is complete now: as many weeks at a time as there were week workers.
+    let mut tail = futures::stream::iter(requested.iter().copied())
+        .map(|week| {
+            let (lake, ctx, queries) = (lake.clone(), ctx.clone(), queries.clone());
+            let mut params = common(&week);
+            params.push(("previous_start", date(week.previous(tz).period_start)));
+            tokio::spawn(async move {
+                let span = info_span!("course_week", period_start = %week.period_start);
+                let course_rows = query_into_partition(
+                    &lake,
+                    &ctx,
+                    &queries,
+                    LakeTable::CourseWeek,
+                    week.period_start,
+                    &params,
+                )
+                .instrument(span)
+                .await?;
+                let span = info_span!("risk_flags", as_of_date = %week.last_day());
+                let flags = query_into_partition(
+                    &lake,
+                    &ctx,
+                    &queries,
+                    LakeTable::RiskFlags,
+                    week.last_day(),
+                    &params,
+                )
+                .instrument(span)
+                .await?;
+                Ok::<_, Error>((week, course_rows, flags))
+            })
+        })
+        .buffer_unordered(workers);
+    while let Some(done) = tail.next().await {
+        let (week, course_rows, flags) =
+            done.map_err(|e| Error::Worker(format!("a course_week/risk_flags task: {e}")))??;
+        report.weeks.entry(week.period_start).or_default().1 = course_rows;
+        report.risk_flags += flags;
     }
+    drop(tail);
     engine::register_lake(ctx, lake).await?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
