@@ -9,12 +9,15 @@ without the model (no features, no course-week medians, no scoring, no
 contributions or factors: constant columns instead), given through
 LEARNLAKE_QUERIES. The difference of the medians is what prediction adds
 (goal: under 5 %). Both runs write student_week, course_week and risk_flags.
+Also reported: each alternating pair's share and their median (this VM's
+speed drifts within minutes), and the share of CPU seconds (user + system).
 """
 import argparse
 import datetime as dt
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -49,13 +52,18 @@ def run(args, lake, weeks, queries_dir):
     env = {**os.environ, "LEARNLAKE_LOG": "warn"}
     if queries_dir:
         env["LEARNLAKE_QUERIES"] = queries_dir
-    t = time.time()
+    t, cpu = time.time(), children_cpu()
     out = subprocess.run(
         [args.bin, "--lake", lake, "--timezone", args.zone, "analyze", "--from", str(weeks[0]), "--to", str(weeks[-1])],
         capture_output=True, text=True, env=env)
     if out.returncode != 0:
         sys.exit(f"learnlake analyze failed:\n{out.stderr}")
-    return time.time() - t
+    return time.time() - t, children_cpu() - cpu
+
+
+def children_cpu():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main():
@@ -76,14 +84,24 @@ def main():
         text = open(os.path.join(ROOT, "queries/student_week.sql")).read()
         open(os.path.join(override, "student_week.sql"), "w").write(without_model(text))
         times = {"with model": [], "without model": []}
+        cpu = {"with model": [], "without model": []}
         for _ in range(args.repeat):
-            times["with model"].append(round(run(args, lake, weeks, None), 2))
-            times["without model"].append(round(run(args, lake, weeks, override), 2))
+            for name, queries in (("with model", None), ("without model", override)):
+                wall, used = run(args, lake, weeks, queries)
+                times[name].append(round(wall, 2))
+                cpu[name].append(round(used, 2))
     med = {k: statistics.median(v) for k, v in times.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+    # This VM's speed drifts within minutes: each alternating pair's share
+    # too, and their median.
+    pairs = [round((a - b) / a, 3) for a, b in zip(times["with model"], times["without model"])]
     print(json.dumps({
-        "weeks": len(weeks), "seconds": times,
-        "median": med,
+        "weeks": len(weeks), "seconds": times, "cpu_seconds": cpu,
+        "median": med, "median_cpu": med_cpu,
         "scoring_share_of_analyze": round((med["with model"] - med["without model"]) / med["with model"], 3),
+        "pair_shares": pairs,
+        "median_pair_share": statistics.median(pairs),
+        "scoring_share_of_cpu": round((med_cpu["with model"] - med_cpu["without model"]) / med_cpu["with model"], 3),
     }, indent=1))
 
 
