@@ -42,8 +42,8 @@ def top_factors(m) -> str:
     items = ",\n".join(
         f"CASE WHEN {v} < {below} THEN lpad(CAST(CAST(ROUND((1.0 + {v}) * 1000000) AS BIGINT) AS VARCHAR), 7, '0')"
         f" || '#{name}: ' || CAST(ROUND({v}, 2) AS VARCHAR) END" for name, v in pairs)
-    return (f"list_transform(list_slice(list_sort(list_filter(list_value({items}), x -> x IS NOT NULL)), 1, {n}),"
-            " x -> regexp_replace(x, '^[0-9]{7}#', ''))")
+    return (f"list_transform(list_slice(list_sort(list_filter(list_value({items}), lambda x: x IS NOT NULL)), 1, {n}),"
+            " lambda x: regexp_replace(x, '^[0-9]{7}#', ''))")
 
 
 def duck_dialect(sql: str) -> str:
