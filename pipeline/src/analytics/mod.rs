@@ -559,7 +559,6 @@ async fn analyze_weeks(
         report.weeks.entry(week.period_start).or_default().1 = course_rows;
         report.risk_flags += flags;
     }
-    drop(tail);
     engine::register_lake(ctx, lake).await?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)

@@ -181,19 +181,15 @@ impl Prepared {
         let rows: usize = input.iter().map(RecordBatch::num_rows).sum();
         self.input.set(input);
         if rows > 2 * self.planned_rows {
+            self.plan = physical(ctx, &self.logical).await.map_err(wrap)?;
             tracing::debug!(
                 query = self.name,
                 rows,
                 planned_rows = self.planned_rows,
+                physical_plan_ms = started.elapsed().as_millis() as u64,
                 "planned again for more input rows"
             );
-            self.plan = physical(ctx, &self.logical).await.map_err(wrap)?;
             self.planned_rows = rows;
-            tracing::debug!(
-                query = self.name,
-                physical_plan_ms = started.elapsed().as_millis() as u64,
-                "planned again"
-            );
         }
         *self.values.write().expect("not poisoned") = params
             .iter()

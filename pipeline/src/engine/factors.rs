@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListBuilder, StringBuilder};
-use datafusion::arrow::datatypes::{DataType, Field, Float64Type};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
@@ -58,7 +58,7 @@ impl ScalarUDFImpl for TopFactors {
     }
 
     fn return_type(&self, _: &[DataType]) -> Result<DataType> {
-        Ok(list_type())
+        Ok(DataType::List(item_field()))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -83,8 +83,7 @@ impl ScalarUDFImpl for TopFactors {
             .iter()
             .map(|a| a.as_primitive::<Float64Type>())
             .collect();
-        let mut out = ListBuilder::new(StringBuilder::new())
-            .with_field(Arc::new(Field::new_list_field(DataType::Utf8, true)));
+        let mut out = ListBuilder::new(StringBuilder::new()).with_field(item_field());
         let mut candidates: Vec<(i64, &str, f64)> = Vec::with_capacity(names.len());
         let mut text = String::new();
         for row in 0..rows {
@@ -112,9 +111,10 @@ impl ScalarUDFImpl for TopFactors {
     }
 }
 
-/// `List(Utf8)` with nullable items, as `arrow_cast(…, 'List(Utf8)')` makes.
-fn list_type() -> DataType {
-    DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)))
+/// The item of `List(Utf8)` as `arrow_cast(…, 'List(Utf8)')` makes it:
+/// `item`, nullable.
+fn item_field() -> FieldRef {
+    Arc::new(Field::new_list_field(DataType::Utf8, true))
 }
 
 /// `1 + value` in millionths, rounded half away from zero (SQL's ROUND).
