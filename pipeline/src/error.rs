@@ -102,6 +102,11 @@ pub enum Error {
     #[error("internal: {0}")]
     Worker(String),
 
+    /// A landing file turned out corrupt while it was read (its head was
+    /// fine). Ingest quarantines it whole and runs its kind again without it.
+    #[error("{path}: {reason}")]
+    CorruptSource { path: String, reason: String },
+
     /// A saved model cannot be read or used.
     #[error("model: {0}")]
     Model(String),

@@ -97,6 +97,23 @@ fn hostile_landing(dir: &Path) -> (u64, u64) {
     bytes.truncate(bytes.len() / 2);
     bytes.extend_from_slice(b"\xde\xad\xbe\xef garbage");
     std::fs::write(landing.join("activity/broken.jsonl.gz"), bytes).unwrap();
+    // a gzip whose first 64 KiB are fine and whose end is corrupt: found
+    // only while it is read, after its first rows were parsed and held
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    for i in 0..3000 {
+        writeln!(
+            gz,
+            r#"{{"event_id":"late-{i}","student_id":"s{}","timestamp":"2026-02-0{}T10:{:02}:00Z","activity_type":"login"}}"#,
+            i % 97,
+            1 + i % 7,
+            i % 60
+        )
+        .unwrap();
+    }
+    let mut bytes = gz.finish().unwrap();
+    bytes.truncate(bytes.len() * 9 / 10);
+    bytes.extend_from_slice(b"\xde\xad\xbe\xef garbage");
+    std::fs::write(landing.join("activity/late-broken.jsonl.gz"), bytes).unwrap();
     // a binary file among the attempts
     std::fs::write(
         landing.join("attempts/blob.jsonl"),
@@ -173,8 +190,23 @@ fn hostile_input_keeps_every_valid_row_once_and_quarantines_the_rest() {
             "no quarantined row says {expected:?}; reasons: {activity_reasons:#?}"
         );
     }
-    // 8 bad JSON lines, 1 bad CSV row, 1 corrupt file
-    assert_eq!(activity_reasons.len(), 10, "{activity_reasons:#?}");
+    // 8 bad JSON lines, 1 bad CSV row, 2 corrupt files (one corrupt at its
+    // head, one at its end: none of its rows is in the lake)
+    assert_eq!(activity_reasons.len(), 11, "{activity_reasons:#?}");
+    let late = seen["quarantine"]["activity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["source_file"] == "activity/late-broken.jsonl.gz")
+        .expect("the file corrupt at its end is quarantined whole");
+    assert!(
+        late["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("corrupt gzip file"),
+        "{late}"
+    );
+    assert!(late["raw"].as_str().unwrap().contains("late-0"), "{late}");
     let rows = seen["quarantine"]["activity"].as_array().unwrap();
     let bad3 = rows
         .iter()

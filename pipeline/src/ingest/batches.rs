@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::ledger::LedgerSource;
 use super::records::Kind;
-use super::source::{self, Dialect, Format};
+use super::source::{self, Compression, Dialect, Format};
 use super::{IngestOptions, Pending, progress};
 use crate::lake::Store;
 use crate::{Error, Result};
@@ -138,11 +138,24 @@ pub(super) fn cut_batches(
             last_line,
             complete,
         };
-        let read_err = |e: std::io::Error| Error::ReadFile {
-            path: source.path.clone().into(),
-            source: e,
+        // Inspection decompressed only the file's head: corruption further
+        // on is found here, and the run starts again without the file.
+        let (raw, raw_failed) = source::Watched::new(source::open_raw(landing, source)?);
+        let raw: Box<dyn std::io::Read + Send> = Box::new(raw);
+        let read_err = |e: std::io::Error| {
+            if source.compression != Compression::None
+                && !raw_failed.load(std::sync::atomic::Ordering::Relaxed)
+            {
+                return Error::CorruptSource {
+                    path: source.path.clone(),
+                    reason: source::corrupt_reason(source.compression, &e),
+                };
+            }
+            Error::ReadFile {
+                path: source.path.clone().into(),
+                source: e,
+            }
         };
-        let raw = source::open_raw(landing, source)?;
         let mut reader = BufReader::with_capacity(
             1 << 20,
             source::decompress(raw, source.compression).map_err(read_err)?,

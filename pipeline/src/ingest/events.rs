@@ -21,7 +21,7 @@ use datafusion::arrow::datatypes::{
     DataType, Date32Type, Int32Type, Int64Type, SchemaRef, TimeUnit, TimestampMicrosecondType,
 };
 use sha2::{Digest, Sha256};
-use tracing::{info, info_span, warn};
+use tracing::{debug, info, info_span, warn};
 
 use super::batches::{Batch, Buffers, cut_batches};
 use super::crash::crash_point;
@@ -146,19 +146,28 @@ pub(super) async fn ingest_events(
         let Some((id, batch_sources, task)) = parsing.pop_front() else {
             break;
         };
+        let waited = std::time::Instant::now();
         let parsed = task
             .await
             .map_err(|e| Error::Worker(format!("a parser thread failed: {e}")))?;
+        let waited = waited.elapsed();
         // Spill only when more rows come: the rows of the last batch go
         // straight to the commit, not through the disk.
         if held.bytes >= options.hold_bytes {
+            let (started, bytes) = (std::time::Instant::now(), held.bytes);
             let mut full = std::mem::take(&mut held);
             held = blocking(move || {
                 full.spill()?;
                 Ok(full)
             })
             .await?;
+            debug!(
+                bytes,
+                ms = started.elapsed().as_millis(),
+                "held rows spilled"
+            );
         }
+        let started = std::time::Instant::now();
         let span = info_span!("batch", batch = id, sources = batch_sources.len());
         let accepted = hold_batch(
             lake,
@@ -173,6 +182,13 @@ pub(super) async fn ingest_events(
         .await;
         drop(span);
         accepted?;
+        debug!(
+            batch = id,
+            waited_for_parse_ms = waited.as_millis(),
+            hold_ms = started.elapsed().as_millis(),
+            held_bytes = held.bytes,
+            "batch held"
+        );
     }
     reader
         .await
@@ -587,6 +603,7 @@ async fn commit_held(
     let voided = std::sync::Arc::new(voided);
     let voided_held = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (voided_in, removed_in) = (voided.clone(), voided_held.clone());
+    let started = std::time::Instant::now();
     let written = encode_and_put(
         lake,
         table,
@@ -617,6 +634,11 @@ async fn commit_held(
         options,
     )
     .await?;
+    debug!(
+        files = written.len(),
+        ms = started.elapsed().as_millis(),
+        "partitions sorted, encoded and put"
+    );
     drop(held.spill_dir.take());
     let voided_held = voided_held.load(Ordering::Relaxed);
     let mut adds: Vec<DataFile> = written

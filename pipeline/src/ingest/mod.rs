@@ -336,7 +336,34 @@ async fn ingest_kind(
         return Ok(report);
     }
     let batch_report = if kind.is_event() {
-        ingest_events(lake, landing, kind, pending, ledger, options).await?
+        loop {
+            match ingest_events(lake, landing, kind, pending.clone(), ledger, options).await {
+                // Nothing of the run is committed when the reader finds a
+                // corrupt file: the file is quarantined whole, as inspection
+                // would have, and the run starts again without it.
+                Err(Error::CorruptSource { path, reason }) => {
+                    let at = pending
+                        .iter()
+                        .position(|p| p.source.path == path)
+                        .expect("the reader reads only pending files");
+                    let file = pending.remove(at);
+                    warn!(
+                        path,
+                        reason, "file quarantined whole; reading the others again"
+                    );
+                    let head = &inspections[&path].head;
+                    if quarantine_whole_file(lake, kind, &file, head, &reason, ledger, options)
+                        .await?
+                    {
+                        report.files_quarantined += 1;
+                    }
+                    if pending.is_empty() {
+                        break KindReport::default();
+                    }
+                }
+                other => break other?,
+            }
+        }
     } else {
         ingest_reference(lake, landing, kind, pending, ledger, options).await?
     };
