@@ -25,7 +25,7 @@ use tracing::{debug, info, info_span, warn};
 
 use super::batches::{Batch, Buffers, cut_batches};
 use super::crash::crash_point;
-use super::id_index::IdIndex;
+use super::id_index::{HashedId, HashedIdState, IdIndex};
 use super::ledger::{Ledger, LedgerEntry, LedgerSource, commit as commit_ledger};
 use super::parse::{Parsed, Void, parse_batch};
 use super::quarantine::{Rejected, write_quarantine};
@@ -391,16 +391,24 @@ async fn hold_batch(
     id: &str,
     held: &mut Held,
 ) -> Result<()> {
-    // Dedup inside the batch, first occurrence wins.
+    let t0 = std::time::Instant::now();
+    // Dedup inside the batch, first occurrence wins. Ids come with their
+    // hashes, computed on the parser threads.
     let rows: usize = parsed.iter().map(|p| p.keys.len()).sum();
-    let mut seen: HashSet<&str, FastState> =
-        HashSet::with_capacity_and_hasher(rows, FastState::default());
-    let mut candidates: Vec<(usize, u32)> = Vec::new();
+    let mut seen: HashSet<HashedId, HashedIdState> =
+        HashSet::with_capacity_and_hasher(rows, HashedIdState::default());
+    let mut candidates: Vec<(usize, u32)> = Vec::with_capacity(rows);
+    let mut keys: Vec<HashedId> = Vec::with_capacity(rows);
     let mut duplicates = 0u64;
     for (p, part) in parsed.iter().enumerate() {
-        for row in 0..part.keys.len() {
-            if seen.insert(part.keys.value(row)) {
+        for (row, &hash) in part.hashes.iter().enumerate() {
+            let key = HashedId {
+                hash,
+                id: part.keys.value(row),
+            };
+            if seen.insert(key) {
                 candidates.push((p, row as u32));
+                keys.push(key);
             } else {
                 duplicates += 1;
             }
@@ -409,10 +417,6 @@ async fn hold_batch(
     drop(seen);
 
     // Dedup against the table (any partition) and the rows held.
-    let keys: Vec<&str> = candidates
-        .iter()
-        .map(|&(p, r)| parsed[p].keys.value(r as usize))
-        .collect();
     let key_column = key_column(kind);
     let mut pending = |date: i32, key: &str| -> bool {
         if !held.rows.contains_key(&date) && !held.spilled.contains_key(&date) {
@@ -440,33 +444,53 @@ async fn hold_batch(
             })
             .contains(key)
     };
+    let t1 = t0.elapsed();
     let in_lake = index.contains(lake, &keys, &mut pending).await?;
+    let t2 = t0.elapsed();
     // xAPI voiding statements: where each target is, in the table or held.
     let voids: Vec<&Void> = parsed.iter().flat_map(|p| &p.voids).collect();
-    let targets: Vec<&str> = voids.iter().map(|v| v.target.as_str()).collect();
+    let targets: Vec<HashedId> = voids.iter().map(|v| HashedId::new(&v.target)).collect();
     let void_dates = if targets.is_empty() {
         Vec::new()
     } else {
         index.find(lake, &targets, &mut pending).await?
     };
-    let mut by_date: BTreeMap<i32, Vec<Vec<u32>>> = BTreeMap::new();
-    let mut accepted_keys: Vec<(&str, i32)> = Vec::new();
+    // Accepted rows by date: the rows of one date, per part. Consecutive
+    // rows mostly share a date (a student's day), so the last date's slot
+    // is tried before the map.
+    let mut slots: Vec<Vec<Vec<u32>>> = Vec::new();
+    let mut slot_of: HashMap<i32, usize> = HashMap::new();
+    let mut last: Option<(i32, usize)> = None;
+    let mut accepted_keys: Vec<(HashedId, i32)> = Vec::with_capacity(keys.len());
     for ((&(p, r), &key), dup) in candidates.iter().zip(&keys).zip(in_lake) {
         if dup {
             duplicates += 1;
             continue;
         }
         let date = parsed[p].dates[r as usize];
-        by_date
-            .entry(date)
-            .or_insert_with(|| vec![Vec::new(); parsed.len()])[p]
-            .push(r);
+        let slot = match last {
+            Some((d, slot)) if d == date => slot,
+            _ => {
+                let slot = *slot_of.entry(date).or_insert_with(|| {
+                    slots.push(vec![Vec::new(); parsed.len()]);
+                    slots.len() - 1
+                });
+                last = Some((date, slot));
+                slot
+            }
+        };
+        slots[slot][p].push(r);
         accepted_keys.push((key, date));
     }
+    let mut by_date: Vec<(i32, Vec<Vec<u32>>)> = slot_of
+        .into_iter()
+        .map(|(date, slot)| (date, std::mem::take(&mut slots[slot])))
+        .collect();
+    by_date.sort_unstable_by_key(|(date, _)| *date);
     // A target found nowhere else may be in this very batch.
     let voids_before = held.voids.len();
     if !voids.is_empty() {
-        let here: HashMap<&str, i32> = accepted_keys.iter().copied().collect();
+        let here: HashMap<&str, i32> = accepted_keys.iter().map(|(k, d)| (k.id, *d)).collect();
         for (void, date) in voids.into_iter().zip(void_dates) {
             match date.or_else(|| here.get(void.target.as_str()).copied()) {
                 Some(date) => held.voids.push((void.target.clone(), date)),
@@ -489,8 +513,11 @@ async fn hold_batch(
         }
     }
     held.skipped += parsed.iter().map(|p| p.skipped).sum::<u64>();
+    let t3 = t0.elapsed();
     // The index covers the rows before they are committed (see id_index).
-    index.add(lake, id, &accepted_keys).await?;
+    let entries: Vec<(u64, i32)> = accepted_keys.iter().map(|(k, d)| (k.hash, *d)).collect();
+    index.add(lake, id, &entries).await?;
+    let t4 = t0.elapsed();
     held.accepted += accepted_keys.len() as u64;
     held.duplicates += duplicates;
     drop(accepted_keys);
@@ -529,6 +556,7 @@ async fn hold_batch(
         .sum::<usize>();
     held.rejected
         .extend(parsed.into_iter().flat_map(|p| p.rejected));
+    debug!(dedup_ms = t1.as_millis(), index_ms = (t2 - t1).as_millis(), group_ms = (t3 - t2).as_millis(), add_ms = (t4 - t3).as_millis(), total_ms = t0.elapsed().as_millis(), "hold steps");
     held.batches.push((id.to_string(), batch_sources));
     Ok(())
 }

@@ -18,7 +18,7 @@
 //! A lake written before the index existed has no `_complete` marker: the
 //! first run builds the index from the table's data files, then writes it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use datafusion::arrow::array::{Array, StringArray};
@@ -44,6 +44,62 @@ const COMPLETE: &str = "_complete";
 /// change between versions.
 pub fn id_hash(id: &str) -> u64 {
     twox_hash::XxHash64::oneshot(0, id.as_bytes())
+}
+
+/// An id with its [`id_hash`], computed once (on the parser threads) and
+/// reused by the in-batch dedup, the index lookup and the index files.
+#[derive(Clone, Copy, Debug)]
+pub struct HashedId<'a> {
+    pub hash: u64,
+    pub id: &'a str,
+}
+
+impl<'a> HashedId<'a> {
+    pub fn new(id: &'a str) -> Self {
+        Self {
+            hash: id_hash(id),
+            id,
+        }
+    }
+}
+
+impl PartialEq for HashedId<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.id == other.id
+    }
+}
+
+impl Eq for HashedId<'_> {}
+
+impl std::hash::Hash for HashedId<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// Hash sets of [`HashedId`]s use the id's hash as it is: XXH64 is already
+/// well mixed, and hashing it again was a tenth of the batch's dedup.
+pub type HashedIdState = std::hash::BuildHasherDefault<PassThrough>;
+
+/// The hasher of [`HashedIdState`]: the last `u64` written (other writes,
+/// which `HashedId` never makes, are folded in as FNV-1a would).
+#[derive(Default)]
+pub struct PassThrough(u64);
+
+impl std::hash::Hasher for PassThrough {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 fn bucket_of(hash: u64) -> usize {
@@ -192,7 +248,7 @@ impl IdIndex {
     pub async fn contains(
         &mut self,
         lake: &Store,
-        keys: &[&str],
+        keys: &[HashedId<'_>],
         pending: &mut (dyn FnMut(i32, &str) -> bool + Send),
     ) -> Result<Vec<bool>> {
         Ok(self
@@ -208,13 +264,12 @@ impl IdIndex {
     pub async fn find(
         &mut self,
         lake: &Store,
-        keys: &[&str],
+        keys: &[HashedId<'_>],
         pending: &mut (dyn FnMut(i32, &str) -> bool + Send),
     ) -> Result<Vec<Option<i32>>> {
-        let hashes: Vec<u64> = keys.iter().map(|k| id_hash(k)).collect();
         let mut by_bucket: Vec<Vec<usize>> = vec![Vec::new(); BUCKETS];
-        for (i, &h) in hashes.iter().enumerate() {
-            by_bucket[bucket_of(h)].push(i);
+        for (i, key) in keys.iter().enumerate() {
+            by_bucket[bucket_of(key.hash)].push(i);
         }
         // Candidates: (key index, date of an existing copy).
         let mut candidates: Vec<(usize, i32)> = Vec::new();
@@ -226,7 +281,8 @@ impl IdIndex {
             // The keys in hash order, each searched from where the previous
             // one was found: a walk through the bucket instead of a binary
             // search from its top per key (cache misses: 4 % of an ingest).
-            let mut members: Vec<(u64, usize)> = members.iter().map(|&i| (hashes[i], i)).collect();
+            let mut members: Vec<(u64, usize)> =
+                members.iter().map(|&i| (keys[i].hash, i)).collect();
             members.sort_unstable();
             let mut start = 0;
             for (h, i) in members {
@@ -245,7 +301,7 @@ impl IdIndex {
             if found[i].is_some() {
                 continue;
             }
-            if pending(date, keys[i]) {
+            if pending(date, keys[i].id) {
                 found[i] = Some(date);
                 continue;
             }
@@ -256,23 +312,25 @@ impl IdIndex {
                 }
                 self.exact.insert(date, ids);
             }
-            if self.exact[&date].contains(keys[i]) {
+            if self.exact[&date].contains(keys[i].id) {
                 found[i] = Some(date);
             }
         }
         Ok(found)
     }
 
-    /// Records the ids a batch is about to commit (each with its partition
-    /// date): writes the batch's index files. Call before committing the
-    /// batch's data.
-    pub async fn add(&mut self, lake: &Store, batch_id: &str, rows: &[(&str, i32)]) -> Result<()> {
-        let mut by_bucket: BTreeMap<usize, Vec<Entry>> = BTreeMap::new();
-        for &(key, date) in rows {
-            let h = id_hash(key);
-            by_bucket.entry(bucket_of(h)).or_default().push((h, date));
+    /// Records the ids a batch is about to commit (each id's hash with its
+    /// partition date): writes the batch's index files. Call before
+    /// committing the batch's data.
+    pub async fn add(&mut self, lake: &Store, batch_id: &str, rows: &[(u64, i32)]) -> Result<()> {
+        let mut by_bucket: Vec<Vec<Entry>> = vec![Vec::new(); BUCKETS];
+        for &(hash, date) in rows {
+            by_bucket[bucket_of(hash)].push((hash, date));
         }
-        for (b, mut entries) in by_bucket {
+        for (b, mut entries) in by_bucket.into_iter().enumerate() {
+            if entries.is_empty() {
+                continue;
+            }
             entries.sort_unstable();
             entries.dedup();
             let path = format!("{}/batch-{batch_id}.idx", bucket_root(self.kind, b));
@@ -284,7 +342,7 @@ impl IdIndex {
             }
             if let Some(loaded) = &mut self.loaded[b] {
                 self.loaded_entries += entries.len();
-                *loaded = merge_sorted(std::mem::take(loaded), entries);
+                merge_into(loaded, &entries);
             }
         }
         if self.loaded_entries > self.budget_entries {
@@ -431,21 +489,23 @@ fn lower_bound_from(entries: &[Entry], from: usize, hash: u64) -> usize {
 
 /// Two sorted runs as one (linear; re-sorting the loaded bucket after each
 /// batch was a tenth of an ingest's time).
-fn merge_sorted(a: Vec<Entry>, b: Vec<Entry>) -> Vec<Entry> {
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        if a[i] <= b[j] {
-            out.push(a[i]);
-            i += 1;
+/// Merges sorted `b` into sorted `a`, in place from the back: `a` grows in
+/// its own allocation (amortised) instead of being copied into a new one
+/// per batch.
+fn merge_into(a: &mut Vec<Entry>, b: &[Entry]) {
+    let (mut i, mut j) = (a.len(), b.len());
+    a.resize(a.len() + b.len(), (0, 0));
+    let mut out = a.len();
+    while j > 0 {
+        out -= 1;
+        if i > 0 && a[i - 1] > b[j - 1] {
+            a[out] = a[i - 1];
+            i -= 1;
         } else {
-            out.push(b[j]);
-            j += 1;
+            a[out] = b[j - 1];
+            j -= 1;
         }
     }
-    out.extend_from_slice(&a[i..]);
-    out.extend_from_slice(&b[j..]);
-    out
 }
 
 fn table_root(kind: Kind) -> String {
@@ -547,12 +607,47 @@ mod tests {
 
     #[test]
     fn merging_keeps_the_order() {
-        let merged = merge_sorted(vec![(1, 0), (5, 2), (9, 1)], vec![(0, 0), (5, 1), (10, 3)]);
+        let mut merged = vec![(1, 0), (5, 2), (9, 1)];
+        merge_into(&mut merged, &[(0, 0), (5, 1), (10, 3)]);
         assert_eq!(
             merged,
             vec![(0, 0), (1, 0), (5, 1), (5, 2), (9, 1), (10, 3)]
         );
-        assert_eq!(merge_sorted(Vec::new(), vec![(2, 2)]), vec![(2, 2)]);
+        let mut empty = Vec::new();
+        merge_into(&mut empty, &[(2, 2)]);
+        assert_eq!(empty, vec![(2, 2)]);
+        let mut kept = vec![(2, 2)];
+        merge_into(&mut kept, &[]);
+        assert_eq!(kept, vec![(2, 2)]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn merging_is_sorting_the_two(
+            mut a in proptest::collection::vec((0u64..50, -3i32..3), 0..40),
+            mut b in proptest::collection::vec((0u64..50, -3i32..3), 0..40),
+        ) {
+            a.sort_unstable();
+            b.sort_unstable();
+            let mut expected = [a.clone(), b.clone()].concat();
+            expected.sort_unstable();
+            merge_into(&mut a, &b);
+            proptest::prop_assert_eq!(a, expected);
+        }
+    }
+
+    #[test]
+    fn hashed_ids_are_equal_by_id_and_hash_by_their_hash() {
+        use std::hash::BuildHasher;
+        let (a, b) = (HashedId::new("evt-1"), HashedId::new("evt-2"));
+        assert_eq!(a, HashedId::new("evt-1"));
+        assert_ne!(a, b);
+        // A forged collision is still two ids.
+        assert_ne!(a, HashedId { hash: a.hash, id: "evt-2" });
+        assert_eq!(HashedIdState::default().hash_one(a), a.hash);
+        let set: std::collections::HashSet<HashedId, HashedIdState> =
+            [a, b, HashedId { hash: a.hash, id: "evt-2" }, a].into_iter().collect();
+        assert_eq!(set.len(), 3);
     }
 
     /// Each run adds a file per bucket; compaction merges the small ones and
@@ -566,13 +661,13 @@ mod tests {
             .await
             .unwrap();
         let ids: Vec<String> = (0..6000).map(|i| format!("big-{i}")).collect();
-        let rows: Vec<(&str, i32)> = ids.iter().map(|id| (id.as_str(), 1)).collect();
+        let rows: Vec<(u64, i32)> = ids.iter().map(|id| (id_hash(id), 1)).collect();
         index.add(&lake, "big", &rows).await.unwrap();
         index.compact(&lake, 2).await.unwrap();
         let mut small = Vec::new();
         for run in 0..(MERGE_ABOVE + 1) {
             let these: Vec<String> = (0..200).map(|i| format!("run-{run}-{i}")).collect();
-            let rows: Vec<(&str, i32)> = these.iter().map(|id| (id.as_str(), 2)).collect();
+            let rows: Vec<(u64, i32)> = these.iter().map(|id| (id_hash(id), 2)).collect();
             index
                 .add(&lake, &format!("run-{run}"), &rows)
                 .await
@@ -609,7 +704,11 @@ mod tests {
         let mut reopened = IdIndex::open(&lake, Kind::Activity, &[], 1 << 20)
             .await
             .unwrap();
-        let keys: Vec<&str> = ids.iter().chain(&small).map(String::as_str).collect();
+        let keys: Vec<HashedId> = ids
+            .iter()
+            .chain(&small)
+            .map(|id| HashedId::new(id))
+            .collect();
         let mut none = |_: i32, _: &str| true; // confirm every hash hit
         let found = reopened.contains(&lake, &keys, &mut none).await.unwrap();
         assert!(found.iter().all(|&f| f), "an id lost by the merge");

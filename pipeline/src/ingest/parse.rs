@@ -9,6 +9,7 @@ use datafusion::arrow::array::{AsArray, RecordBatch, StringArray};
 
 use super::IngestOptions;
 use super::batches::{Batch, Unit, work_items};
+use super::id_index::id_hash;
 use super::quarantine::Rejected;
 use super::records::lms::may_hold_attempt;
 use super::records::{Kind, Rows, key_column};
@@ -19,6 +20,9 @@ pub(super) struct Parsed {
     pub(super) rows: RecordBatch,
     /// Per row: its key (events: the `event_id` / `attempt_id` column).
     pub(super) keys: StringArray,
+    /// Per row of an event kind: its key's `id_hash`, computed here on the
+    /// parser threads (empty for reference kinds).
+    pub(super) hashes: Vec<u64>,
     pub(super) dates: Vec<i32>,
     pub(super) rejected: Vec<Rejected>,
     /// Statements named by xAPI voiding statements, with where each was.
@@ -164,9 +168,14 @@ pub(super) fn parse_item(
         Some(ids) => ids.as_string::<i32>().clone(),
         None => StringArray::from(keys),
     };
+    let hashes = match batch.kind.is_event() {
+        true => keys.iter().map(|k| id_hash(k.unwrap_or_default())).collect(),
+        false => Vec::new(),
+    };
     Parsed {
         rows,
         keys,
+        hashes,
         dates,
         rejected,
         voids,
