@@ -556,7 +556,14 @@ async fn hold_batch(
         .sum::<usize>();
     held.rejected
         .extend(parsed.into_iter().flat_map(|p| p.rejected));
-    debug!(dedup_ms = t1.as_millis(), index_ms = (t2 - t1).as_millis(), group_ms = (t3 - t2).as_millis(), add_ms = (t4 - t3).as_millis(), total_ms = t0.elapsed().as_millis(), "hold steps");
+    debug!(
+        dedup_ms = t1.as_millis(),
+        index_ms = (t2 - t1).as_millis(),
+        group_ms = (t3 - t2).as_millis(),
+        add_ms = (t4 - t3).as_millis(),
+        total_ms = t0.elapsed().as_millis(),
+        "hold steps"
+    );
     held.batches.push((id.to_string(), batch_sources));
     Ok(())
 }

@@ -643,10 +643,25 @@ mod tests {
         assert_eq!(a, HashedId::new("evt-1"));
         assert_ne!(a, b);
         // A forged collision is still two ids.
-        assert_ne!(a, HashedId { hash: a.hash, id: "evt-2" });
+        assert_ne!(
+            a,
+            HashedId {
+                hash: a.hash,
+                id: "evt-2"
+            }
+        );
         assert_eq!(HashedIdState::default().hash_one(a), a.hash);
-        let set: std::collections::HashSet<HashedId, HashedIdState> =
-            [a, b, HashedId { hash: a.hash, id: "evt-2" }, a].into_iter().collect();
+        let set: std::collections::HashSet<HashedId, HashedIdState> = [
+            a,
+            b,
+            HashedId {
+                hash: a.hash,
+                id: "evt-2",
+            },
+            a,
+        ]
+        .into_iter()
+        .collect();
         assert_eq!(set.len(), 3);
     }
 

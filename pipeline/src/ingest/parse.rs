@@ -72,6 +72,7 @@ pub(super) fn parse_item(
                 None => simdutf8::basic::from_utf8(slice).ok(),
                 Some(_) => None,
             };
+            rows.reserve(memchr::memchr_iter(b'\n', slice).count() + 1);
             let mut offset = 0;
             for (this, raw) in (first_line..).zip(lines(slice)) {
                 let (at, mut lo, mut hi) = (offset, 0, raw.len());
@@ -169,7 +170,10 @@ pub(super) fn parse_item(
         None => StringArray::from(keys),
     };
     let hashes = match batch.kind.is_event() {
-        true => keys.iter().map(|k| id_hash(k.unwrap_or_default())).collect(),
+        true => keys
+            .iter()
+            .map(|k| id_hash(k.unwrap_or_default()))
+            .collect(),
         false => Vec::new(),
     };
     Parsed {
