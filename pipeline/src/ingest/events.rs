@@ -154,18 +154,8 @@ pub(super) async fn ingest_events(
         // Spill only when more rows come: the rows of the last batch go
         // straight to the commit, not through the disk.
         if held.bytes >= options.hold_bytes {
-            let (started, bytes) = (std::time::Instant::now(), held.bytes);
-            let mut full = std::mem::take(&mut held);
-            held = blocking(move || {
-                full.spill()?;
-                Ok(full)
-            })
-            .await?;
-            debug!(
-                bytes,
-                ms = started.elapsed().as_millis(),
-                "held rows spilled"
-            );
+            held.finish_spill().await?;
+            held.start_spill()?;
         }
         let started = std::time::Instant::now();
         let span = info_span!("batch", batch = id, sources = batch_sources.len());
@@ -216,6 +206,11 @@ struct Held {
     /// Accepted rows by partition date, spilled to `spill_dir`.
     spilled: BTreeMap<i32, Vec<std::path::PathBuf>>,
     spill_dir: Option<tempfile::TempDir>,
+    /// Rows being spilled on a blocking thread while batches go on being
+    /// held: still readable here until their files are written.
+    spilling: Option<Spilling>,
+    /// Spills started, which name their files.
+    spills: usize,
     /// The ids held per date, built when an index hit needs confirming.
     ids: HashMap<i32, HashSet<String>>,
     rejected: Vec<Rejected>,
@@ -231,9 +226,13 @@ struct Held {
 }
 
 impl Held {
-    /// Writes the rows held in memory to one Arrow IPC file per partition
-    /// date in the spill folder, and frees them.
-    fn spill(&mut self) -> Result<()> {
+    /// Starts writing the rows held in memory to one Arrow IPC file per
+    /// partition date (and run of parts with the same columns) in the spill
+    /// folder, on a blocking thread: the next batches are held meanwhile
+    /// (awaiting each spill left a core idle for most of a second). The
+    /// rows stay readable in `spilling` until [`Held::finish_spill`].
+    fn start_spill(&mut self) -> Result<()> {
+        debug_assert!(self.spilling.is_none(), "one spill at a time");
         if self.spill_dir.is_none() {
             let dir = tempfile::Builder::new()
                 .prefix("learnlake-ingest-")
@@ -250,46 +249,95 @@ impl Held {
             .expect("just made")
             .path()
             .to_path_buf();
-        let n = self.spilled.values().map(Vec::len).sum::<usize>();
-        let mut i = n;
-        for (date, parts) in std::mem::take(&mut self.rows) {
-            // One file per run of parts with the same columns (parts leave
-            // out their all-null columns, see `without_null_columns`).
-            for run in parts.chunk_by(|a, b| a.batch.schema() == b.batch.schema()) {
-                let path = dir.join(format!("{date}-{i}.arrow"));
-                i += 1;
-                let io = |source| Error::WriteFile {
-                    path: path.clone(),
-                    source,
-                };
-                let file = std::io::BufWriter::new(std::fs::File::create(&path).map_err(io)?);
-                let mut writer = datafusion::arrow::ipc::writer::FileWriter::try_new(
-                    file,
-                    &run[0].batch.schema(),
-                )?;
-                for part in run {
-                    writer.write(&part.taken()?)?;
-                }
-                writer.finish()?;
-                self.spilled.entry(date).or_default().push(path);
-            }
-        }
+        let rows = std::sync::Arc::new(std::mem::take(&mut self.rows));
+        let (spill, bytes) = (self.spills, self.bytes);
+        self.spills += 1;
         self.bytes = 0;
+        let task = {
+            let rows = rows.clone();
+            tokio::task::spawn_blocking(move || {
+                let started = std::time::Instant::now();
+                let written = write_spill(&dir, spill, &rows);
+                debug!(
+                    bytes,
+                    ms = started.elapsed().as_millis(),
+                    "held rows spilled"
+                );
+                written
+            })
+        };
+        self.spilling = Some(Spilling { rows, task });
+        Ok(())
+    }
+
+    /// Waits for the spill under way, if any, and records its files.
+    async fn finish_spill(&mut self) -> Result<()> {
+        let Some(spilling) = self.spilling.take() else {
+            return Ok(());
+        };
+        let files = spilling
+            .task
+            .await
+            .map_err(|e| Error::Worker(format!("a spill thread failed: {e}")))??;
+        for (date, paths) in files {
+            self.spilled.entry(date).or_default().extend(paths);
+        }
         Ok(())
     }
 
     /// The partition dates held.
     fn dates(&self) -> Vec<i32> {
+        let spilling = self.spilling.as_ref().map(|s| s.rows.keys());
         let mut dates: Vec<i32> = self
             .rows
             .keys()
             .chain(self.spilled.keys())
+            .chain(spilling.into_iter().flatten())
             .copied()
             .collect();
         dates.sort_unstable();
         dates.dedup();
         dates
     }
+}
+
+/// Held rows being written to spill files.
+struct Spilling {
+    rows: std::sync::Arc<BTreeMap<i32, Vec<Slice>>>,
+    /// The files written, by partition date.
+    task: tokio::task::JoinHandle<Result<BTreeMap<i32, Vec<std::path::PathBuf>>>>,
+}
+
+/// Writes `rows` to Arrow IPC files in `dir`, one per partition date and
+/// run of parts with the same columns (parts leave out their all-null
+/// columns, see `without_null_columns`), named by the spill's number.
+fn write_spill(
+    dir: &std::path::Path,
+    spill: usize,
+    rows: &BTreeMap<i32, Vec<Slice>>,
+) -> Result<BTreeMap<i32, Vec<std::path::PathBuf>>> {
+    let mut files: BTreeMap<i32, Vec<std::path::PathBuf>> = BTreeMap::new();
+    for (date, parts) in rows {
+        for (i, run) in parts
+            .chunk_by(|a, b| a.batch.schema() == b.batch.schema())
+            .enumerate()
+        {
+            let path = dir.join(format!("{spill}-{date}-{i}.arrow"));
+            let io = |source| Error::WriteFile {
+                path: path.clone(),
+                source,
+            };
+            let file = std::io::BufWriter::new(std::fs::File::create(&path).map_err(io)?);
+            let mut writer =
+                datafusion::arrow::ipc::writer::FileWriter::try_new(file, &run[0].batch.schema())?;
+            for part in run {
+                writer.write(&part.taken()?)?;
+            }
+            writer.finish()?;
+            files.entry(*date).or_default().push(path);
+        }
+    }
+    Ok(files)
 }
 
 /// Rows of one parsed part held for one partition: the part (without its
@@ -419,7 +467,11 @@ async fn hold_batch(
     // Dedup against the table (any partition) and the rows held.
     let key_column = key_column(kind);
     let mut pending = |date: i32, key: &str| -> bool {
-        if !held.rows.contains_key(&date) && !held.spilled.contains_key(&date) {
+        let spilling = held.spilling.as_ref().map(|s| &*s.rows);
+        if !held.rows.contains_key(&date)
+            && !held.spilled.contains_key(&date)
+            && !spilling.is_some_and(|rows| rows.contains_key(&date))
+        {
             return false;
         }
         let (rows, spilled) = (&held.rows, &held.spilled);
@@ -427,6 +479,13 @@ async fn hold_batch(
             .entry(date)
             .or_insert_with(|| {
                 let mut slices: Vec<Slice> = rows.get(&date).cloned().unwrap_or_default();
+                slices.extend(
+                    spilling
+                        .and_then(|r| r.get(&date))
+                        .into_iter()
+                        .flatten()
+                        .cloned(),
+                );
                 for path in spilled.get(&date).map_or(&[][..], Vec::as_slice) {
                     // A spill file this run wrote a moment ago; unreadable
                     // only if the disk failed, and then the commit fails too.
@@ -583,6 +642,7 @@ async fn commit_held(
     if held.batches.is_empty() {
         return Ok(KindReport::default());
     }
+    held.finish_spill().await?;
     let table = kind.table();
     let column = table
         .partition_column()
