@@ -20,8 +20,8 @@ use super::checks::{
     required_id, required_text, required_timestamp, utc_days,
 };
 use super::raw::{
-    RawActivity, RawAssessment, RawAttempt, RawCourse, RawEnrollment, RawStudent, from_csv,
-    from_json,
+    RawActivity, RawAssessment, RawAttempt, RawCourse, RawEnrollment, RawStudent, flat_activity,
+    from_csv, from_json,
 };
 use crate::lake::tables::{answer_fields, integrity_flag_fields};
 
@@ -124,7 +124,10 @@ impl Rows {
     pub fn push_json(&mut self, line: &str) -> Result<(), String> {
         match self.kind {
             Kind::Activity => {
-                let raw: RawActivity = from_json(line)?;
+                let raw: RawActivity = match flat_activity(line) {
+                    Some(raw) => raw,
+                    None => from_json(line)?,
+                };
                 self.push_activity(raw)
             }
             Kind::Attempts => {

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub(super) struct RawActivity<'a> {
     #[serde(borrow, default)]
     pub(super) event_id: Option<Cow<'a, str>>,
@@ -213,6 +213,174 @@ pub(super) struct RawAssessment<'a> {
 /// Parses one JSON object. Valid lines take the plain serde_json path; only
 /// a line that fails is parsed again with path tracking, for a reason that
 /// names the field.
+/// The fields of an activity line [`flat_activity`] reads itself.
+const FLAT_FIELDS: [&str; 20] = [
+    "event_id",
+    "student_id",
+    "timestamp",
+    "activity_type",
+    "activity_category",
+    "course_id",
+    "lesson_id",
+    "quiz_id",
+    "assignment_id",
+    "resource_id",
+    "session_id",
+    "device_type",
+    "browser",
+    "os",
+    "ip_address",
+    "interaction_count",
+    "duration_seconds",
+    "progress",
+    "score",
+    "success",
+];
+
+/// An activity line as most exports write it, read without serde: one flat
+/// object whose members are the contract's text fields (strings without
+/// escapes, or null), numeric fields (integers, or null) and `success`
+/// (true, false or null), each once.
+/// `None` for anything else — an escape, a fraction, another member, a
+/// nested value, a duplicate, bad JSON — which [`from_json`] reads (or
+/// explains) as before; whenever this returns a row, serde returns the same
+/// (a property test holds them to it). serde's generic field visitors were
+/// a fifth of a narrow ingest.
+pub(super) fn flat_activity(line: &str) -> Option<RawActivity<'_>> {
+    let b = line.as_bytes();
+    let mut raw = RawActivity::default();
+    let mut seen = 0u32;
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&b'}') {
+        return (skip_ws(b, i + 1) == b.len()).then_some(raw);
+    }
+    loop {
+        let (key, next) = plain_string(line, i)?;
+        i = skip_ws(b, next);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_ws(b, i + 1);
+        let field = FLAT_FIELDS.iter().position(|f| *f == key)?;
+        if seen & (1 << field) != 0 {
+            return None;
+        }
+        seen |= 1 << field;
+        let null = b[i..].starts_with(b"null");
+        if field < 15 {
+            let value = if null {
+                i += 4;
+                None
+            } else {
+                let (text, next) = plain_string(line, i)?;
+                i = next;
+                Some(Cow::Borrowed(text))
+            };
+            let slot = match field {
+                0 => &mut raw.event_id,
+                1 => &mut raw.student_id,
+                2 => &mut raw.timestamp,
+                3 => &mut raw.activity_type,
+                4 => &mut raw.activity_category,
+                5 => &mut raw.course_id,
+                6 => &mut raw.lesson_id,
+                7 => &mut raw.quiz_id,
+                8 => &mut raw.assignment_id,
+                9 => &mut raw.resource_id,
+                10 => &mut raw.session_id,
+                11 => &mut raw.device_type,
+                12 => &mut raw.browser,
+                13 => &mut raw.os,
+                _ => &mut raw.ip_address,
+            };
+            *slot = value;
+        } else if field == 19 {
+            raw.success = if null {
+                i += 4;
+                None
+            } else if b[i..].starts_with(b"true") {
+                i += 4;
+                Some(true)
+            } else if b[i..].starts_with(b"false") {
+                i += 5;
+                Some(false)
+            } else {
+                return None;
+            };
+        } else {
+            let value = if null {
+                i += 4;
+                None
+            } else {
+                let (n, next) = plain_integer(line, i)?;
+                i = next;
+                Some(n)
+            };
+            match field {
+                15 => raw.interaction_count = value,
+                // serde reads an integer into an f64 field with `as`, too.
+                16 => raw.duration_seconds = value.map(|n| n as f64),
+                17 => raw.progress = value.map(|n| n as f64),
+                _ => raw.score = value.map(|n| n as f64),
+            }
+        }
+        i = skip_ws(b, i);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b'}') => return (skip_ws(b, i + 1) == b.len()).then_some(raw),
+            _ => return None,
+        }
+    }
+}
+
+/// The index of the first byte at or after `i` that is not JSON white space.
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// The JSON string starting at `i`, when it has no escape and no control
+/// character, and the index after its closing quote.
+fn plain_string(line: &str, i: usize) -> Option<(&str, usize)> {
+    let b = line.as_bytes();
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let end = i + 1 + memchr::memchr2(b'"', b'\\', &b[i + 1..])?;
+    let text = &b[i + 1..end];
+    if b[end] != b'"' || text.iter().any(|&c| c < 0x20) {
+        return None;
+    }
+    // Cut at two ASCII quotes: char boundaries.
+    Some((&line[i + 1..end], end + 1))
+}
+
+/// The JSON integer starting at `i` (no fraction, exponent, leading zero or
+/// minus zero; within i64), and the index after it.
+fn plain_integer(line: &str, i: usize) -> Option<(i64, usize)> {
+    let b = line.as_bytes();
+    let digits = i + usize::from(b.get(i) == Some(&b'-'));
+    let end = digits
+        + b[digits..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+    let token = &line[i..end];
+    if end == digits || (b[digits] == b'0' && end - digits > 1) || token == "-0" {
+        return None;
+    }
+    if matches!(b.get(end), Some(b'.' | b'e' | b'E')) {
+        return None;
+    }
+    Some((token.parse().ok()?, end))
+}
+
 pub(super) fn from_json<'de, T: Deserialize<'de>>(line: &'de str) -> Result<T, String> {
     if let Ok(value) = serde_json::from_str(line) {
         return Ok(value);
@@ -292,4 +460,138 @@ fn lenient_bool<'de, D: Deserializer<'de>>(de: D) -> Result<Option<bool>, D::Err
         }
     }
     de.deserialize_option(Visitor)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::{FLAT_FIELDS, RawActivity, flat_activity, from_json};
+
+    /// Everything a row is made of, to compare two readings.
+    fn shown(r: &RawActivity) -> String {
+        format!(
+            "{:?} {:?} {:?}",
+            (
+                &r.event_id,
+                &r.student_id,
+                &r.timestamp,
+                &r.activity_type,
+                &r.activity_category,
+                &r.course_id,
+                &r.lesson_id,
+                &r.quiz_id,
+                &r.assignment_id,
+                &r.resource_id,
+                &r.session_id,
+            ),
+            (
+                &r.device_type,
+                &r.browser,
+                &r.os,
+                &r.ip_address,
+                r.interaction_count,
+                r.duration_seconds.map(f64::to_bits),
+                r.progress.map(f64::to_bits),
+                r.score.map(f64::to_bits),
+            ),
+            (
+                r.device.is_some(),
+                r.success,
+                r.details.map(|d| d.get().to_string()),
+            ),
+        )
+    }
+
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => "[a-z0-9:T .é-]{0,12}".prop_map(|s| format!("\"{s}\"")),
+            1 => Just("\"a\\\"b\"".to_string()),
+            1 => Just("\"\\u00e9\"".to_string()),
+            1 => Just("\"tab\there\"".to_string()),
+            2 => Just("null".to_string()),
+            3 => any::<i64>().prop_map(|n| n.to_string()),
+            1 => prop_oneof![
+                Just("-0"), Just("01"), Just("1.5"), Just("1e3"), Just("-0.0"),
+                Just("18446744073709551615"), Just("true"), Just("false"),
+                Just("{}"), Just("[1]"), Just("nul"), Just("\"open"),
+            ]
+            .prop_map(str::to_string),
+        ]
+    }
+
+    /// A member: mostly a flat field with a value of its type (so that
+    /// most lines are read flat and compared), sometimes anything.
+    fn member() -> impl Strategy<Value = String> {
+        let flat = proptest::sample::select(FLAT_FIELDS.to_vec()).prop_flat_map(|name| {
+            let fitting = if name == "success" {
+                prop_oneof![Just("true"), Just("false")]
+                    .prop_map(str::to_string)
+                    .boxed()
+            } else if FLAT_FIELDS[15..].contains(&name) {
+                prop_oneof![-100_000i64..100_000, any::<i64>()]
+                    .prop_map(|n| n.to_string())
+                    .boxed()
+            } else {
+                "[a-z0-9:T .é-]{0,12}"
+                    .prop_map(|s| format!("\"{s}\""))
+                    .boxed()
+            };
+            let value = prop_oneof![8 => fitting, 1 => Just("null".to_string()), 1 => value()];
+            (Just(name), value)
+        });
+        let other = (
+            proptest::sample::select(vec!["device", "details", "other", "type"]),
+            value(),
+        );
+        let member = prop_oneof![12 => flat, 1 => other];
+        (member, " {0,2}", " {0,2}").prop_map(|((n, v), a, b)| format!("\"{n}\"{a}:{b}{v}"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// Whenever the flat reader takes a line, serde takes it too and
+        /// reads the same row.
+        #[test]
+        fn the_flat_reader_reads_what_serde_reads(
+            members in proptest::collection::vec(member(), 0..6),
+            sep in prop_oneof![Just(","), Just(" , "), Just(",\t")],
+            (open, close) in prop_oneof![
+                8 => Just(("{", "}")), 1 => Just((" { ", " } ")), 1 => Just(("{", "")),
+                1 => Just(("{", "}x")), 1 => Just(("[", "]")),
+            ],
+        ) {
+            let line = format!("{open}{}{close}", members.join(sep));
+            if let Some(flat) = flat_activity(&line) {
+                let serde: RawActivity = from_json(&line)
+                    .map_err(|e| TestCaseError::fail(format!("{line}: serde says {e}")))?;
+                prop_assert_eq!(shown(&flat), shown(&serde), "{}", line);
+            }
+        }
+    }
+
+    #[test]
+    fn plain_lines_are_read_flat_and_the_rest_by_serde() {
+        let line = r#"{"event_id":"ev-1","student_id":"s1","course_id":"c02-biology","resource_id":"r","timestamp":"2026-02-21T05:12:41Z","activity_type":"login","interaction_count":2}"#;
+        let flat = flat_activity(line).expect("a plain line is read flat");
+        assert_eq!(flat.interaction_count, Some(2));
+        assert_eq!(flat.course_id.as_deref(), Some("c02-biology"));
+        assert!(flat_activity(r#" { "event_id" : null , "score": 80 } "#).is_some());
+        let rich = flat_activity(r#"{"event_id":"e","os":"chromeos","success":false}"#);
+        assert_eq!(rich.and_then(|r| r.success), Some(false));
+        for other in [
+            r#"{"event_id":"a\"b"}"#,
+            r#"{"score":80.5}"#,
+            r#"{"event_id":"a","event_id":"b"}"#,
+            r#"{"event_id":"a","extra":1}"#,
+            r#"{"success":"yes"}"#,
+            r#"{"success":truest}"#,
+            r#"{"event_id":"a"} trailing"#,
+            r#"{"event_id":"a",}"#,
+            r#"{"interaction_count":-0}"#,
+            r#"{"interaction_count":007}"#,
+        ] {
+            assert!(flat_activity(other).is_none(), "{other}");
+        }
+    }
 }
