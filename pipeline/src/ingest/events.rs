@@ -620,7 +620,6 @@ async fn hold_batch(
         index_ms = (t2 - t1).as_millis(),
         group_ms = (t3 - t2).as_millis(),
         add_ms = (t4 - t3).as_millis(),
-        total_ms = t0.elapsed().as_millis(),
         "hold steps"
     );
     held.batches.push((id.to_string(), batch_sources));

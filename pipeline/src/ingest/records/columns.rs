@@ -5,12 +5,12 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayBuilder, ArrayRef, BooleanArray, BooleanBuilder, Date32Builder, Float64Array,
-    Float64Builder, Int64Builder, ListBuilder, RecordBatch, StringArray, StringBuilder,
-    StructBuilder, TimestampMicrosecondBuilder, new_null_array,
+    ArrayBuilder, ArrayRef, AsArray, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder,
+    ListBuilder, RecordBatch, StringArray, StringBuilder, StructBuilder,
+    TimestampMicrosecondBuilder, new_null_array,
 };
 use datafusion::arrow::buffer::Buffer;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use serde_json::value::RawValue;
 
 use super::Kind;
@@ -544,27 +544,27 @@ impl ActivityBuilders {
     fn finish(&mut self) -> Vec<ArrayRef> {
         let rows = self.event_id.len();
         vec![
-            tight(self.event_id.finish()),
-            tight(self.student_id.finish()),
+            tight(Arc::new(self.event_id.finish())),
+            tight(Arc::new(self.student_id.finish())),
             Arc::new(self.timestamp.finish().with_timezone("UTC")),
-            tight(self.activity_type.finish()),
-            tight(self.activity_category.finish()),
-            self.course_id.finish(rows, tight),
-            self.lesson_id.finish(rows, tight),
-            self.quiz_id.finish(rows, tight),
-            self.assignment_id.finish(rows, tight),
-            self.resource_id.finish(rows, tight),
-            self.session_id.finish(rows, tight),
-            self.duration_seconds.finish(rows, |a| Arc::new(a)),
+            tight(Arc::new(self.activity_type.finish())),
+            tight(Arc::new(self.activity_category.finish())),
+            tight(self.course_id.finish(rows)),
+            tight(self.lesson_id.finish(rows)),
+            tight(self.quiz_id.finish(rows)),
+            tight(self.assignment_id.finish(rows)),
+            tight(self.resource_id.finish(rows)),
+            tight(self.session_id.finish(rows)),
+            self.duration_seconds.finish(rows),
             Arc::new(self.interaction_count.finish()),
-            self.progress.finish(rows, |a| Arc::new(a)),
-            self.score.finish(rows, |a| Arc::new(a)),
-            self.device_type.finish(rows, tight),
-            self.browser.finish(rows, tight),
-            self.os.finish(rows, tight),
-            self.ip_address.finish(rows, tight),
-            self.success.finish(rows, |a| Arc::new(a)),
-            self.details.finish(rows, tight),
+            self.progress.finish(rows),
+            self.score.finish(rows),
+            tight(self.device_type.finish(rows)),
+            tight(self.browser.finish(rows)),
+            tight(self.os.finish(rows)),
+            tight(self.ip_address.finish(rows)),
+            self.success.finish(rows),
+            tight(self.details.finish(rows)),
         ]
     }
 }
@@ -588,15 +588,18 @@ impl<B> Default for Sparse<B> {
 /// What [`Sparse`] needs of a builder.
 trait NullsFirst: ArrayBuilder + Default {
     type Value<'v>;
+    /// The type of the column it builds.
+    const DATA_TYPE: DataType;
     fn append_nulls_first(&mut self, n: usize);
     fn append_some(&mut self, value: Self::Value<'_>);
     fn append_none(&mut self);
 }
 
 macro_rules! nulls_first {
-    ($builder:ty, $value:ty) => {
+    ($builder:ty, $value:ty, $data_type:expr) => {
         impl NullsFirst for $builder {
             type Value<'v> = $value;
+            const DATA_TYPE: DataType = $data_type;
             fn append_nulls_first(&mut self, n: usize) {
                 self.append_nulls(n);
             }
@@ -610,9 +613,9 @@ macro_rules! nulls_first {
     };
 }
 
-nulls_first!(StringBuilder, &'v str);
-nulls_first!(Float64Builder, f64);
-nulls_first!(BooleanBuilder, bool);
+nulls_first!(StringBuilder, &'v str, DataType::Utf8);
+nulls_first!(Float64Builder, f64, DataType::Float64);
+nulls_first!(BooleanBuilder, bool, DataType::Boolean);
 
 impl<B: NullsFirst> Sparse<B> {
     fn append_option(&mut self, value: Option<B::Value<'_>>) {
@@ -629,55 +632,28 @@ impl<B: NullsFirst> Sparse<B> {
         }
     }
 
-    /// The column of `rows` rows; `array` finishes a built one.
-    fn finish<A: Array + 'static>(
-        &mut self,
-        rows: usize,
-        array: impl FnOnce(A) -> ArrayRef,
-    ) -> ArrayRef
-    where
-        B: FinishAs<A>,
-    {
+    /// The column of `rows` rows.
+    fn finish(&mut self, rows: usize) -> ArrayRef {
         let leading = std::mem::take(&mut self.leading_nulls);
         match self.builder.take() {
-            Some(mut b) => array(b.finish_as()),
+            Some(mut b) => ArrayBuilder::finish(&mut b),
             None => {
                 debug_assert_eq!(leading, rows);
-                new_null_array(B::default().finish_as().data_type(), rows)
+                new_null_array(&B::DATA_TYPE, rows)
             }
         }
     }
 }
 
-/// A builder's own `finish`, named for [`Sparse::finish`].
-trait FinishAs<A> {
-    fn finish_as(&mut self) -> A;
-}
-
-impl FinishAs<StringArray> for StringBuilder {
-    fn finish_as(&mut self) -> StringArray {
-        self.finish()
-    }
-}
-
-impl FinishAs<Float64Array> for Float64Builder {
-    fn finish_as(&mut self) -> Float64Array {
-        self.finish()
-    }
-}
-
-impl FinishAs<BooleanArray> for BooleanBuilder {
-    fn finish_as(&mut self) -> BooleanArray {
-        self.finish()
-    }
-}
-
-/// `strings` with their text in a buffer of its size: a builder's buffer
-/// doubles as it grows and is on average a third empty, memory the rows
-/// held until their commit would carry (and spill). Copied only when a
-/// quarter or more is empty.
-fn tight(strings: StringArray) -> ArrayRef {
-    let (offsets, values, nulls) = strings.into_parts();
+/// A string column with its text in a buffer of its size (other columns
+/// as they are): a builder's buffer doubles as it grows and is on average a
+/// third empty, memory the rows held until their commit would carry (and
+/// spill). Copied only when a quarter or more is empty.
+fn tight(column: ArrayRef) -> ArrayRef {
+    let Some(strings) = column.as_string_opt::<i32>() else {
+        return column;
+    };
+    let (offsets, values, nulls) = strings.clone().into_parts();
     let used = offsets.last().map_or(0, |&end| end as usize);
     let values = if values.capacity() > used + used / 4 + 4096 {
         Buffer::from_slice_ref(&values.as_slice()[..used])
@@ -884,7 +860,7 @@ mod tests {
 
     use super::super::local_day_start;
     use super::*;
-    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::array::{Array, Float64Array};
 
     fn activity(line: &str) -> Result<(), String> {
         Rows::new(Kind::Activity, Some(b"k")).push_json(line)
@@ -903,7 +879,7 @@ mod tests {
             for v in &values {
                 sparse.append_option(v.as_deref());
             }
-            let built = sparse.finish(values.len(), tight);
+            let built = tight(sparse.finish(values.len()));
             let expected: datafusion::arrow::array::StringArray =
                 values.iter().map(|v| v.as_deref()).collect();
             proptest::prop_assert_eq!(built.as_ref(), &expected as &dyn Array);
@@ -911,7 +887,7 @@ mod tests {
             for &v in &numbers {
                 sparse.append_option(v);
             }
-            let built = sparse.finish(numbers.len(), |a| Arc::new(a));
+            let built = sparse.finish(numbers.len());
             let expected: Float64Array = numbers.iter().copied().collect();
             proptest::prop_assert_eq!(built.as_ref(), &expected as &dyn Array);
         }
@@ -924,7 +900,7 @@ mod tests {
             b.append_value(format!("id-{i}"));
         }
         let loose = b.finish();
-        let tight = tight(loose.clone());
+        let tight = tight(Arc::new(loose.clone()));
         assert_eq!(tight.as_ref(), &loose as &dyn Array);
         let used = loose.value_offsets()[10_000] as usize;
         let held = tight.as_string::<i32>().values().capacity();

@@ -270,16 +270,10 @@ pub(super) fn flat_activity(line: &str) -> Option<RawActivity<'_>> {
             return None;
         }
         seen |= 1 << field;
-        let null = b[i..].starts_with(b"null");
         if field < 15 {
-            let value = if null {
-                i += 4;
-                None
-            } else {
-                let (text, next) = plain_string(line, i)?;
-                i = next;
-                Some(Cow::Borrowed(text))
-            };
+            let (value, next) = nullable(line, i, plain_string)?;
+            i = next;
+            let value = value.map(Cow::Borrowed);
             let slot = match field {
                 0 => &mut raw.event_id,
                 1 => &mut raw.student_id,
@@ -299,27 +293,12 @@ pub(super) fn flat_activity(line: &str) -> Option<RawActivity<'_>> {
             };
             *slot = value;
         } else if field == 19 {
-            raw.success = if null {
-                i += 4;
-                None
-            } else if b[i..].starts_with(b"true") {
-                i += 4;
-                Some(true)
-            } else if b[i..].starts_with(b"false") {
-                i += 5;
-                Some(false)
-            } else {
-                return None;
-            };
+            let (value, next) = nullable(line, i, plain_bool)?;
+            i = next;
+            raw.success = value;
         } else {
-            let value = if null {
-                i += 4;
-                None
-            } else {
-                let (n, next) = plain_integer(line, i)?;
-                i = next;
-                Some(n)
-            };
+            let (value, next) = nullable(line, i, plain_integer)?;
+            i = next;
             match field {
                 15 => raw.interaction_count = value,
                 // serde reads an integer into an f64 field with `as`, too.
@@ -343,6 +322,30 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
+}
+
+/// `null` at `i`, or the value `read` reads there; and the index after it.
+fn nullable<'a, T>(
+    line: &'a str,
+    i: usize,
+    read: impl FnOnce(&'a str, usize) -> Option<(T, usize)>,
+) -> Option<(Option<T>, usize)> {
+    if line.as_bytes()[i..].starts_with(b"null") {
+        return Some((None, i + 4));
+    }
+    read(line, i).map(|(value, next)| (Some(value), next))
+}
+
+/// The JSON `true` or `false` at `i`, and the index after it.
+fn plain_bool(line: &str, i: usize) -> Option<(bool, usize)> {
+    let rest = &line.as_bytes()[i..];
+    if rest.starts_with(b"true") {
+        Some((true, i + 4))
+    } else if rest.starts_with(b"false") {
+        Some((false, i + 5))
+    } else {
+        None
+    }
 }
 
 /// The JSON string starting at `i`, when it has no escape and no control
