@@ -214,7 +214,7 @@ pub(super) struct RawAssessment<'a> {
 /// a line that fails is parsed again with path tracking, for a reason that
 /// names the field.
 /// The fields of an activity line [`flat_activity`] reads itself.
-const FLAT_FIELDS: [&str; 20] = [
+const FLAT_FIELDS: [&str; 22] = [
     "event_id",
     "student_id",
     "timestamp",
@@ -235,17 +235,22 @@ const FLAT_FIELDS: [&str; 20] = [
     "progress",
     "score",
     "success",
+    "device",
+    "details",
 ];
 
-/// An activity line as most exports write it, read without serde: one flat
+/// An activity line as most exports write it, read without serde: one
 /// object whose members are the contract's text fields (strings without
-/// escapes, or null), numeric fields (integers, or null) and `success`
-/// (true, false or null), each once.
-/// `None` for anything else — an escape, a fraction, another member, a
-/// nested value, a duplicate, bad JSON — which [`from_json`] reads (or
-/// explains) as before; whenever this returns a row, serde returns the same
-/// (a property test holds them to it). serde's generic field visitors were
-/// a fifth of a narrow ingest.
+/// escapes, or null), numeric fields (integers, or decimals of at most 15
+/// digits without exponent, or null), `success` (true, false or null),
+/// `device` (an object of such strings under `device_type`/`type`, `browser`
+/// and `os`, or null) and `details` (an object, kept as its text), each once.
+/// `None` for anything else — an escape, an exponent, another member, a
+/// duplicate, bad JSON — which [`from_json`] reads (or explains) as before;
+/// whenever this returns a row, serde returns the same (a property test
+/// holds them to it). serde's generic field visitors were a fifth of a
+/// narrow ingest; rich exports' devices, details and fractional durations
+/// sent half their lines to serde.
 pub(super) fn flat_activity(line: &str) -> Option<RawActivity<'_>> {
     let b = line.as_bytes();
     let mut raw = RawActivity::default();
@@ -292,20 +297,30 @@ pub(super) fn flat_activity(line: &str) -> Option<RawActivity<'_>> {
                 _ => &mut raw.ip_address,
             };
             *slot = value;
+        } else if field == 15 {
+            let (value, next) = nullable(line, i, plain_integer)?;
+            i = next;
+            raw.interaction_count = value;
+        } else if field < 19 {
+            let (value, next) = nullable(line, i, plain_number)?;
+            i = next;
+            match field {
+                16 => raw.duration_seconds = value,
+                17 => raw.progress = value,
+                _ => raw.score = value,
+            }
         } else if field == 19 {
             let (value, next) = nullable(line, i, plain_bool)?;
             i = next;
             raw.success = value;
-        } else {
-            let (value, next) = nullable(line, i, plain_integer)?;
+        } else if field == 20 {
+            let (value, next) = nullable(line, i, plain_device)?;
             i = next;
-            match field {
-                15 => raw.interaction_count = value,
-                // serde reads an integer into an f64 field with `as`, too.
-                16 => raw.duration_seconds = value.map(|n| n as f64),
-                17 => raw.progress = value.map(|n| n as f64),
-                _ => raw.score = value.map(|n| n as f64),
-            }
+            raw.device = value;
+        } else {
+            let (value, next) = nullable(line, i, json_object)?;
+            i = next;
+            raw.details = value;
         }
         i = skip_ws(b, i);
         match b.get(i) {
@@ -382,6 +397,114 @@ fn plain_integer(line: &str, i: usize) -> Option<(i64, usize)> {
         return None;
     }
     Some((token.parse().ok()?, end))
+}
+
+/// The JSON number starting at `i` as serde reads it into an f64: an
+/// integer as [`plain_integer`] reads it, converted with `as` (as serde
+/// does), or a decimal with a fraction, no exponent and at most 15 digits,
+/// whose value both round correctly — the digits as an integer below 2^53
+/// divided by a power of ten of at most 10^15, both exact in an f64 — and
+/// the index after it.
+fn plain_number(line: &str, i: usize) -> Option<(f64, usize)> {
+    let b = line.as_bytes();
+    let digits = i + usize::from(b.get(i) == Some(&b'-'));
+    let whole = b[digits..]
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .count();
+    if b.get(digits + whole) != Some(&b'.') {
+        return plain_integer(line, i).map(|(n, end)| (n as f64, end));
+    }
+    if whole == 0 || (b[digits] == b'0' && whole > 1) {
+        return None;
+    }
+    let fraction = b[digits + whole + 1..]
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .count();
+    let end = digits + whole + 1 + fraction;
+    if fraction == 0 || whole + fraction > 15 || matches!(b.get(end), Some(b'e' | b'E')) {
+        return None;
+    }
+    Some((line[i..end].parse().ok()?, end))
+}
+
+/// The flat object at `i` that `device` holds — `device_type` (or its alias
+/// `type`), `browser` and `os`, each a string without escapes or null, once
+/// — and the index after it.
+fn plain_device(line: &str, i: usize) -> Option<(RawDevice<'_>, usize)> {
+    let b = line.as_bytes();
+    let mut device = RawDevice::default();
+    let mut seen = 0u8;
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    let mut i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&b'}') {
+        return Some((device, i + 1));
+    }
+    loop {
+        let (key, next) = plain_string(line, i)?;
+        i = skip_ws(b, next);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_ws(b, i + 1);
+        let (bit, slot) = match key {
+            "device_type" | "type" => (1, &mut device.device_type),
+            "browser" => (2, &mut device.browser),
+            "os" => (4, &mut device.os),
+            _ => return None,
+        };
+        if seen & bit != 0 {
+            return None;
+        }
+        seen |= bit;
+        let (value, next) = nullable(line, i, plain_string)?;
+        *slot = value.map(Cow::Borrowed);
+        i = skip_ws(b, next);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b'}') => return Some((device, i + 1)),
+            _ => return None,
+        }
+    }
+}
+
+/// The JSON object at `i` as serde's `RawValue` holds it (its exact text),
+/// and the index after it. Its end is found by counting brackets outside
+/// strings; serde then checks the text is one valid JSON value.
+fn json_object(line: &str, i: usize) -> Option<(&RawValue, usize)> {
+    let b = line.as_bytes();
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    let (mut depth, mut j) = (0usize, i);
+    loop {
+        match *b.get(j)? {
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth -= 1;
+                if depth == 0 {
+                    break;
+                }
+            }
+            b'"' => {
+                j += 1;
+                loop {
+                    j += memchr::memchr2(b'"', b'\\', b.get(j..)?)?;
+                    if b[j] == b'"' {
+                        break;
+                    }
+                    j += 2;
+                }
+            }
+            _ => {}
+        }
+        j += 1;
+    }
+    let value: &RawValue = serde_json::from_str(&line[i..=j]).ok()?;
+    Some((value, j + 1))
 }
 
 pub(super) fn from_json<'de, T: Deserialize<'de>>(line: &'de str) -> Result<T, String> {
@@ -499,7 +622,9 @@ mod tests {
                 r.score.map(f64::to_bits),
             ),
             (
-                r.device.is_some(),
+                r.device
+                    .as_ref()
+                    .map(|d| (&d.device_type, &d.browser, &d.os)),
                 r.success,
                 r.details.map(|d| d.get().to_string()),
             ),
@@ -516,6 +641,10 @@ mod tests {
             3 => any::<i64>().prop_map(|n| n.to_string()),
             1 => prop_oneof![
                 Just("-0"), Just("01"), Just("1.5"), Just("1e3"), Just("-0.0"),
+                Just("0.1"), Just("1."), Just(".5"), Just("01.5"), Just("-1.25E2"),
+                Just("1234567890.123456"), Just("123456789012.345"), Just("0.30000000000000004"),
+                Just("{\"a\":[1,{\"b\":\"}\"}]}"), Just("{\"a\":\"\\\"}\"}"), Just("{\"a\":1"),
+                Just("{\"device_type\":\"x\",\"type\":\"y\"}"), Just("{\"os\":null}"),
                 Just("18446744073709551615"), Just("true"), Just("false"),
                 Just("{}"), Just("[1]"), Just("nul"), Just("\"open"),
             ]
@@ -531,10 +660,41 @@ mod tests {
                 prop_oneof![Just("true"), Just("false")]
                     .prop_map(str::to_string)
                     .boxed()
-            } else if FLAT_FIELDS[15..].contains(&name) {
+            } else if name == "interaction_count" {
                 prop_oneof![-100_000i64..100_000, any::<i64>()]
                     .prop_map(|n| n.to_string())
                     .boxed()
+            } else if FLAT_FIELDS[16..19].contains(&name) {
+                prop_oneof![
+                    2 => -100_000i64..100_000,
+                    1 => any::<i64>(),
+                ]
+                .prop_flat_map(|n| (Just(n), "[0-9]{1,9}"))
+                .prop_map(|(n, fraction)| format!("{n}.{fraction}"))
+                .boxed()
+                .prop_union("-?0?[0-9]{0,2}\\.?[0-9]{0,3}([eE][+-]?[0-9])?".boxed())
+                .boxed()
+            } else if name == "device" {
+                proptest::collection::vec(
+                    (
+                        proptest::sample::select(vec!["device_type", "type", "browser", "os"]),
+                        prop_oneof![
+                            4 => "[a-z]{0,8}".prop_map(|s| format!("\"{s}\"")),
+                            1 => value(),
+                        ],
+                    )
+                        .prop_map(|(k, v)| format!("\"{k}\": {v}")),
+                    0..4,
+                )
+                .prop_map(|members| format!("{{{}}}", members.join(",")))
+                .boxed()
+            } else if name == "details" {
+                proptest::collection::vec(
+                    ("[a-z\"\\\\{}]{1,6}", value()).prop_map(|(k, v)| format!("\"{k}\":{v}")),
+                    0..3,
+                )
+                .prop_map(|members| format!("{{ {} }}", members.join(" , ")))
+                .boxed()
             } else {
                 "[a-z0-9:T .é-]{0,12}"
                     .prop_map(|s| format!("\"{s}\""))
@@ -547,6 +707,8 @@ mod tests {
             proptest::sample::select(vec!["device", "details", "other", "type"]),
             value(),
         );
+        // `device` and `details` are flat fields now: `other` still sends
+        // them anything.
         let member = prop_oneof![12 => flat, 1 => other];
         (member, " {0,2}", " {0,2}").prop_map(|((n, v), a, b)| format!("\"{n}\"{a}:{b}{v}"))
     }
@@ -582,9 +744,28 @@ mod tests {
         assert!(flat_activity(r#" { "event_id" : null , "score": 80 } "#).is_some());
         let rich = flat_activity(r#"{"event_id":"e","os":"chromeos","success":false}"#);
         assert_eq!(rich.and_then(|r| r.success), Some(false));
+        let nested = flat_activity(
+            r#"{"duration_seconds":12.5,"device":{"type":"tablet","os":null},"details":{"method":"sso","n":[1,{"x":"}"}]}}"#,
+        )
+        .expect("a device, details and a fraction are read flat");
+        assert_eq!(nested.duration_seconds, Some(12.5));
+        let device = nested.device.expect("the device is read");
+        assert_eq!(device.device_type.as_deref(), Some("tablet"));
+        assert_eq!(device.os, None);
+        assert_eq!(
+            nested.details.map(|d| d.get()),
+            Some(r#"{"method":"sso","n":[1,{"x":"}"}]}"#)
+        );
         for other in [
             r#"{"event_id":"a\"b"}"#,
-            r#"{"score":80.5}"#,
+            r#"{"score":8.05e1}"#,
+            r#"{"score":01.5}"#,
+            r#"{"score":1.}"#,
+            r#"{"score":-.5}"#,
+            r#"{"score":1234567890.1234567}"#,
+            r#"{"device":{"model":"x"}}"#,
+            r#"{"details":"text"}"#,
+            r#"{"details":{"a":}}"#,
             r#"{"event_id":"a","event_id":"b"}"#,
             r#"{"event_id":"a","extra":1}"#,
             r#"{"success":"yes"}"#,
