@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray, UInt32Array, new_null_array,
@@ -253,20 +253,46 @@ impl Held {
         let (spill, bytes) = (self.spills, self.bytes);
         self.spills += 1;
         self.bytes = 0;
+        let cancel = std::sync::Arc::new(AtomicBool::new(false));
         let task = {
-            let rows = rows.clone();
+            let (rows, cancel) = (rows.clone(), cancel.clone());
             tokio::task::spawn_blocking(move || {
                 let started = std::time::Instant::now();
-                let written = write_spill(&dir, spill, &rows);
+                let written = write_spill(&dir, spill, &rows, &cancel);
                 debug!(
                     bytes,
                     ms = started.elapsed().as_millis(),
+                    cancelled = cancel.load(Ordering::Relaxed),
                     "held rows spilled"
                 );
                 written
             })
         };
-        self.spilling = Some(Spilling { rows, task });
+        self.spilling = Some(Spilling { rows, cancel, task });
+        Ok(())
+    }
+
+    /// Stops the spill under way, if any, and holds its rows in memory
+    /// again, before the rows held since: at the end of the input, the
+    /// commit reads them from memory instead of waiting for their files
+    /// (a second on a rich ingest) and reading them back. Memory stays
+    /// what it was while the spill ran.
+    async fn cancel_spill(&mut self) -> Result<()> {
+        let Some(spilling) = self.spilling.take() else {
+            return Ok(());
+        };
+        spilling.cancel.store(true, Ordering::Relaxed);
+        // Its files, complete or not, are left to the spill folder: the
+        // rows are taken from memory.
+        let _files = spilling
+            .task
+            .await
+            .map_err(|e| Error::Worker(format!("a spill thread failed: {e}")))?;
+        let mut rows = std::sync::Arc::unwrap_or_clone(spilling.rows);
+        for (date, parts) in std::mem::take(&mut self.rows) {
+            rows.entry(date).or_default().extend(parts);
+        }
+        self.rows = rows;
         Ok(())
     }
 
@@ -304,20 +330,27 @@ impl Held {
 /// Held rows being written to spill files.
 struct Spilling {
     rows: std::sync::Arc<BTreeMap<i32, Vec<Slice>>>,
+    /// Set to stop writing at the next partition (see [`Held::cancel_spill`]).
+    cancel: std::sync::Arc<AtomicBool>,
     /// The files written, by partition date.
     task: tokio::task::JoinHandle<Result<BTreeMap<i32, Vec<std::path::PathBuf>>>>,
 }
 
 /// Writes `rows` to Arrow IPC files in `dir`, one per partition date and
 /// run of parts with the same columns (parts leave out their all-null
-/// columns, see `without_null_columns`), named by the spill's number.
+/// columns, see `without_null_columns`), named by the spill's number; only
+/// some of them once `cancel` is set.
 fn write_spill(
     dir: &std::path::Path,
     spill: usize,
     rows: &BTreeMap<i32, Vec<Slice>>,
+    cancel: &AtomicBool,
 ) -> Result<BTreeMap<i32, Vec<std::path::PathBuf>>> {
     let mut files: BTreeMap<i32, Vec<std::path::PathBuf>> = BTreeMap::new();
     for (date, parts) in rows {
+        if cancel.load(Ordering::Relaxed) {
+            break;
+        }
         for (i, run) in parts
             .chunk_by(|a, b| a.batch.schema() == b.batch.schema())
             .enumerate()
@@ -641,7 +674,7 @@ async fn commit_held(
     if held.batches.is_empty() {
         return Ok(KindReport::default());
     }
-    held.finish_spill().await?;
+    held.cancel_spill().await?;
     let table = kind.table();
     let column = table
         .partition_column()
