@@ -270,7 +270,7 @@ pub(super) fn flat_activity(line: &str) -> Option<RawActivity<'_>> {
             return None;
         }
         i = skip_ws(b, i + 1);
-        let field = FLAT_FIELDS.iter().position(|f| *f == key)?;
+        let field = flat_field(key)?;
         if seen & (1 << field) != 0 {
             return None;
         }
@@ -331,6 +331,38 @@ pub(super) fn flat_activity(line: &str) -> Option<RawActivity<'_>> {
     }
 }
 
+/// The position of `key` in [`FLAT_FIELDS`] (a match, not a search: a
+/// string comparison per field was 3 % of a narrow ingest).
+fn flat_field(key: &str) -> Option<usize> {
+    let field = match key {
+        "event_id" => 0,
+        "student_id" => 1,
+        "timestamp" => 2,
+        "activity_type" => 3,
+        "activity_category" => 4,
+        "course_id" => 5,
+        "lesson_id" => 6,
+        "quiz_id" => 7,
+        "assignment_id" => 8,
+        "resource_id" => 9,
+        "session_id" => 10,
+        "device_type" => 11,
+        "browser" => 12,
+        "os" => 13,
+        "ip_address" => 14,
+        "interaction_count" => 15,
+        "duration_seconds" => 16,
+        "progress" => 17,
+        "score" => 18,
+        "success" => 19,
+        "device" => 20,
+        "details" => 21,
+        _ => return None,
+    };
+    debug_assert_eq!(FLAT_FIELDS[field], key);
+    Some(field)
+}
+
 /// The index of the first byte at or after `i` that is not JSON white space.
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
     while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
@@ -370,13 +402,40 @@ fn plain_string(line: &str, i: usize) -> Option<(&str, usize)> {
     if b.get(i) != Some(&b'"') {
         return None;
     }
-    let end = i + 1 + memchr::memchr2(b'"', b'\\', &b[i + 1..])?;
-    let text = &b[i + 1..end];
-    if b[end] != b'"' || text.iter().any(|&c| c < 0x20) {
+    let end = i + 1 + string_end(&b[i + 1..])?;
+    if b[end] != b'"' {
         return None;
     }
     // Cut at two ASCII quotes: char boundaries.
     Some((&line[i + 1..end], end + 1))
+}
+
+/// The index of the first quote, backslash or control character in `b`:
+/// eight bytes at a time (a string's few bytes cost less than a call to
+/// memchr and a second pass for control characters).
+fn string_end(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut at = 0;
+    while let Some(chunk) = b.get(at..at + 8) {
+        let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        // A byte's high bit is set where it is zero after the xor (a quote
+        // or a backslash) or below 0x20; a false mark can only follow a
+        // true one, so the lowest is exact.
+        let zero = |v: u64| v.wrapping_sub(ONES) & !v;
+        let marks = (zero(x ^ (ONES * u64::from(b'"')))
+            | zero(x ^ (ONES * u64::from(b'\\')))
+            | x.wrapping_sub(ONES * 0x20) & !x)
+            & HIGH;
+        if marks != 0 {
+            return Some(at + (marks.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    b[at..]
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .map(|n| at + n)
 }
 
 /// The JSON integer starting at `i` (no fraction, exponent, leading zero or
@@ -592,7 +651,7 @@ fn lenient_bool<'de, D: Deserializer<'de>>(de: D) -> Result<Option<bool>, D::Err
 mod tests {
     use proptest::prelude::*;
 
-    use super::{FLAT_FIELDS, RawActivity, flat_activity, from_json};
+    use super::{FLAT_FIELDS, RawActivity, flat_activity, from_json, string_end};
 
     /// Everything a row is made of, to compare two readings.
     fn shown(r: &RawActivity) -> String {
@@ -732,6 +791,23 @@ mod tests {
                     .map_err(|e| TestCaseError::fail(format!("{line}: serde says {e}")))?;
                 prop_assert_eq!(shown(&flat), shown(&serde), "{}", line);
             }
+        }
+    }
+
+    proptest! {
+        /// Eight bytes at a time finds what a byte at a time finds.
+        #[test]
+        fn string_ends_are_found_by_words_as_by_bytes(
+            text in proptest::collection::vec(
+                prop_oneof![
+                    8 => 0x20u8..0x7f,
+                    1 => Just(b'"'), 1 => Just(b'\\'), 1 => 0u8..0x20, 1 => 0x7fu8..=0xff,
+                ],
+                0..40,
+            ),
+        ) {
+            let expected = text.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+            prop_assert_eq!(string_end(&text), expected);
         }
     }
 
