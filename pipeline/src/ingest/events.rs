@@ -237,7 +237,7 @@ impl Held {
         debug_assert!(self.spilling.is_none(), "one spill at a time");
         if self.spill_dir.is_none() {
             let dir = tempfile::Builder::new()
-                .prefix("learnlake-ingest-")
+                .prefix(&format!("{SPILL_PREFIX}{}-", std::process::id()))
                 .tempdir()
                 .map_err(|source| Error::WriteFile {
                     path: std::env::temp_dir(),
@@ -327,6 +327,55 @@ impl Held {
         dates.dedup();
         dates
     }
+}
+
+/// How a spill folder's name starts: then the process id, a dash and
+/// tempfile's random letters.
+const SPILL_PREFIX: &str = "learnlake-ingest-";
+
+/// A run killed before its commit (kill -9, the OOM killer) leaves its
+/// spill folder, gigabytes on a large run, in the temporary folder `dir`.
+/// Removes those whose process is gone and that nothing wrote to for
+/// `idle` (a live run in another PID namespace sharing the folder keeps
+/// writing while it holds batches); returns how many. Only where
+/// processes can be looked up (/proc): elsewhere, none.
+pub(super) fn remove_stale_spills(dir: &std::path::Path, idle: Duration) -> usize {
+    if !std::path::Path::new("/proc/self").exists() {
+        return 0;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(SPILL_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive =
+            pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists();
+        let quiet = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|at| at.elapsed().is_ok_and(|age| age >= idle));
+        if alive || !quiet {
+            continue;
+        }
+        match std::fs::remove_dir_all(entry.path()) {
+            Ok(()) => removed += 1,
+            Err(e) => warn!(
+                path = %entry.path().display(),
+                error = %e,
+                "could not remove the spill folder of an ingest run that did not finish"
+            ),
+        }
+    }
+    removed
 }
 
 /// Held rows being written to spill files.
@@ -1572,6 +1621,28 @@ mod tests {
         pairs.sort_unstable();
         let kept = first_copies(&pairs, |position| ids[position as usize]);
         assert_eq!(kept, vec![(4, 0), (4, 1), (9, 3)]);
+    }
+
+    /// Only the spill folders of gone processes, quiet for long enough,
+    /// are removed.
+    #[test]
+    fn stale_spill_folders_of_gone_runs_are_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        // No process has this id (above Linux's pid_max).
+        let gone = tmp.path().join(format!("{SPILL_PREFIX}4294967294-abc123"));
+        let mine = tmp
+            .path()
+            .join(format!("{SPILL_PREFIX}{}-def456", std::process::id()));
+        let other = tmp.path().join("learnlake-ingest-xyz");
+        for dir in [&gone, &mine, &other] {
+            std::fs::create_dir(dir).unwrap();
+            std::fs::write(dir.join("0-20000-0.arrow"), b"rows").unwrap();
+        }
+        // Recently written: kept.
+        assert_eq!(remove_stale_spills(tmp.path(), Duration::from_secs(600)), 0);
+        assert!(gone.exists());
+        assert_eq!(remove_stale_spills(tmp.path(), Duration::ZERO), 1);
+        assert!(!gone.exists() && mine.exists() && other.exists());
     }
 
     /// Timestamps near each other, and at both ends of i64.

@@ -182,6 +182,10 @@ struct Pending {
     content_hash: String,
 }
 
+/// How long a killed run's spill folder must have been left untouched
+/// before a later run removes it (see `events::remove_stale_spills`).
+const STALE_SPILL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 /// Ingests every new landing file into the lake.
 pub async fn ingest(
     lake: &Store,
@@ -192,6 +196,13 @@ pub async fn ingest(
     let stale = lake.remove_stale_uploads()?;
     if stale > 0 {
         info!(files = stale, "removed staging files of an interrupted run");
+    }
+    let stale = events::remove_stale_spills(&std::env::temp_dir(), STALE_SPILL);
+    if stale > 0 {
+        info!(
+            folders = stale,
+            "removed the spill folders of ingest runs that were killed"
+        );
     }
     let objects = landing.list("").await?;
     let (sources, ignored) = source::classify(landing, &objects);
