@@ -1102,9 +1102,10 @@ const SORT_COLUMNS: [&str; 4] = ["course_id", "student_id", "timestamp", "submit
 /// (attempts: submitted_at), nulls first, ties in input order, with every
 /// column of `schema` (a part may lack its all-null ones). Each sort column
 /// becomes one integer key per row (a string's rank among the column's
-/// distinct values, a timestamp's order-preserving bits), the keys are
-/// sorted as tuples and the rows gathered in one copy: comparing strings
-/// through Arrow's dynamic comparators was a tenth of an ingest.
+/// distinct values, a timestamp's distance above the smallest), the keys
+/// are sorted as one packed integer per row (as tuples when they do not fit
+/// in one) and the rows gathered in one copy: comparing strings through
+/// Arrow's dynamic comparators was a tenth of an ingest.
 fn sorted(schema: &SchemaRef, parts: &[Slice]) -> Result<RecordBatch> {
     sorted_packing(schema, parts, PACKED_BITS)
 }
