@@ -46,6 +46,7 @@ mod reference;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -347,8 +348,11 @@ async fn ingest_kind(
         return Ok(report);
     }
     let batch_report = if kind.is_event() {
+        // A run read again counts its files' bytes once: those the last
+        // attempt counted are not counted again.
+        let mut options = options.clone();
         loop {
-            match ingest_events(lake, landing, kind, pending.clone(), ledger, options).await {
+            match ingest_events(lake, landing, kind, pending.clone(), ledger, &options).await {
                 // Nothing of the run is committed when the reader finds a
                 // corrupt file: the file is quarantined whole, as inspection
                 // would have, and the run starts again without it.
@@ -357,17 +361,33 @@ async fn ingest_kind(
                         .iter()
                         .position(|p| p.source.path == path)
                         .expect("the reader reads only pending files");
+                    let counted: u64 = pending[..at].iter().map(|p| p.source.size).sum();
                     let file = pending.remove(at);
                     warn!(
                         path,
                         reason, "file quarantined whole; reading the others again"
                     );
                     let head = &inspections[&path].head;
-                    if quarantine_whole_file(lake, kind, &file, head, &reason, ledger, options)
+                    if quarantine_whole_file(lake, kind, &file, head, &reason, ledger, &options)
                         .await?
                     {
                         report.files_quarantined += 1;
                     }
+                    progress(&options, file.source.size);
+                    options.progress = options.progress.take().map(|inner| {
+                        let skip = std::sync::atomic::AtomicU64::new(counted);
+                        Arc::new(move |bytes: u64| {
+                            let skipped = skip
+                                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                                    Some(left.saturating_sub(bytes))
+                                })
+                                .expect("the update always returns Some");
+                            let bytes = bytes.saturating_sub(skipped);
+                            if bytes > 0 {
+                                inner(bytes);
+                            }
+                        }) as Arc<dyn Fn(u64) + Send + Sync>
+                    });
                     if pending.is_empty() {
                         break KindReport::default();
                     }
@@ -392,4 +412,61 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::Worker(format!("a worker thread failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::atomic::AtomicU64;
+
+    use super::*;
+
+    /// A file found corrupt while it is read sends the run back to the
+    /// start without it; the progress still counts every landing byte once.
+    #[tokio::test]
+    async fn a_run_read_again_counts_each_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let activity = dir.path().join("landing/activity");
+        std::fs::create_dir_all(&activity).unwrap();
+        let line = |i: usize| {
+            format!(
+                r#"{{"event_id":"e-{i}","student_id":"s{}","timestamp":"2026-02-03T10:{:02}:00Z","activity_type":"login"}}"#,
+                i % 7,
+                i % 60
+            )
+        };
+        let plain =
+            |range: std::ops::Range<usize>| range.map(|i| line(i) + "\n").collect::<String>();
+        std::fs::write(activity.join("a.jsonl"), plain(0..50)).unwrap();
+        // Its first 64 KiB decompress (inspection passes it), its end not.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(plain(1000..4000).as_bytes()).unwrap();
+        let mut bytes = gz.finish().unwrap();
+        bytes.truncate(bytes.len() * 9 / 10);
+        bytes.extend_from_slice(b"\xde\xad\xbe\xef garbage");
+        std::fs::write(activity.join("b.jsonl.gz"), bytes).unwrap();
+        std::fs::write(activity.join("c.jsonl"), plain(50..80)).unwrap();
+        let total: u64 = ["a.jsonl", "b.jsonl.gz", "c.jsonl"]
+            .iter()
+            .map(|f| std::fs::metadata(activity.join(f)).unwrap().len())
+            .sum();
+
+        let lake = Store::open(dir.path().join("lake").to_str().unwrap(), true).unwrap();
+        let landing = Store::open(dir.path().join("landing").to_str().unwrap(), false).unwrap();
+        let counted = Arc::new(AtomicU64::new(0));
+        let options = IngestOptions {
+            progress: Some({
+                let counted = counted.clone();
+                Arc::new(move |n| {
+                    counted.fetch_add(n, Ordering::Relaxed);
+                })
+            }),
+            ..Default::default()
+        };
+        let report = ingest(&lake, &landing, &options).await.unwrap();
+        let activity = &report.kinds["activity"];
+        assert_eq!(activity.files_quarantined, 1);
+        assert_eq!(activity.rows_accepted, 80);
+        assert_eq!(counted.load(Ordering::Relaxed), total);
+    }
 }
