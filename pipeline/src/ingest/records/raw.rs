@@ -264,12 +264,8 @@ pub(super) fn flat_activity(line: &str) -> Option<RawActivity<'_>> {
         return (skip_ws(b, i + 1) == b.len()).then_some(raw);
     }
     loop {
-        let (key, next) = plain_string(line, i)?;
-        i = skip_ws(b, next);
-        if b.get(i) != Some(&b':') {
-            return None;
-        }
-        i = skip_ws(b, i + 1);
+        let (key, next) = member_key(line, i)?;
+        i = next;
         let field = flat_field(key)?;
         if seen & (1 << field) != 0 {
             return None;
@@ -361,6 +357,18 @@ fn flat_field(key: &str) -> Option<usize> {
     };
     debug_assert_eq!(FLAT_FIELDS[field], key);
     Some(field)
+}
+
+/// An object member's key (a string without escapes) at `i`, and the index
+/// of its value (after the colon and white space).
+fn member_key(line: &str, i: usize) -> Option<(&str, usize)> {
+    let b = line.as_bytes();
+    let (key, next) = plain_string(line, i)?;
+    let colon = skip_ws(b, next);
+    if b.get(colon) != Some(&b':') {
+        return None;
+    }
+    Some((key, skip_ws(b, colon + 1)))
 }
 
 /// The index of the first byte at or after `i` that is not JSON white space.
@@ -503,12 +511,8 @@ fn plain_device(line: &str, i: usize) -> Option<(RawDevice<'_>, usize)> {
         return Some((device, i + 1));
     }
     loop {
-        let (key, next) = plain_string(line, i)?;
-        i = skip_ws(b, next);
-        if b.get(i) != Some(&b':') {
-            return None;
-        }
-        i = skip_ws(b, i + 1);
+        let (key, next) = member_key(line, i)?;
+        i = next;
         let (bit, slot) = match key {
             "device_type" | "type" => (1, &mut device.device_type),
             "browser" => (2, &mut device.browser),
