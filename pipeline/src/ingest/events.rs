@@ -531,20 +531,20 @@ async fn hold_batch(
     let rows: usize = parsed.iter().map(|p| p.keys.len()).sum();
     let mut order: Vec<(u64, u64)> = Vec::with_capacity(rows);
     for (p, part) in parsed.iter().enumerate() {
-        let p = (p as u64) << 32;
         order.extend(
             part.hashes
                 .iter()
                 .enumerate()
-                .map(|(row, &hash)| (hash, p | row as u64)),
+                .map(|(row, &hash)| (hash, position(p, row))),
         );
     }
     let order = sorted_by_hash(order);
-    let key_at = |position: u64| HashedId {
-        hash: parsed[(position >> 32) as usize].hashes[position as u32 as usize],
-        id: parsed[(position >> 32) as usize]
-            .keys
-            .value(position as u32 as usize),
+    let key_at = |at: u64| {
+        let (p, row) = part_row(at);
+        HashedId {
+            hash: parsed[p].hashes[row],
+            id: parsed[p].keys.value(row),
+        }
     };
     let unique = first_copies(&order, |position| key_at(position).id);
     drop(order);
@@ -597,11 +597,12 @@ async fn hold_batch(
     let in_lake = index.contains(lake, &keys, &mut pending).await?;
     // The batch's new rows, by part, in row order.
     let mut new: Vec<Vec<bool>> = parsed.iter().map(|p| vec![false; p.keys.len()]).collect();
-    for (&(_, position), dup) in unique.iter().zip(in_lake) {
+    for (&(_, at), dup) in unique.iter().zip(in_lake) {
         if dup {
             duplicates += 1;
         } else {
-            new[(position >> 32) as usize][position as u32 as usize] = true;
+            let (p, row) = part_row(at);
+            new[p][row] = true;
         }
     }
     drop(unique);
@@ -628,7 +629,7 @@ async fn hold_batch(
             .map(move |(r, _)| (p, r as u32))
     });
     for (p, r) in accepted_rows {
-        let key = key_at(((p as u64) << 32) | u64::from(r));
+        let key = key_at(position(p, r as usize));
         let date = parsed[p].dates[r as usize];
         let slot = match last {
             Some((d, slot)) if d == date => slot,
@@ -1312,8 +1313,7 @@ fn first_copies<'a>(sorted: &[(u64, u64)], id: impl Fn(u64) -> &'a str) -> Vec<(
     unique
 }
 
-/// A batch's unique ids for the index lookup: (hash, position) pairs, a
-/// position being the part's index above its row's.
+/// A batch's unique ids for the index lookup: (hash, [`position`]) pairs.
 struct Positions<'a> {
     pairs: &'a [(u64, u64)],
     parsed: &'a [Parsed],
@@ -1327,11 +1327,19 @@ impl Keys for Positions<'_> {
         self.pairs[i].0
     }
     fn id(&self, i: usize) -> &str {
-        let position = self.pairs[i].1;
-        self.parsed[(position >> 32) as usize]
-            .keys
-            .value(position as u32 as usize)
+        let (p, row) = part_row(self.pairs[i].1);
+        self.parsed[p].keys.value(row)
     }
+}
+
+/// A row's position in a batch: its part's index above its row's.
+fn position(part: usize, row: usize) -> u64 {
+    ((part as u64) << 32) | row as u64
+}
+
+/// The part and row of a [`position`].
+fn part_row(position: u64) -> (usize, usize) {
+    ((position >> 32) as usize, position as u32 as usize)
 }
 
 /// `pairs` sorted (by hash, then position): a counting pass on the hash's

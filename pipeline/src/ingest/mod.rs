@@ -374,20 +374,10 @@ async fn ingest_kind(
                         report.files_quarantined += 1;
                     }
                     progress(&options, file.source.size);
-                    options.progress = options.progress.take().map(|inner| {
-                        let skip = std::sync::atomic::AtomicU64::new(counted);
-                        Arc::new(move |bytes: u64| {
-                            let skipped = skip
-                                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
-                                    Some(left.saturating_sub(bytes))
-                                })
-                                .expect("the update always returns Some");
-                            let bytes = bytes.saturating_sub(skipped);
-                            if bytes > 0 {
-                                inner(bytes);
-                            }
-                        }) as Arc<dyn Fn(u64) + Send + Sync>
-                    });
+                    options.progress = options
+                        .progress
+                        .take()
+                        .map(|inner| skipping_first(inner, counted));
                     if pending.is_empty() {
                         break KindReport::default();
                     }
@@ -400,6 +390,24 @@ async fn ingest_kind(
     };
     report.add(&batch_report);
     Ok(report)
+}
+
+/// `inner`, not told of the first `skip` bytes it is given.
+fn skipping_first(
+    inner: Arc<dyn Fn(u64) + Send + Sync>,
+    skip: u64,
+) -> Arc<dyn Fn(u64) + Send + Sync> {
+    let left = std::sync::atomic::AtomicU64::new(skip);
+    Arc::new(move |bytes| {
+        let before = left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                Some(left.saturating_sub(bytes))
+            })
+            .expect("the update always returns Some");
+        if bytes > before {
+            inner(bytes - before);
+        }
+    })
 }
 
 fn progress(options: &IngestOptions, bytes: u64) {

@@ -534,40 +534,15 @@ fn plain_device(line: &str, i: usize) -> Option<(RawDevice<'_>, usize)> {
     }
 }
 
-/// The JSON object at `i` as serde's `RawValue` holds it (its exact text),
-/// and the index after it. Its end is found by counting brackets outside
-/// strings; serde then checks the text is one valid JSON value.
+/// The JSON object at `i` as serde's `RawValue` holds it (its exact text,
+/// read and checked by serde), and the index after it.
 fn json_object(line: &str, i: usize) -> Option<(&RawValue, usize)> {
-    let b = line.as_bytes();
-    if b.get(i) != Some(&b'{') {
+    if line.as_bytes().get(i) != Some(&b'{') {
         return None;
     }
-    let (mut depth, mut j) = (0usize, i);
-    loop {
-        match *b.get(j)? {
-            b'{' | b'[' => depth += 1,
-            b'}' | b']' => {
-                depth -= 1;
-                if depth == 0 {
-                    break;
-                }
-            }
-            b'"' => {
-                j += 1;
-                loop {
-                    j += memchr::memchr2(b'"', b'\\', b.get(j..)?)?;
-                    if b[j] == b'"' {
-                        break;
-                    }
-                    j += 2;
-                }
-            }
-            _ => {}
-        }
-        j += 1;
-    }
-    let value: &RawValue = serde_json::from_str(&line[i..=j]).ok()?;
-    Some((value, j + 1))
+    let mut values = serde_json::Deserializer::from_str(&line[i..]).into_iter::<&RawValue>();
+    let value = values.next()?.ok()?;
+    Some((value, i + values.byte_offset()))
 }
 
 pub(super) fn from_json<'de, T: Deserialize<'de>>(line: &'de str) -> Result<T, String> {
